@@ -1,0 +1,116 @@
+"""The ``pivotune`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from .errors import PivotuneError
+
+EPILOG_MAIN = """examples:
+  pivotune demo --quick                      # the whole study in the toy world, offline on a CPU
+  pivotune train examples/llama2-7b-thai-xllama.yaml --set train.lr=1e-5
+  pivotune export runs/thai-xllama exported/llama2-thai
+"""
+
+
+def _cmd_demo(args) -> int:
+    from .toy.demo import run_demo
+
+    run_demo(quick=args.quick, languages=args.languages, methods=args.methods, seeds=args.seeds,
+             out_dir=args.out, rebuild=args.rebuild)
+    return 0
+
+
+def _cmd_train(args) -> int:
+    from .config import load_config
+    from .train.run import train
+
+    overrides = list(args.set or [])
+    if args.skip_invalid:
+        overrides.append("skip_invalid=true")
+    if args.output_dir:
+        overrides.append(f"output_dir={args.output_dir}")
+    cfg = load_config(args.config, overrides)
+    if args.check:
+        print(f"{args.config}: valid (method {cfg.method}, {len(cfg.data)} data sources)")
+        return 0
+    trainer = train(cfg)
+    print(f"done: {trainer.state.global_step} steps; run directory {cfg.output_dir}")
+    return 0
+
+
+def _cmd_export(args) -> int:
+    from .export import export
+
+    out = export(args.run_dir, args.out_dir, dtype=args.dtype, force=args.force)
+    print(f"exported a plain Hugging Face model to {out}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="pivotune", formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG_MAIN,
+        description="Adapt English-centric LLMs to other languages by instruction tuning "
+                    "(baselines Bactrian+(t) and xLLaMA2(t+e) today; PROM, CLO and LinguaLIFT are being added), "
+                    "with an offline toy world for a CPU.")
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    d = sub.add_parser("demo", help="run the study end to end in the synthetic toy world (offline, CPU)",
+                       formatter_class=argparse.RawDescriptionHelpFormatter,
+                       description="Build (or load from cache) the toy world and its English-centric base "
+                                   "model, train each method, evaluate every language, print the table.",
+                       epilog="example:\n  pivotune demo --quick --methods english xllama --languages el")
+    d.add_argument("--quick", action="store_true", help="a much smaller world and model (about 2 minutes)")
+    d.add_argument("--languages", nargs="+", help="target languages (default: the world's)")
+    d.add_argument("--methods", nargs="+", help="methods to train (default: all available)")
+    d.add_argument("--seeds", type=int, default=1, help="training seeds per method (default 1)")
+    d.add_argument("--out", default=None, help="run directory (default: runs/demo[-quick])")
+    d.add_argument("--rebuild", action="store_true", help="ignore the cached world and base model")
+    d.set_defaults(func=_cmd_demo)
+
+    t = sub.add_parser("train", help="train a model from a YAML run config",
+                       formatter_class=argparse.RawDescriptionHelpFormatter,
+                       description="Validate CONFIG (before any model loads), build the method's data "
+                                   "mixture, train, and write the run directory.",
+                       epilog="example:\n  pivotune train examples/llama2-7b-thai-xllama.yaml "
+                              "--set train.lr=1e-5 --set lora.enabled=true")
+    t.add_argument("config", help="YAML run config")
+    t.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="override a config value (dotted key; list items by index), repeatable")
+    t.add_argument("--skip-invalid", action="store_true", help="drop invalid data rows and report them")
+    t.add_argument("--output-dir", help="override output_dir")
+    t.add_argument("--check", action="store_true", help="only validate the config and exit")
+    t.set_defaults(func=_cmd_train)
+
+    e = sub.add_parser("export", help="write a run's model as a plain Hugging Face directory",
+                       formatter_class=argparse.RawDescriptionHelpFormatter,
+                       description="Merge LoRA adapters, drop training-only parts, and save model + "
+                                   "tokenizer so AutoModelForCausalLM loads them without pivotune.",
+                       epilog="example:\n  pivotune export runs/thai-xllama exported/llama2-thai")
+    e.add_argument("run_dir", help="a finished run directory (holds model/)")
+    e.add_argument("out_dir", help="where to write the plain model directory")
+    e.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], help="cast weights on export")
+    e.add_argument("--force", action="store_true", help="replace out_dir if it exists")
+    e.set_defaults(func=_cmd_export)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return args.func(args)
+    except PivotuneError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

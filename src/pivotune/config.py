@@ -1,0 +1,239 @@
+"""The typed run configuration: YAML file + ``--set key=value`` overrides.
+
+Validation happens here, before any model or data loads, and every problem is
+reported in words a user can act on: an unknown key names the nearest valid
+one, an out-of-range value states the range.
+"""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from .errors import ConfigError
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class DataSource(_Strict):
+    """One data file (or hub dataset) and the role its samples play."""
+
+    path: str = Field(description="Local file or hub dataset name.")
+    role: Literal["en", "tgt", "mt", "cs"] = Field(
+        description="en: English instructions; tgt: target-language instructions; "
+        "mt: parallel pairs turned into an English→target translation task; cs: code-switched.")
+    lang: str = Field(description="Language code of the text: 'en' for role en, the target for tgt/mt.")
+    kind: Literal["instructions", "parallel"] | None = Field(
+        None, description="instructions (Alpaca or chat rows) or parallel (sentence pairs). "
+        "Default: parallel for role mt, instructions otherwise.")
+    target_path: str | None = Field(None, description="Second file of a line-aligned parallel pair.")
+    name: str | None = Field(None, description="Name used in logs; default: the file name.")
+    weight: float = Field(1.0, ge=0.0, le=100.0, description="Per-source loss weight.")
+    max_samples: int | None = Field(None, ge=1, description="Keep at most this many rows.")
+    fields: dict[str, str] | None = Field(None, description="Column renames, e.g. {output: completion}.")
+    split: str = Field("train", description="Split, for hub datasets.")
+
+    @model_validator(mode="after")
+    def _defaults(self):
+        if self.kind is None:
+            object.__setattr__(self, "kind", "parallel" if self.role == "mt" else "instructions")
+        if self.role == "mt" and self.kind != "parallel":
+            raise ValueError("role 'mt' needs kind 'parallel' (sentence pairs become translation-task samples)")
+        if self.name is None:
+            object.__setattr__(self, "name", Path(self.path).stem or self.path)
+        return self
+
+
+class TrainConfig(_Strict):
+    """Optimisation settings (the PROM paper's are the defaults)."""
+
+    lr: float = Field(2e-5, gt=0.0, le=1.0, description="Peak learning rate.")
+    epochs: float = Field(3.0, gt=0.0, le=1000.0, description="Passes over the mixture.")
+    max_steps: int = Field(-1, ge=-1, description="Optimizer steps; overrides epochs when > 0.")
+    per_device_batch_size: int = Field(4, ge=1, le=4096, description="Micro-batch size per device.")
+    grad_accum: int = Field(8, ge=1, le=4096, description="Micro-batches per optimizer step.")
+    warmup_ratio: float = Field(0.03, ge=0.0, lt=1.0, description="Share of steps spent warming up.")
+    scheduler: Literal["cosine", "linear", "constant", "constant_with_warmup"] = "cosine"
+    weight_decay: float = Field(0.0, ge=0.0, le=1.0)
+    max_grad_norm: float = Field(1.0, ge=0.0)
+    logging_steps: int = Field(10, ge=1)
+    save_steps: int | None = Field(None, ge=1, description="Checkpoint every N steps; default: each epoch.")
+    save_total_limit: int | None = Field(2, ge=1)
+    dtype: Literal["float32", "bfloat16", "float16"] = Field(
+        "float32", description="Training precision (mixed precision for bf16/fp16).")
+    gradient_checkpointing: bool = False
+    report_to: list[Literal["tensorboard", "wandb", "none"]] = Field(default_factory=list)
+    progress_bar: bool = True
+
+
+class LoraSettings(_Strict):
+    """LoRA via peft; off means full fine-tuning."""
+
+    enabled: bool = False
+    r: int = Field(16, ge=1, le=1024)
+    alpha: float = Field(32.0, gt=0.0)
+    dropout: float = Field(0.05, ge=0.0, lt=1.0)
+    target_modules: list[str] = Field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"])
+
+
+class RunConfig(_Strict):
+    """Everything one training run needs."""
+
+    model: str = Field(description="Hub name or local path of the base causal LM.")
+    tokenizer: str | None = Field(None, description="Default: same as model.")
+    method: str = Field("xllama", description="english | bactrian | xllama (more in later releases).")
+    languages: list[str] = Field(default_factory=list, description="Target language codes.")
+    data: list[DataSource] = Field(default_factory=list)
+    template: Literal["alpaca", "chat"] = Field("alpaca", description="Prompt template.")
+    max_seq_len: int = Field(1024, ge=8, le=1_048_576)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    lora: LoraSettings = Field(default_factory=LoraSettings)
+    output_dir: str = Field("runs/run", description="Run directory (checkpoints, final model, logs).")
+    seed: int = Field(42, ge=0)
+    skip_invalid: bool = Field(False, description="Drop invalid rows instead of stopping.")
+
+    @field_validator("method")
+    @classmethod
+    def _known_method(cls, v: str) -> str:
+        from .methods import METHODS
+
+        if v not in METHODS:
+            near = difflib.get_close_matches(v, list(METHODS), n=1)
+            hint = f" Did you mean '{near[0]}'?" if near else ""
+            raise ValueError(f"unknown method '{v}'; choose one of {', '.join(METHODS)}.{hint}")
+        return v
+
+    @model_validator(mode="after")
+    def _data_matches_method(self):
+        from .methods import METHODS
+
+        if not self.data:
+            return self
+        wanted = METHODS[self.method].roles
+        if not any(d.role in wanted for d in self.data):
+            raise ValueError(
+                f"method '{self.method}' trains on roles {sorted(wanted)}, but no data source has one of "
+                f"them (roles given: {sorted({d.role for d in self.data})})")
+        for d in self.data:
+            if d.role in ("tgt", "mt") and self.languages and d.lang not in self.languages:
+                raise ValueError(f"data source '{d.name}' has lang '{d.lang}', which is not in "
+                                 f"languages {self.languages}")
+        return self
+
+
+# ---------------------------------------------------------------- loading
+
+
+def _fields_at(model: type[BaseModel], loc: tuple) -> list[str]:
+    """Valid keys of the sub-model that ``loc`` points into."""
+    cur: Any = model
+    for part in loc:
+        if isinstance(part, int) or cur is None:
+            continue
+        field = cur.model_fields.get(part) if isinstance(cur, type) and issubclass(cur, BaseModel) else None
+        if field is None:
+            break
+        ann = field.annotation
+        args = getattr(ann, "__args__", ())
+        cur = next((a for a in (ann, *args) if isinstance(a, type) and issubclass(a, BaseModel)), None)
+    return list(cur.model_fields) if isinstance(cur, type) and issubclass(cur, BaseModel) else []
+
+
+_RANGE_WORDS = {"greater_than": ">", "greater_than_equal": ">=", "less_than": "<", "less_than_equal": "<="}
+
+
+def format_validation_error(err: ValidationError, source: str) -> str:
+    """One readable paragraph per problem, with nearest-key hints and ranges."""
+    lines = []
+    for e in err.errors():
+        loc = tuple(p for p in e["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+        key = ".".join(str(p) for p in loc) or "<root>"
+        if e["type"] == "extra_forbidden":
+            parent, name = loc[:-1], str(loc[-1])
+            valid = _fields_at(RunConfig, parent)
+            near = difflib.get_close_matches(name, valid, n=1, cutoff=0.5)
+            hint = f" Did you mean '{'.'.join(map(str, (*parent, near[0])))}'?" if near else ""
+            lines.append(f"{key}: unknown key.{hint} Valid keys here: {', '.join(valid)}.")
+        elif e["type"] in _RANGE_WORDS:
+            limit = next(iter(e.get("ctx", {}).values()), "?")
+            lines.append(f"{key}: {e['input']!r} is out of range; it must be {_RANGE_WORDS[e['type']]} {limit}.")
+        elif e["type"] == "missing":
+            lines.append(f"{key}: required but missing.")
+        else:
+            msg = e["msg"].removeprefix("Value error, ")
+            lines.append(f"{key}: {msg} (got {e.get('input')!r}).")
+    return f"Invalid configuration in {source}:\n  - " + "\n  - ".join(lines)
+
+
+def _parse_override(item: str) -> tuple[list[str], Any]:
+    if "=" not in item:
+        raise ConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. --set train.lr=1e-5")
+    key, raw = item.split("=", 1)
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    return key.strip().split("."), value
+
+
+def apply_overrides(raw: dict, overrides: list[str]) -> dict:
+    """Apply ``a.b.c=value`` overrides (values parsed as YAML; list items by index)."""
+    for item in overrides:
+        path, value = _parse_override(item)
+        cur: Any = raw
+        for i, part in enumerate(path):
+            last = i == len(path) - 1
+            if isinstance(cur, list):
+                if not part.isdigit() or int(part) >= len(cur):
+                    raise ConfigError(f"--set {item}: '{part}' is not an index of a list of {len(cur)}")
+                if last:
+                    cur[int(part)] = value
+                else:
+                    cur = cur[int(part)]
+            else:
+                if last:
+                    cur[part] = value
+                else:
+                    cur = cur.setdefault(part, {})
+                    if not isinstance(cur, (dict, list)):
+                        raise ConfigError(f"--set {item}: '{part}' holds a value, not a section")
+    return raw
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None,
+                base: dict | None = None) -> RunConfig:
+    """Read YAML (or start from ``base``), apply overrides, validate."""
+    raw: dict = dict(base or {})
+    source = "overrides"
+    if path is not None:
+        source = str(path)
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise ConfigError(f"Config file not found: {path}") from None
+        except UnicodeDecodeError as e:
+            raise ConfigError(f"Config file {path} is not valid UTF-8 (byte {e.start}).") from None
+        try:
+            loaded = yaml.safe_load(text) or {}
+        except yaml.YAMLError as e:
+            mark = getattr(e, "problem_mark", None)
+            where = f", line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+            raise ConfigError(f"Config file {path}{where}: not valid YAML ({getattr(e, 'problem', e)}).") from None
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"Config file {path}: the top level must be a mapping of keys to values.")
+        raw.update(loaded)
+    raw = apply_overrides(raw, list(overrides or []))
+    try:
+        return RunConfig.model_validate(raw)
+    except ValidationError as e:
+        raise ConfigError(format_validation_error(e, source)) from None
+
+
+def dump_config(cfg: RunConfig) -> str:
+    return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False, allow_unicode=True)

@@ -1,0 +1,31 @@
+"""The registry of training methods: which roles each trains on, which objective.
+
+A method is data (a mixture of roles) plus an objective; the trainer asks this
+table and nothing else, so adding a method is one entry here and one module
+under ``objectives/``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Method:
+    name: str
+    roles: frozenset[str]   # sample roles the mixture keeps
+    objective: str          # key of pivotune.objectives.OBJECTIVES
+    description: str
+
+
+METHODS: dict[str, Method] = {
+    m.name: m
+    for m in (
+        Method("english", frozenset({"en"}), "sft",
+               "English-only reference: cross-entropy on English instructions s_e."),
+        Method("bactrian", frozenset({"tgt", "mt"}), "sft",
+               "Bactrian+(t): cross-entropy on target instructions s_t and the translation task s_mt."),
+        Method("xllama", frozenset({"en", "tgt", "mt"}), "sft",
+               "xLLaMA2(t+e): cross-entropy on s_e, s_t and s_mt."),
+    )
+}

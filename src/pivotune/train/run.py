@@ -1,0 +1,139 @@
+"""One training run: config → mixture → encoded batches → Trainer → run directory.
+
+Run directory layout::
+
+    RUN/config.yaml        the validated config
+    RUN/run.json           mixture counts, truncations, steps, final loss, versions
+    RUN/checkpoint-*/      Trainer checkpoints (safetensors, optimizer, RNG)
+    RUN/model/             the trained model (full weights, or the LoRA adapter)
+    RUN/tokenizer files    beside model/ for export
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+
+import torch
+
+from ..config import RunConfig, dump_config
+from ..data.collate import Collator, EncodedDataset, encode_all
+from ..data.mixture import mixture_for_config, summarize
+from ..data.records import Sample
+from ..errors import PivotuneError
+from ..io import atomic_path, write_json_atomic, write_text_atomic
+from ..methods import METHODS
+from ..models.loading import apply_lora, load_model, load_tokenizer
+from ..objectives import build_objective
+
+log = logging.getLogger(__name__)
+
+
+def check_output_dir(path: Path) -> None:
+    """Fail before training (not after hours) when the run directory is unusable."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / ".write-test"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as e:
+        raise PivotuneError(f"Cannot write to output_dir {path}: {e.strerror or e}.") from None
+
+
+def training_arguments(cfg: RunConfig, run_dir: Path):
+    """Map the run config onto transformers' TrainingArguments."""
+    from transformers import TrainingArguments
+
+    t = cfg.train
+    kwargs = dict(
+        output_dir=str(run_dir),
+        learning_rate=t.lr,
+        num_train_epochs=t.epochs,
+        max_steps=t.max_steps,
+        per_device_train_batch_size=t.per_device_batch_size,
+        gradient_accumulation_steps=t.grad_accum,
+        warmup_steps=t.warmup_ratio,  # a float < 1 is a ratio of total steps in transformers 5
+        lr_scheduler_type=t.scheduler,
+        weight_decay=t.weight_decay,
+        max_grad_norm=t.max_grad_norm,
+        logging_steps=t.logging_steps,
+        save_strategy="steps" if t.save_steps else "epoch",
+        save_steps=t.save_steps or 500,
+        save_total_limit=t.save_total_limit,
+        bf16=t.dtype == "bfloat16",
+        fp16=t.dtype == "float16",
+        activation_checkpointing=t.gradient_checkpointing,
+        report_to=[r for r in t.report_to if r != "none"] or "none",
+        disable_tqdm=not t.progress_bar,
+        seed=cfg.seed,
+        data_seed=cfg.seed,
+        remove_unused_columns=False,
+        dataloader_pin_memory=torch.cuda.is_available(),
+    )
+    return TrainingArguments(**kwargs)
+
+
+def train(cfg: RunConfig, samples: list[Sample] | None = None, *, save_checkpoints: bool = True):
+    """Run ``cfg``; returns the trainer (its ``state.log_history`` holds the losses).
+
+    ``samples`` replaces loading ``cfg.data`` (the toy world and tests pass
+    generated samples straight in).
+    """
+    from transformers import set_seed
+
+    run_dir = Path(cfg.output_dir)
+    check_output_dir(run_dir)
+    set_seed(cfg.seed)
+    started = time.time()
+
+    # Data first: a bad row should stop the run before a multi-GB model loads.
+    if samples is None:
+        samples = mixture_for_config(cfg)
+    else:
+        samples = [s for s in samples if s.role in METHODS[cfg.method].roles]
+    if not samples:
+        raise PivotuneError(f"method '{cfg.method}' has no training samples: check `data` roles and paths.")
+    tokenizer = load_tokenizer(cfg.tokenizer or cfg.model)
+    langs = ["en", *[lang for lang in cfg.languages if lang != "en"]]
+    encoded = encode_all(samples, tokenizer, template=cfg.template, max_seq_len=cfg.max_seq_len,
+                         lang_ids={lang: i for i, lang in enumerate(langs)})
+    if not encoded:
+        raise PivotuneError("no sample kept a response token after truncation: raise max_seq_len.")
+
+    model = load_model(cfg.model, dtype="float32" if cfg.train.dtype == "float32" else cfg.train.dtype)
+    if cfg.lora.enabled:
+        model = apply_lora(model, cfg.lora)
+    args = training_arguments(cfg, run_dir)
+    if not save_checkpoints:
+        args.save_strategy = "no"
+    from .trainer import PivotuneTrainer
+
+    trainer = PivotuneTrainer(
+        model=model, args=args, train_dataset=EncodedDataset(encoded),
+        data_collator=Collator(tokenizer.pad_token_id), processing_class=tokenizer,
+        objective=build_objective(METHODS[cfg.method].objective, cfg),
+    )
+    result = trainer.train()
+    save_run(trainer, tokenizer, cfg, run_dir, extra={
+        "mixture": summarize(samples), "encoded": len(encoded),
+        "truncated": sum(e.truncated for e in encoded), "train_loss": result.training_loss,
+        "steps": trainer.state.global_step, "seconds": round(time.time() - started, 2),
+    })
+    return trainer
+
+
+def save_run(trainer, tokenizer, cfg: RunConfig, run_dir: Path, extra: dict) -> Path:
+    """Write the final model (atomically), tokenizer, config and run metadata."""
+    import transformers
+
+    with atomic_path(run_dir / "model") as tmp:
+        trainer.model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+    write_text_atomic(run_dir / "config.yaml", dump_config(cfg))
+    meta = {"method": cfg.method, "base_model": cfg.model, "lora": cfg.lora.enabled,
+            "versions": {"torch": torch.__version__, "transformers": transformers.__version__},
+            "log_history": trainer.state.log_history, **extra}
+    write_json_atomic(run_dir / "run.json", json.loads(json.dumps(meta, default=str)))
+    return run_dir

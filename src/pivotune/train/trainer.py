@@ -1,0 +1,54 @@
+"""The Hugging Face Trainer with a pluggable objective.
+
+The one thing the stock Trainer lacks is a loss whose normaliser spans the
+whole optimizer step for every term of a multi-term objective (PROM divides
+each term by its own token count). So this subclass gathers the objective's
+token counts over the step's micro-batches and all ranks, and the objective
+divides by them; the loss is then already scaled for accumulation.
+"""
+
+from __future__ import annotations
+
+import torch
+from transformers import Trainer
+
+BATCH_KEYS = ("input_ids", "attention_mask", "labels", "roles", "langs", "weights")
+
+
+class PivotuneTrainer(Trainer):
+    loss_is_scaled_for_ga = True
+
+    def __init__(self, *args, objective, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.objective = objective
+        self._step_norms: dict[str, torch.Tensor] | None = None
+
+    def get_batch_samples(self, epoch_iterator, num_batches, device):
+        batch_samples, num_items = super().get_batch_samples(epoch_iterator, num_batches, device)
+        norms: dict[str, torch.Tensor] = {}
+        for b in batch_samples:
+            for k, v in self.objective.normalizers(b).items():
+                norms[k] = norms.get(k, 0) + v.to(device)
+        if self.args.world_size > 1:
+            norms = {k: self.accelerator.reduce(v, reduction="sum") for k, v in norms.items()}
+        self._step_norms = norms
+        return batch_samples, num_items
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        norms = self._step_norms
+        if norms is None or not self.model.training:
+            # evaluation / prediction: normalise within this batch
+            norms = {k: v.to(inputs["input_ids"].device) for k, v in self.objective.normalizers(inputs).items()}
+        loss, logs = self.objective(model, inputs, norms)
+        if self.model.training and self.args.world_size > 1:
+            loss = loss * self.args.world_size  # DDP averages gradients over ranks; undo that average
+        if logs and self.model.training and self.state.global_step % max(self.args.logging_steps, 1) == 0:
+            self._pending_logs = {k: float(v) for k, v in logs.items()}
+        return (loss, None) if return_outputs else loss
+
+    def log(self, logs, *args, **kwargs):
+        pending = getattr(self, "_pending_logs", None)
+        if pending and "loss" in logs:
+            logs = {**logs, **pending}
+            self._pending_logs = None
+        super().log(logs, *args, **kwargs)
