@@ -58,3 +58,13 @@ def test_gradient_accumulation_is_exact(tiny_model_dir, tmp_path):
     assert torch.allclose(torch.tensor(la), torch.tensor(lb), rtol=1e-4, atol=1e-5), (la, lb)
     for (n, pa), (_, pb) in zip(a.model.named_parameters(), b.model.named_parameters()):
         assert torch.allclose(pa, pb, atol=1e-5), n
+
+
+def test_tensorboard_logging_and_safetensors_checkpoints(tiny_model_dir, tmp_path):
+    cfg = _cfg(tiny_model_dir, tmp_path / "run", **{"train.max_steps": 2, "train.save_steps": 2,
+                                                     "train.report_to": "[tensorboard]"})
+    train(cfg, MEMO)
+    events = list((tmp_path / "run").rglob("events.out.tfevents.*"))
+    assert events, "no TensorBoard event file written"
+    ckpt = tmp_path / "run" / "checkpoint-2"
+    assert (ckpt / "model.safetensors").exists() and not (ckpt / "pytorch_model.bin").exists()
