@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 
@@ -31,7 +32,8 @@ def _cmd_train(args) -> int:
     if args.skip_invalid:
         overrides.append("skip_invalid=true")
     if args.output_dir:
-        overrides.append(f"output_dir={args.output_dir}")
+        # quoted, so a directory named like a YAML number/bool/null ("2024", "on") stays a string
+        overrides.append("output_dir=" + json.dumps(args.output_dir, ensure_ascii=False))
     cfg = load_config(args.config, overrides)
     if args.check:
         print(f"{args.config}: valid (method {cfg.method}, {len(cfg.data)} data sources)")

@@ -7,6 +7,7 @@ one, an out-of-range value states the range.
 
 from __future__ import annotations
 
+import copy
 import difflib
 from pathlib import Path
 from typing import Any, Literal
@@ -38,6 +39,9 @@ class DataSource(_Strict):
     max_samples: int | None = Field(None, ge=1, description="Keep at most this many rows.")
     fields: dict[str, str] | None = Field(None, description="Column renames, e.g. {output: completion}.")
     split: str = Field("train", description="Split, for hub datasets.")
+    mt_instructions: list[str] | None = Field(
+        None, min_length=1, description="Instruction phrasings for role mt, cycled in order "
+        "(default: pivotune's English pool naming the target language).")
 
     @model_validator(mode="after")
     def _defaults(self):
@@ -200,7 +204,9 @@ def apply_overrides(raw: dict, overrides: list[str]) -> dict:
                 if last:
                     cur[part] = value
                 else:
-                    cur = cur.setdefault(part, {})
+                    if cur.get(part) is None:   # absent or `key: null` in the file: start a section
+                        cur[part] = {}
+                    cur = cur[part]
                     if not isinstance(cur, (dict, list)):
                         raise ConfigError(f"--set {item}: '{part}' holds a value, not a section")
     return raw
@@ -209,7 +215,7 @@ def apply_overrides(raw: dict, overrides: list[str]) -> dict:
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None,
                 base: dict | None = None) -> RunConfig:
     """Read YAML (or start from ``base``), apply overrides, validate."""
-    raw: dict = dict(base or {})
+    raw: dict = copy.deepcopy(dict(base or {}))   # overrides edit nested sections in place
     source = "overrides"
     if path is not None:
         source = str(path)

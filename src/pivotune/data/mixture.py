@@ -44,12 +44,16 @@ def language_name(code: str) -> str:
 
 
 def translation_samples(pairs: list[ParallelPair], tgt_lang: str, *, source: str = "parallel",
-                        weight: float = 1.0) -> list[Sample]:
-    """English→target translation-task samples, instructions cycled from the pool."""
+                        weight: float = 1.0, instructions: list[str] | None = None) -> list[Sample]:
+    """English→target translation-task samples, instructions cycled from the pool.
+
+    ``instructions`` replaces the pool; ``{src}``/``{tgt}`` in it are filled with language names.
+    """
     src_name, tgt_name = language_name("en"), language_name(tgt_lang)
+    pool = list(instructions or MT_INSTRUCTIONS)
     out = []
     for i, p in enumerate(pairs):
-        instruction = MT_INSTRUCTIONS[i % len(MT_INSTRUCTIONS)].format(src=src_name, tgt=tgt_name)
+        instruction = pool[i % len(pool)].replace("{src}", src_name).replace("{tgt}", tgt_name)
         out.append(Sample(instruction=instruction, input=p.source, output=p.target, role="mt",
                           lang=tgt_lang, source=source, weight=weight, origin=p.origin))
     return out
@@ -62,7 +66,8 @@ def load_source(src: DataSource, skip_invalid: bool = False) -> list[Sample]:
     if src.kind == "parallel":
         res = load_parallel(src.path, src.target_path, src_lang="en", tgt_lang=src.lang,
                             skip_invalid=skip_invalid)
-        samples = translation_samples(res.records, src.lang, source=src.name, weight=src.weight)
+        samples = translation_samples(res.records, src.lang, source=src.name, weight=src.weight,
+                                      instructions=src.mt_instructions)
     else:
         res = load_instructions(src.path, role=src.role, lang=src.lang, source=src.name, weight=src.weight,
                                 skip_invalid=skip_invalid, split=src.split, fields=src.fields)
