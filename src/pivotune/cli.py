@@ -97,6 +97,40 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], help="cast weights on export")
     e.add_argument("--force", action="store_true", help="replace out_dir if it exists")
     e.set_defaults(func=_cmd_export)
+
+    def _cmd_probe(args) -> int:  # lazy: the lens module imports torch
+        from .analysis.logit_lens import cli_probe
+
+        return cli_probe(args)
+
+    pr = sub.add_parser("probe", help="logit-lens language probabilities per layer and PROM's regulation decision",
+                        formatter_class=argparse.RawDescriptionHelpFormatter,
+                        description="For each target language, prompt MODEL with few-shot word translation (or "
+                                    "repetition) and read P(English) and P(target) at every layer through the "
+                                    "logit lens (Wendler et al., 2024). Writes OUT/probe.json (per-layer means and "
+                                    "spreads, single/multi-token item counts, the lambda_t = 0 decision at the "
+                                    "pivot layer, a suggested pivot layer) and OUT/lens_LANG.png. Word-pair files: "
+                                    "'english<TAB>target' per line, '#' comments and blank lines allowed.",
+                        epilog="example:\n  pivotune probe meta-llama/Llama-2-7b-hf --pairs th=probe/th.tsv "
+                               "ta=probe/ta.tsv --pivot-layer 24 --out runs/probe-llama2")
+    pr.add_argument("model", help="model directory or hub name")
+    pr.add_argument("--pairs", nargs="+", required=True, metavar="LANG=FILE", help="word-pair file per language")
+    pr.add_argument("--pivot-layer", type=int, default=None,
+                    help="PROM pivot layer n, the output of decoder block n (1..N; default round(0.75*N))")
+    pr.add_argument("--out", required=True, help="output directory")
+    pr.add_argument("--task", choices=["translation", "repetition"], default="translation",
+                    help="prompt type (default translation)")
+    pr.add_argument("--source-lang", default="en",
+                    help="source language of translation prompts (default en; another --pairs language "
+                         "keeps English out of the prompt, as in the original)")
+    pr.add_argument("--names", nargs="+", metavar="LANG=NAME",
+                    help="language names for the prompts, written in their own language (needed for codes "
+                         "outside the built-in table)")
+    pr.add_argument("--batch-size", type=int, default=8, help="prompts per forward (default 8)")
+    pr.add_argument("--seed", type=int, default=0, help="seed for choosing demonstrations (default 0)")
+    pr.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], default="float32",
+                    help="model weights dtype (default float32)")
+    pr.set_defaults(func=_cmd_probe)
     return p
 
 
