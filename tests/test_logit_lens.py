@@ -10,6 +10,8 @@ import pytest
 import torch
 
 from pivotune.analysis import logit_lens as L
+from pivotune.analysis import plots
+from pivotune.analysis import probe_items as I
 from pivotune.cli import main
 from pivotune.errors import DataError, PivotuneError
 
@@ -72,9 +74,9 @@ def _naive(model, tokenizer, prompt, en_ids, tgt_ids):
 
 
 def _prompts_and_sets(tokenizer):
-    items, _ = L.build_items(PAIRS, tokenizer)
+    items, _ = I.build_items(PAIRS, tokenizer)
     assert len(items) >= 5
-    prompts = L.translation_prompts([(it.english, it.target) for it in items], PAIRS, "English", "Ελληνικά")
+    prompts = I.translation_prompts([(it.english, it.target) for it in items], PAIRS, "English", "Ελληνικά")
     # vary lengths so the batches really pad
     prompts[1] = prompts[1] + " a"
     prompts[2] = "the " * 7 + prompts[2]
@@ -128,7 +130,7 @@ def _byte_level_tokenizer():
 
     alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())
     vocab = {c: i for i, c in enumerate(alphabet)}
-    thai_mae = "".join(L._bytes_to_unicode()[b] for b in "แ".encode())  # 3 byte-level chars, first 'à'
+    thai_mae = "".join(I._bytes_to_unicode()[b] for b in "แ".encode())  # 3 byte-level chars, first 'à'
     merges = [("c", "h"), ("ch", "a"), ("Ġ", "c"), ("Ġc", "a"), ("Ġca", "t"), ("à", "¹"), ("à¹", thai_mae[2])]
     for a, b in merges:
         vocab[a + b] = len(vocab)
@@ -139,17 +141,17 @@ def _byte_level_tokenizer():
 
 def test_token_sets_byte_level_hand_worked():
     tok, v, thai_mae = _byte_level_tokenizer()
-    assert L.detect_word_marker(tok) == "Ġ"
+    assert I.detect_word_marker(tok) == "Ġ"
     # "chat": prefixes c, ch, cha, chat (+ Ġ forms); in the vocabulary: c, ch, cha, Ġc
-    ts = L.word_token_ids("chat", tok)
+    ts = I.word_token_ids("chat", tok)
     assert set(ts.ids) == {v["c"], v["ch"], v["cha"], v["Ġc"]} and not ts.single_token
-    ts = L.word_token_ids("cat", tok)
+    ts = I.word_token_ids("cat", tok)
     assert set(ts.ids) == {v["c"], v["Ġc"], v["Ġca"], v["Ġcat"]} and ts.single_token  # via Ġcat
     assert v["Ġ"] not in ts.ids  # never the bare marker
     # Thai "แมว": the first character is a token; its first byte 0xE0 ('à') must not be in the set
-    ts = L.word_token_ids("แมว", tok)
+    ts = I.word_token_ids("แมว", tok)
     assert set(ts.ids) == {v[thai_mae]} and v["à"] not in ts.ids and v["à¹"] not in ts.ids
-    assert L.word_token_ids("ม", tok).ids == ()  # no whole-character token: empty (and the item would drop)
+    assert I.word_token_ids("ม", tok).ids == ()  # no whole-character token: empty (and the item would drop)
 
 
 def _sentencepiece_style_tokenizer():
@@ -167,11 +169,11 @@ def _sentencepiece_style_tokenizer():
 
 def test_token_sets_sentencepiece_style():
     tok, v = _sentencepiece_style_tokenizer()
-    assert L.detect_word_marker(tok) == "▁"
-    ts = L.word_token_ids("chat", tok)
+    assert I.detect_word_marker(tok) == "▁"
+    ts = I.word_token_ids("chat", tok)
     assert set(ts.ids) == {v["c"], v["▁c"], v["ch"], v["▁ch"], v["▁cha"], v["▁chat"]} and ts.single_token
     assert v["▁"] not in ts.ids
-    ts = L.word_token_ids("แมว", tok)
+    ts = I.word_token_ids("แมว", tok)
     assert set(ts.ids) == {v["แ"], v["▁แ"]} and v["<0xE0>"] not in ts.ids and not ts.single_token
 
 
@@ -183,8 +185,8 @@ def test_no_marker_tokenizer():
     tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="[UNK]"))
     tok.pre_tokenizer = pre_tokenizers.Whitespace()
     tok = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]")
-    assert L.detect_word_marker(tok) == ""
-    assert L.word_token_ids("abc", tok).ids == (1, 3)
+    assert I.detect_word_marker(tok) == ""
+    assert I.word_token_ids("abc", tok).ids == (1, 3)
 
 
 def test_item_filters_and_counts():
@@ -196,14 +198,14 @@ def test_item_filters_and_counts():
              ("Cat", "CATS"),       # English inside target, case-insensitive
              ("s", "แมว"),          # kept, multi-token
              ("t", "cha")]          # kept, single-token ("cha" is a vocabulary entry)
-    items, rep = L.build_items(pairs, tok)
+    items, rep = I.build_items(pairs, tok)
     assert [(it.english, it.target) for it in items] == [("cat", "dog"), ("s", "แมว"), ("t", "cha")]
     assert [it.single_token for it in items] == [False, False, True]
     assert items[0].en_ids == tuple(sorted({v["c"], v["Ġc"], v["Ġca"], v["Ġcat"]})) and items[0].tgt_ids == (v["d"],)
     assert rep.as_dict() == {"pairs": 7, "kept": 3, "single_token": 1, "multi_token": 2,
                              "dropped_english_in_target": 2, "dropped_empty_token_set": 1,
                              "dropped_overlapping_token_sets": 1, "dropped_no_source_word": 0}
-    items, rep = L.build_items(pairs, tok, source_words={"cat": "gato"})
+    items, rep = I.build_items(pairs, tok, source_words={"cat": "gato"})
     assert [it.source for it in items] == ["gato"] and rep.dropped_no_source_word == 3
 
 
@@ -212,26 +214,26 @@ def test_item_filters_and_counts():
 # ---------------------------------------------------------------------------------------------------
 
 def test_translation_and_repetition_prompts():
-    prompts = L.translation_prompts([("cat", "chat")], [("cat", "chat"), ("dog", "chien"), ("sun", "soleil"),
+    prompts = I.translation_prompts([("cat", "chat")], [("cat", "chat"), ("dog", "chien"), ("sun", "soleil"),
                                                          ("sea", "mer"), ("tree", "arbre")],
-                                    "English", L.language_display_name("fr"))
+                                    "English", I.language_display_name("fr"))
     lines = prompts[0].split("\n")
     assert len(lines) == 5 and lines[-1] == 'English: "cat" - Français: "'
     assert all(line.startswith('English: "') and line.endswith('"') and ' - Français: "' in line
                for line in lines[:4])
     assert not any('"cat"' in line for line in lines[:4])  # the query is never its own demonstration
-    rep = L.repetition_prompts(["eau"], ["eau", "feu", "air", "terre", "mer"], "Français")[0].split("\n")
+    rep = I.repetition_prompts(["eau"], ["eau", "feu", "air", "terre", "mer"], "Français")[0].split("\n")
     assert rep[-1] == 'Français: "eau" - Français: "' and rep[0].count("Français") == 2
     a, b = rep[0].split(" - ")
     assert a.split(": ")[1] == b.split(": ")[1]
     with pytest.raises(PivotuneError, match="at least 4 other word pairs"):
-        L.translation_prompts([("cat", "chat")], [("cat", "chat"), ("dog", "chien")], "English", "Français")
+        I.translation_prompts([("cat", "chat")], [("cat", "chat"), ("dog", "chien")], "English", "Français")
 
 
 def test_language_names():
-    assert L.language_display_name("th") == "ไทย" and L.language_display_name("zz", {"zz": "Zed"}) == "Zed"
+    assert I.language_display_name("th") == "ไทย" and I.language_display_name("zz", {"zz": "Zed"}) == "Zed"
     with pytest.raises(PivotuneError, match=r"'xx'.*known codes: .*ar, .*th") as e:
-        L.language_display_name("xx")
+        I.language_display_name("xx")
     assert "--names xx=NAME" in str(e.value)
 
 
@@ -267,7 +269,7 @@ def test_regulation_decision_and_suggestion():
 def test_figure(tmp_path):
     res = _synthetic()
     path = tmp_path / "lens_xx.png"
-    L.plot_language_probabilities(res, path, lang="xx", pivot_layer=3, decision=L.regulation_decision(res, 3))
+    plots.plot_language_probabilities(res, path, lang="xx", pivot_layer=3, decision=L.regulation_decision(res, 3))
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
@@ -278,7 +280,7 @@ def test_figure(tmp_path):
 def test_read_word_pairs(tmp_path):
     f = tmp_path / "fr.tsv"
     f.write_text("# English\tFrench\n\ncat\tchat\n  \n dog \t chien\n", encoding="utf-8")
-    assert L.read_word_pairs(f) == [("cat", "chat"), ("dog", "chien")]
+    assert I.read_word_pairs(f) == [("cat", "chat"), ("dog", "chien")]
 
 
 @pytest.mark.parametrize("line,what", [("cat\tchat\textra", "expected 2 tab-separated fields"),
@@ -289,16 +291,16 @@ def test_read_word_pairs_errors(tmp_path, line, what):
     f = tmp_path / "bad.tsv"
     f.write_text(f"# header\ndog\tchien\n{line}\n", encoding="utf-8")
     with pytest.raises(DataError, match=what) as e:
-        L.read_word_pairs(f)
+        I.read_word_pairs(f)
     assert str(f) in str(e.value) and "line 3" in str(e.value) and e.value.row == 3
 
 
 def test_read_word_pairs_missing_and_empty(tmp_path):
     with pytest.raises(DataError, match="not found"):
-        L.read_word_pairs(tmp_path / "nope.tsv")
+        I.read_word_pairs(tmp_path / "nope.tsv")
     (tmp_path / "empty.tsv").write_text("# nothing\n", encoding="utf-8")
     with pytest.raises(DataError, match="no word pairs"):
-        L.read_word_pairs(tmp_path / "empty.tsv")
+        I.read_word_pairs(tmp_path / "empty.tsv")
 
 
 # ---------------------------------------------------------------------------------------------------

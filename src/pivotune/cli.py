@@ -99,7 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.set_defaults(func=_cmd_export)
 
     def _cmd_probe(args) -> int:  # lazy: the lens module imports torch
-        from .analysis.logit_lens import cli_probe
+        from .analysis.probe import cli_probe
 
         return cli_probe(args)
 

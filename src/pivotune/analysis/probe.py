@@ -1,0 +1,127 @@
+"""The `pivotune probe` command: lens curves, regulation decisions and pivot suggestions per language."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from ..errors import PivotuneError
+from ..models.arch import arch_info
+from .logit_lens import (
+    LensResult,
+    probe_items,
+    regulation_decision,
+    suggest_pivot_layer,
+)
+from .plots import plot_language_probabilities
+from .probe_items import build_items, language_display_name, read_word_pairs
+
+# ----------------------------------------------------------------------------------------------------
+# The `pivotune probe` command
+# ----------------------------------------------------------------------------------------------------
+
+def default_pivot_layer(num_layers: int) -> int:
+    """``round(0.75·N)`` with halves rounded up (N = 32 -> 24, N = 2 -> 2), at least 1 (METHODS.md: PROM's
+    default without a probe)."""
+    return max(1, int(math.floor(0.75 * num_layers + 0.5)))
+
+
+def _summary(res: LensResult) -> dict:
+    return {"n_items": res.n_items,
+            "p_en": {"mean": res.mean_en().tolist(), "sd": res.sd_en().tolist()},
+            "p_tgt": {"mean": res.mean_tgt().tolist(), "sd": res.sd_tgt().tolist()}}
+
+
+def run_probe(model_name: str, pairs_files: dict[str, str], out_dir: str | Path, *, pivot_layer: int | None = None,
+              task: str = "translation", batch_size: int = 8, names: dict[str, str] | None = None,
+              source_lang: str = "en", seed: int = 0, dtype: str = "float32") -> dict:
+    """Probe every language in ``pairs_files`` (lang -> word-pair file) and write ``out_dir/probe.json``
+    and ``out_dir/lens_{lang}.png``. Returns the JSON object."""
+    from ..io import write_json_atomic
+    from ..models.loading import load_model, load_tokenizer
+
+    if task not in ("translation", "repetition"):
+        raise PivotuneError(f"Unknown probe task '{task}'; choose translation or repetition.")
+    if not pairs_files:
+        raise PivotuneError("No languages to probe: pass --pairs LANG=FILE.")
+    all_pairs = {lang: read_word_pairs(f) for lang, f in pairs_files.items()}
+    names = dict(names or {})
+    source_words = None
+    if task == "translation" and source_lang != "en":
+        if source_lang not in all_pairs:
+            raise PivotuneError(f"--source-lang {source_lang}: needs that language's word pairs among --pairs "
+                                f"(have {', '.join(all_pairs)}).")
+        source_words = dict(all_pairs[source_lang])
+    # every display name is resolved before the model loads, so a missing one fails fast
+    shown = {lang: language_display_name(lang, names) for lang in all_pairs}
+    src_name = language_display_name(source_lang, names)
+
+    tokenizer = load_tokenizer(model_name)
+    model = load_model(model_name, dtype=dtype)
+    info = arch_info(model)
+    n = info.num_layers
+    chosen = default_pivot_layer(n) if pivot_layer is None else pivot_layer
+    if not 1 <= chosen <= n:
+        raise PivotuneError(f"--pivot-layer {chosen} is out of range for this {n}-layer model: valid layers are "
+                            f"1..{n} (the output of decoder block n; default round(0.75·N) = {default_pivot_layer(n)}).")
+    out_dir = Path(out_dir)
+    report = {"model": str(model_name), "model_type": info.model_type, "num_layers": n, "task": task,
+              "source_lang": source_lang if task == "translation" else None, "seed": seed,
+              "pivot_layer": chosen, "pivot_layer_is_default": pivot_layer is None,
+              "layers": list(range(n + 1)),
+              "layer_convention": "index k = output of decoder block k (HF hidden_states[k]); 0 = embeddings",
+              "rule": "lambda_t = 0 when mean P(en) < mean P(target) at the pivot layer, else lambda",
+              "sd": "population standard deviation over items", "languages": {}}
+    for lang, pairs in all_pairs.items():
+        if task == "translation" and lang == source_lang:
+            continue
+        src_map = source_words
+        items, rep = build_items(pairs, tokenizer, source_words=src_map)
+        if not items:
+            raise PivotuneError(f"{lang} ({pairs_files[lang]}): no probe item survives the filters "
+                                f"({rep.as_dict()}); the tokenizer's vocabulary may not cover these words.")
+        if task == "translation":
+            pool = [((src_map[e] if src_map else e), t) for e, t in pairs if not src_map or e in src_map]
+        else:
+            pool = list(pairs)
+        res = probe_items(model, tokenizer, items, pool, task=task, source_name=src_name,
+                          target_name=shown[lang], batch_size=batch_size, seed=seed)
+        decision = regulation_decision(res, chosen)
+        suggestion = suggest_pivot_layer(res)
+        fig_name = f"lens_{lang}.png"
+        plot_language_probabilities(res, out_dir / fig_name, lang=lang, pivot_layer=chosen, decision=decision)
+        entry = {"pairs_file": str(pairs_files[lang]), "target_name": shown[lang], "items": rep.as_dict(),
+                 **_summary(res), "decision": decision.as_dict(), "suggestion": suggestion.as_dict(),
+                 "figure": fig_name}
+        for key, mask in (("single_token_items", res.single_token), ("multi_token_items", ~res.single_token)):
+            entry[key] = _summary(res.subset(mask)) if mask.any() else None
+        report["languages"][lang] = entry
+    write_json_atomic(out_dir / "probe.json", report)
+    return report
+
+
+def _key_values(items, option: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        key, value = key.strip(), value.strip()
+        if not sep or not key or not value:
+            raise PivotuneError(f"{option} expects LANG=VALUE, got '{item}'.")
+        if key in out:
+            raise PivotuneError(f"{option}: language '{key}' given twice.")
+        out[key] = value
+    return out
+
+
+def cli_probe(args) -> int:
+    """``pivotune probe`` (the parser lives in :mod:`pivotune.cli`)."""
+    report = run_probe(args.model, _key_values(args.pairs, "--pairs"), args.out, pivot_layer=args.pivot_layer,
+                       task=args.task, batch_size=args.batch_size, names=_key_values(args.names, "--names"),
+                       source_lang=args.source_lang, seed=args.seed, dtype=args.dtype)
+    for lang, entry in report["languages"].items():
+        items = entry["items"]
+        print(f"{lang}: {items['kept']} items ({items['single_token']} single-token, {items['multi_token']} "
+              f"multi-token); {entry['decision']['text']}; suggested pivot layer {entry['suggestion']['layer']}")
+    print(f"wrote {Path(args.out) / 'probe.json'} and lens_*.png")
+    return 0
+
