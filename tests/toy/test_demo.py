@@ -1,0 +1,46 @@
+"""`pivotune demo --quick` end to end, on the session's quick world (already built in its cache)."""
+
+from __future__ import annotations
+
+import json
+
+import yaml
+
+from pivotune.cli import main
+from pivotune.config import load_config
+from pivotune.toy.demo import DemoPlan, run_config
+
+
+def test_demo_run_config_validates_and_names_real_files(quick_paths, tmp_path):
+    raw = run_config(quick_paths.world, quick_paths.base, "xllama", ["el", "th"], 0, tmp_path / "r",
+                     DemoPlan.for_world(quick=True))
+    cfg = load_config(base=raw)
+    assert {(d.role, d.lang) for d in cfg.data} == {("en", "en"), ("tgt", "el"), ("mt", "el"),
+                                                    ("tgt", "th"), ("mt", "th")}
+    assert all((quick_paths.world / d.path).exists() for d in cfg.data)
+
+
+def test_quick_demo_end_to_end(quick_paths, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("PIVOTUNE_CACHE", str(quick_paths.root.parent.parent))
+    out = tmp_path / "demo"
+    code = main(["demo", "--quick", "--methods", "english", "xllama", "--languages", "el",
+                 "--out", str(out)])
+    assert code == 0
+    summary = json.loads((out / "results.json").read_text())
+    assert summary["methods"] == ["english", "xllama"] and summary["languages"] == ["el"]
+    for method in ("english", "xllama"):
+        (scores,) = summary["scores"][method]
+        assert set(scores) == {"en", "el"}
+        for lang in ("en", "el"):
+            assert all(0.0 <= scores[lang][k] <= 100.0 for k in ("mgsm", "xquad_em", "xquad_f1"))
+        run = out / f"{method}-seed0"
+        assert (run / "model" / "model.safetensors").exists() and (run / "eval.json").exists()
+        assert yaml.safe_load((run / "config.yaml").read_text())["method"] == method
+    table = (out / "results.md").read_text()
+    assert "| el | toy-MGSM acc |" in table and "english" in table and "xllama" in table
+    assert "results:" in capsys.readouterr().out
+
+
+def test_demo_rejects_unknown_language(tmp_path, capsys):
+    assert main(["demo", "--quick", "--languages", "xx", "--out", str(tmp_path / "d")]) == 2
+    assert "no language ['xx']" in capsys.readouterr().err
