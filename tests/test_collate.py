@@ -47,3 +47,28 @@ def test_collator_pads_and_carries_roles(tokenizer):
     assert (batch["labels"][0, len(a.input_ids):] == IGNORE_INDEX).all()
     assert batch["roles"].tolist() == [ROLE_IDS["en"], ROLE_IDS["mt"]]
     assert batch["weights"].tolist() == [1.0, 2.0]
+
+
+def test_chat_template_masks_all_but_assistant_turns(tokenizer):
+    import copy
+
+    tok = copy.deepcopy(tokenizer)
+    tok.chat_template = ("{% for m in messages %}<s>{{ m['role'] }}: {{ m['content'] }}</s>{% endfor %}"
+                         "{% if add_generation_prompt %}<s>assistant: {% endif %}")
+    msgs = ({"role": "user", "content": "the cat"}, {"role": "assistant", "content": "a dog"},
+            {"role": "user", "content": "two"}, {"role": "assistant", "content": "three"})
+    enc = encode_sample(Sample(messages=msgs), tok, template="chat")
+    supervised = [t if t != IGNORE_INDEX else None for t in enc.labels]
+    # the supervised spans, decoded, are exactly the assistant replies and their end-of-turn marks
+    spans, cur = [], []
+    for t in supervised:
+        if t is None:
+            if cur:
+                spans.append(tok.decode(cur))
+            cur = []
+        else:
+            cur.append(t)
+    if cur:
+        spans.append(tok.decode(cur))
+    assert spans == ["a dog</s>", "three</s>"]
+    assert tok.decode(enc.input_ids) == tok.apply_chat_template(list(msgs), tokenize=False)
