@@ -86,18 +86,79 @@ class LoraSettings(_Strict):
     target_modules: list[str] = Field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"])
 
 
+class PromSettings(_Strict):
+    """PROM's objective (METHODS.md, "PROM"): ``L = λ·CE_α(head_n(h_n); s_e) + CE(head_N(h_N); s_t ∪ s_mt)``.
+
+    Used by methods ``prom`` and ``prom-noreg``; ignored by the others. English rows reach only the
+    pivot term and run through decoder blocks 1..n only.
+    """
+
+    pivot_layer: int | None = Field(
+        None, ge=1, description="Pivot layer n, 1-based: the output of decoder block n (Hugging Face "
+        "hidden_states[n]; 0 would be the embeddings). Default: round(0.75·N) (half up) for an N-block "
+        "model, i.e. 24 for Llama-2-7B. Checked against the model's depth when training starts.")
+    label_smoothing: float = Field(
+        0.1, ge=0.0, lt=1.0, description="α of the pivot term's cross-entropy (0 = plain cross-entropy).")
+    lambda_en: float = Field(
+        0.1, ge=0.0, le=100.0, description="λ, the weight of the pivot term. 0 turns it off (English rows "
+        "then contribute nothing and are not run).")
+    head: Literal["copy", "copy_norm", "tied"] = Field(
+        "copy", description="head_n. copy (default): the model's own final norm module applied to h_n, "
+        "then a separate trainable Linear initialised as a copy of the unembedding W_U — the logit-lens "
+        "reading of layer n at initialisation, with the final head left to the final term. copy_norm: the "
+        "same with a private trainable copy of the final norm. tied: the final norm and W_U themselves "
+        "(no parameters of its own; W_U then receives both terms' gradients).")
+    lambda_per_language: dict[str, float] | None = Field(
+        None, description="λ_t per target language, overriding lambda_en (PROM's regulation writes 0 for "
+        "a language whose logit lens shows no English pivot). Keys must be in `languages`. English rows "
+        "are weighted by the mean of λ_t over the run's target languages (languages missing here count "
+        "as lambda_en); method prom only.")
+    probe: str | None = Field(
+        None, description="Regulation evidence for method prom: a probe.json written by `pivotune probe` "
+        "for this base model; λ_t is decided from its per-layer means at pivot_layer.")
+    probe_pairs: dict[str, str] | None = Field(
+        None, description="Regulation evidence for method prom: word-pair files per target language "
+        "(lang: path, `english<TAB>target` lines); the logit-lens probe runs on the base model before "
+        "training and writes RUN/probe/.")
+    probe_names: dict[str, str] | None = Field(
+        None, description="Language names (in their own language) for the probe prompts, for codes "
+        "pivotune's table lacks.")
+    chunk_size: int = Field(
+        2048, ge=1, le=1_048_576, description="Supervised positions per chunk when computing logits and "
+        "cross-entropy for either head (no [batch, seq, vocab] tensor is ever held).")
+    recompute_logits: bool = Field(
+        True, description="Recompute each chunk's logits in the backward pass (activation checkpointing "
+        "per chunk) instead of keeping them: memory for one chunk of logits instead of all of them, "
+        "for one more head matmul. Gradients are identical.")
+
+    @field_validator("lambda_per_language")
+    @classmethod
+    def _lambdas(cls, v):
+        if v is None:
+            return v
+        for lang, lam in v.items():
+            if lang == "en":
+                raise ValueError("'en' is not a target language; English rows get the mean of the target "
+                                 "languages' λ_t (set lambda_en to change λ itself)")
+            if not 0.0 <= lam <= 100.0:
+                raise ValueError(f"λ for '{lang}' is {lam}; it must satisfy 0 <= λ <= 100")
+        return v
+
+
 class RunConfig(_Strict):
     """Everything one training run needs."""
 
     model: str = Field(description="Hub name or local path of the base causal LM.")
     tokenizer: str | None = Field(None, description="Default: same as model.")
-    method: str = Field("xllama", description="english | bactrian | xllama (more in later releases).")
+    method: str = Field("xllama", description="english | bactrian | xllama | prom | prom-noreg "
+                        "(more in later releases).")
     languages: list[str] = Field(default_factory=list, description="Target language codes.")
     data: list[DataSource] = Field(default_factory=list)
     template: Literal["alpaca", "chat"] = Field("alpaca", description="Prompt template.")
     max_seq_len: int = Field(1024, ge=8, le=1_048_576)
     train: TrainConfig = Field(default_factory=TrainConfig)
     lora: LoraSettings = Field(default_factory=LoraSettings)
+    prom: PromSettings = Field(default_factory=PromSettings, description="PROM's objective settings.")
     output_dir: str = Field("runs/run", description="Run directory (checkpoints, final model, logs).")
     seed: int = Field(42, ge=0)
     skip_invalid: bool = Field(False, description="Drop invalid rows instead of stopping.")
@@ -117,6 +178,15 @@ class RunConfig(_Strict):
     def _data_matches_method(self):
         from .methods import METHODS
 
+        lpl = self.prom.lambda_per_language
+        if lpl:
+            if self.method == "prom-noreg":
+                raise ValueError("method 'prom-noreg' applies prom.lambda_en to every language; "
+                                 "prom.lambda_per_language (the regulation) is for method 'prom'")
+            unknown = sorted(set(lpl) - set(self.languages))
+            if unknown:
+                raise ValueError(f"prom.lambda_per_language names {unknown}, which are not in languages "
+                                 f"{self.languages}")
         if not self.data:
             return self
         wanted = METHODS[self.method].roles

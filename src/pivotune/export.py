@@ -2,7 +2,9 @@
 
 LoRA adapters are merged, training-only parts (pivot heads, bridges) are not
 written, and the result loads with ``AutoModelForCausalLM.from_pretrained``
-with nothing from pivotune installed.
+with nothing from pivotune installed. PROM's pivot head lives beside the model
+(``RUN/pivot_head.safetensors`` + ``.json``), never inside ``RUN/model``, and
+export reads ``RUN/model`` only, so the head is never written.
 """
 
 from __future__ import annotations

@@ -27,5 +27,10 @@ METHODS: dict[str, Method] = {
                "Bactrian+(t): cross-entropy on target instructions s_t and the translation task s_mt."),
         Method("xllama", frozenset({"en", "tgt", "mt"}), "sft",
                "xLLaMA2(t+e): cross-entropy on s_e, s_t and s_mt."),
+        Method("prom", frozenset({"en", "tgt", "mt"}), "prom",
+               "PROM: label-smoothed cross-entropy on s_e at a pivot head on layer n (weight λ, set to 0 "
+               "per language by the logit-lens regulation), final-layer cross-entropy on s_t and s_mt."),
+        Method("prom-noreg", frozenset({"en", "tgt", "mt"}), "prom",
+               "PROM without regulation: the pivot term keeps λ for every target language."),
     )
 }

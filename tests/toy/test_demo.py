@@ -23,12 +23,12 @@ def test_demo_run_config_validates_and_names_real_files(quick_paths, tmp_path):
 def test_quick_demo_end_to_end(quick_paths, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("PIVOTUNE_CACHE", str(quick_paths.root.parent.parent))
     out = tmp_path / "demo"
-    code = main(["demo", "--quick", "--methods", "english", "xllama", "--languages", "el",
+    code = main(["demo", "--quick", "--methods", "english", "xllama", "prom", "--languages", "el",
                  "--out", str(out)])
     assert code == 0
     summary = json.loads((out / "results.json").read_text())
-    assert summary["methods"] == ["english", "xllama"] and summary["languages"] == ["el"]
-    for method in ("english", "xllama"):
+    assert summary["methods"] == ["english", "xllama", "prom"] and summary["languages"] == ["el"]
+    for method in ("english", "xllama", "prom"):
         (scores,) = summary["scores"][method]
         assert set(scores) == {"en", "el"}
         for lang in ("en", "el"):
@@ -36,6 +36,11 @@ def test_quick_demo_end_to_end(quick_paths, tmp_path, monkeypatch, capsys):
         run = out / f"{method}-seed0"
         assert (run / "model" / "model.safetensors").exists() and (run / "eval.json").exists()
         assert yaml.safe_load((run / "config.yaml").read_text())["method"] == method
+    # PROM probed the base model on the world's word pairs and decided λ for el from it
+    regulation = json.loads((out / "prom-seed0" / "regulation.json").read_text())
+    assert set(regulation["lambda_per_language"]) == {"el"}
+    assert (out / "prom-seed0" / "probe" / "lens_el.png").exists()
+    assert (out / "prom-seed0" / "pivot_head.safetensors").exists()
     table = (out / "results.md").read_text()
     assert "| el | toy-MGSM acc |" in table and "english" in table and "xllama" in table
     assert "results:" in capsys.readouterr().out

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 from ..errors import PivotuneError
 from ..models.arch import arch_info
+from ..models.pivot_head import default_pivot_layer
 from .logit_lens import (
     LensResult,
     probe_items,
@@ -20,12 +20,6 @@ from .probe_items import build_items, language_display_name, read_word_pairs
 # The `pivotune probe` command
 # ----------------------------------------------------------------------------------------------------
 
-def default_pivot_layer(num_layers: int) -> int:
-    """``round(0.75·N)`` with halves rounded up (N = 32 -> 24, N = 2 -> 2), at least 1 (METHODS.md: PROM's
-    default without a probe)."""
-    return max(1, int(math.floor(0.75 * num_layers + 0.5)))
-
-
 def _summary(res: LensResult) -> dict:
     return {"n_items": res.n_items,
             "p_en": {"mean": res.mean_en().tolist(), "sd": res.sd_en().tolist()},
@@ -34,9 +28,10 @@ def _summary(res: LensResult) -> dict:
 
 def run_probe(model_name: str, pairs_files: dict[str, str], out_dir: str | Path, *, pivot_layer: int | None = None,
               task: str = "translation", batch_size: int = 8, names: dict[str, str] | None = None,
-              source_lang: str = "en", seed: int = 0, dtype: str = "float32") -> dict:
+              source_lang: str = "en", seed: int = 0, dtype: str = "float32", model=None, tokenizer=None) -> dict:
     """Probe every language in ``pairs_files`` (lang -> word-pair file) and write ``out_dir/probe.json``
-    and ``out_dir/lens_{lang}.png``. Returns the JSON object."""
+    and ``out_dir/lens_{lang}.png``. Returns the JSON object. ``model``/``tokenizer``: already loaded
+    ones (``model_name`` is then only recorded)."""
     from ..io import write_json_atomic
     from ..models.loading import load_model, load_tokenizer
 
@@ -56,8 +51,8 @@ def run_probe(model_name: str, pairs_files: dict[str, str], out_dir: str | Path,
     shown = {lang: language_display_name(lang, names) for lang in all_pairs}
     src_name = language_display_name(source_lang, names)
 
-    tokenizer = load_tokenizer(model_name)
-    model = load_model(model_name, dtype=dtype)
+    tokenizer = tokenizer if tokenizer is not None else load_tokenizer(model_name)
+    model = model if model is not None else load_model(model_name, dtype=dtype)
     info = arch_info(model)
     n = info.num_layers
     chosen = default_pivot_layer(n) if pivot_layer is None else pivot_layer

@@ -2,13 +2,18 @@
 
 ``normalizers(batch)`` returns the token counts the loss divides by; the
 trainer sums them over an optimizer step's micro-batches and ranks first.
+
+An objective may also define ``prepare_model(model) -> nn.Module`` (wrap the loaded, possibly
+LoRA-wrapped, model before the Trainer sees it — PROM adds its pivot head this way) and
+``describe(model) -> dict`` (recorded in run.json).
 """
 
 from __future__ import annotations
 
+from .prom import PromObjective
 from .sft import SFTObjective
 
-OBJECTIVES = {"sft": SFTObjective}
+OBJECTIVES = {"sft": SFTObjective, "prom": PromObjective}
 
 
 def build_objective(name: str, cfg=None):

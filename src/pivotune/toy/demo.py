@@ -26,6 +26,7 @@ from ..errors import PivotuneError
 from ..io import write_json_atomic, write_text_atomic
 from ..methods import METHODS
 from . import grammar
+from .language import language_name
 from .model import entry_dir, get_or_build
 from .world import WorldConfig
 
@@ -53,20 +54,26 @@ def toy_mt_instructions(lang: str) -> list[str]:
 
 
 def run_config(world: Path, base: Path, method: str, languages: list[str], seed: int, out: Path,
-               plan: DemoPlan) -> dict:
+               plan: DemoPlan, world_seed: int = 0) -> dict:
     """The run config a user would write for this method in the toy world (saved beside the run)."""
     data = [{"path": str(world / "instructions" / "en.jsonl"), "role": "en", "lang": "en"}]
     for lang in languages:
         data.append({"path": str(world / "instructions" / f"{lang}.jsonl"), "role": "tgt", "lang": lang})
         data.append({"path": str(world / "parallel" / f"en-{lang}.jsonl"), "role": "mt", "lang": lang,
                      "mt_instructions": toy_mt_instructions(lang)})
-    return {
+    raw = {
         "model": str(base), "method": method, "languages": list(languages), "data": data,
         "max_seq_len": plan.max_seq_len, "seed": seed, "output_dir": str(out),
         "train": {"lr": plan.lr, "max_steps": plan.steps, "per_device_batch_size": plan.batch_size,
                   "grad_accum": 1, "warmup_ratio": 0.05, "scheduler": "cosine", "weight_decay": 0.0,
                   "logging_steps": max(1, plan.steps // 10), "progress_bar": False},
     }
+    if method == "prom":
+        # regulation evidence: the world's word pairs, probed on the base model before training
+        raw["prom"] = {"probe_pairs": {lang: str(world / "probe" / f"{lang}.tsv") for lang in languages},
+                       "probe_names": {"en": language_name("en", "en", seed=world_seed),
+                                       **{lang: language_name(lang, lang, seed=world_seed) for lang in languages}}}
+    return raw
 
 
 def _mean_sd(values: list[float]) -> tuple[float, float]:
@@ -147,7 +154,7 @@ def run_demo(quick: bool = False, languages: list[str] | None = None, methods: l
     for method in methods:
         for seed in range(seeds):
             run_dir = out / f"{method}-seed{seed}"
-            raw = run_config(paths.world, paths.base, method, languages, seed, run_dir, plan)
+            raw = run_config(paths.world, paths.base, method, languages, seed, run_dir, plan, world_cfg.seed)
             cfg = load_config(base=raw)
             t0 = time.perf_counter()
             train(cfg, save_checkpoints=False)

@@ -6,6 +6,8 @@ Run directory layout::
     RUN/run.json           mixture counts, truncations, steps, final loss, versions
     RUN/checkpoint-*/      Trainer checkpoints (safetensors, optimizer, RNG)
     RUN/model/             the trained model (full weights, or the LoRA adapter)
+    RUN/pivot_head.*       PROM only: the pivot head (safetensors + JSON description),
+                           for analysis; never part of RUN/model, not exported
     RUN/tokenizer files    beside model/ for export
 """
 
@@ -27,6 +29,7 @@ from ..io import atomic_path, write_json_atomic, write_text_atomic
 from ..methods import METHODS
 from ..models.loading import apply_lora, load_model, load_tokenizer
 from ..objectives import build_objective
+from .regulation import regulate
 
 log = logging.getLogger(__name__)
 
@@ -103,23 +106,30 @@ def train(cfg: RunConfig, samples: list[Sample] | None = None, *, save_checkpoin
         raise PivotuneError("no sample kept a response token after truncation: raise max_seq_len.")
 
     model = load_model(cfg.model, dtype="float32" if cfg.train.dtype == "float32" else cfg.train.dtype)
+    cfg = regulate(cfg, model, tokenizer, run_dir)   # PROM: λ per language from the base model's lens
     if cfg.lora.enabled:
         model = apply_lora(model, cfg.lora)
+    objective = build_objective(METHODS[cfg.method].objective, cfg)
+    if hasattr(objective, "prepare_model"):   # e.g. PROM: the LM plus its pivot head
+        model = objective.prepare_model(model)
     args = training_arguments(cfg, run_dir)
     if not save_checkpoints:
         args.save_strategy = "no"
+    if getattr(objective, "ddp_find_unused_parameters", False):
+        args.ddp_find_unused_parameters = True
     from .trainer import PivotuneTrainer
 
     trainer = PivotuneTrainer(
         model=model, args=args, train_dataset=EncodedDataset(encoded),
         data_collator=Collator(tokenizer.pad_token_id), processing_class=tokenizer,
-        objective=build_objective(METHODS[cfg.method].objective, cfg),
+        objective=objective,
     )
     result = trainer.train()
     save_run(trainer, tokenizer, cfg, run_dir, extra={
         "mixture": summarize(samples), "encoded": len(encoded),
         "truncated": sum(e.truncated for e in encoded), "train_loss": result.training_loss,
         "steps": trainer.state.global_step, "seconds": round(time.time() - started, 2),
+        **(objective.describe(trainer.model) if hasattr(objective, "describe") else {}),
     })
     return trainer
 
@@ -129,8 +139,10 @@ def save_run(trainer, tokenizer, cfg: RunConfig, run_dir: Path, extra: dict) -> 
     import transformers
 
     with atomic_path(run_dir / "model") as tmp:
-        trainer.model.save_pretrained(tmp, safe_serialization=True)
+        trainer.model.save_pretrained(tmp, safe_serialization=True)   # a PROM model writes its LM only
         tokenizer.save_pretrained(tmp)
+    if hasattr(trainer.model, "save_pivot_head"):
+        trainer.model.save_pivot_head(run_dir)
     write_text_atomic(run_dir / "config.yaml", dump_config(cfg))
     meta = {"method": cfg.method, "base_model": cfg.model, "lora": cfg.lora.enabled,
             "versions": {"torch": torch.__version__, "transformers": transformers.__version__},

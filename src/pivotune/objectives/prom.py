@@ -1,0 +1,208 @@
+"""PROM — pivoted and regulated optimisation (METHODS.md, "PROM")::
+
+    L = λ_e · CE_α( head_n(h_n) ; s_e )  +  CE( head_N(h_N) ; s_t ∪ s_mt )
+
+* English rows (role ``en``) reach **only** the pivot term: they run through decoder blocks 1..n (the
+  truncated forward; blocks above n are never computed for them) and are read by the pivot head
+  (:mod:`pivotune.models.pivot_head`), with label smoothing α.
+* Every other row (``tgt``, ``mt``; ``cs`` if a mixture ever carries it) runs the full body; the final
+  norm + ``W_U`` is applied only at supervised positions.
+* Each term is a sum over its supervised tokens, each token scaled by its sample's source weight, divided
+  by the number of supervised tokens *of that term* in the whole optimizer step (all micro-batches, all
+  ranks: the normalisers ``en`` and ``final``), so gradient accumulation and DDP stay exact.
+* Logits exist only for supervised positions, ``prom.chunk_size`` at a time; with
+  ``prom.recompute_logits`` each chunk's logits are recomputed in the backward pass instead of kept
+  (torch.utils.checkpoint per chunk), so at most one chunk of logits is alive. Gradients are exact.
+
+λ of English rows (the multi-language rule). PROM's λ belongs to a *target language* (the regulation sets
+λ_t = 0 for a language whose logit lens shows no English pivot at layer n), but the English instructions
+are shared by all target languages of a run — an English row is not paired with one language. pivotune
+weights every English row by
+
+    λ_e = mean over the run's target languages t of λ_t      (λ_t = prom.lambda_per_language[t],
+                                                              default prom.lambda_en)
+
+A single-language run (the paper's setting) gets exactly λ_t; languages that agree give that λ; a run
+mixing regulated and unregulated languages keeps the pivot signal in proportion to the languages that
+show an English pivot (2 of 4 switched off → λ/2). With no target language listed, λ_e = λ. When λ_e = 0
+English rows are not run at all (their data then only costs the data loading). ``prom-noreg`` uses
+λ_e = λ (no regulation; the config rejects lambda_per_language for it).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch.utils.checkpoint import checkpoint
+
+from ..data.records import ROLE_IDS
+from ..errors import PivotuneError
+from ..models.arch import truncated_forward, unembed_logits, unwrap
+from ..models.pivot_head import PivotedModel, PivotHead, resolve_pivot_layer
+
+IGNORE_INDEX = -100
+EN = ROLE_IDS["en"]
+
+
+def english_lambda(lambda_en: float, languages: list[str] | None = None,
+                   lambda_per_language: dict[str, float] | None = None) -> float:
+    """λ_e, the weight of the pivot term for English rows (the rule in the module docstring)."""
+    targets = [t for t in (languages or []) if t != "en"]
+    if not targets:
+        return float(lambda_en)
+    per = lambda_per_language or {}
+    return float(sum(per.get(t, lambda_en) for t in targets) / len(targets))
+
+
+def _supervised(labels: torch.Tensor) -> torch.Tensor:
+    """[B, T-1] mask of next-token targets (labels are unshifted)."""
+    return labels[:, 1:].ne(IGNORE_INDEX)
+
+
+def _chunk_ce(head_fn, h, targets, w, alpha: float) -> torch.Tensor:
+    logits = head_fn(h)
+    if logits.dtype in (torch.float16, torch.bfloat16):
+        logits = logits.float()   # the loss in at least float32, as in sft
+    ce = F.cross_entropy(logits, targets, reduction="none", label_smoothing=alpha)
+    return (ce * w.to(ce.dtype)).sum()
+
+
+def chunked_head_ce(head_fn, hidden: torch.Tensor, targets: torch.Tensor, weights: torch.Tensor, *,
+                    alpha: float = 0.0, chunk_size: int = 2048, recompute: bool = True) -> torch.Tensor:
+    """Σ_i w_i · CE_α(head_fn(hidden[i]), targets[i]) over rows of ``hidden`` [M, H], ``chunk_size`` rows
+    at a time. With ``recompute`` (and grad enabled) a chunk's logits are not kept for backward."""
+    total = hidden.new_zeros((), dtype=torch.promote_types(hidden.dtype, torch.float32))
+    use_ckpt = recompute and torch.is_grad_enabled()
+    for s in range(0, hidden.shape[0], chunk_size):
+        args = (hidden[s:s + chunk_size], targets[s:s + chunk_size], weights[s:s + chunk_size])
+        if use_ckpt:
+            part = checkpoint(_chunk_ce, head_fn, *args, alpha, use_reentrant=False)
+        else:
+            part = _chunk_ce(head_fn, *args, alpha)
+        total = total + part
+    return total
+
+
+def _trim(batch: dict, rows: torch.Tensor) -> dict:
+    """The rows ``rows`` of a batch, without trailing columns that are padding in all of them (exact:
+    such columns are masked keys and unsupervised queries)."""
+    mask = batch["attention_mask"][rows]
+    cols = mask.any(0).nonzero()
+    width = int(cols[-1]) + 1 if cols.numel() else mask.shape[1]
+    return {"input_ids": batch["input_ids"][rows, :width], "attention_mask": mask[:, :width],
+            "labels": batch["labels"][rows, :width], "weights": batch["weights"][rows]}
+
+
+def _gather(hidden: torch.Tensor, sub: dict):
+    """Hidden states at supervised positions (position t predicts label t+1), their targets, weights."""
+    sel = _supervised(sub["labels"])
+    h = hidden[:, :-1][sel]
+    targets = sub["labels"][:, 1:][sel]
+    w = sub["weights"][:, None].expand_as(sel)[sel]
+    return h, targets, w
+
+
+class PromObjective:
+    """The PROM loss; the model must be the :class:`PivotedModel` that :meth:`prepare_model` builds."""
+
+    name = "prom"
+    ddp_find_unused_parameters = True   # English-only micro-batches leave blocks > n unused, and so on
+
+    def __init__(self, cfg=None):
+        from ..config import PromSettings
+
+        self.cfg = cfg
+        self.settings = cfg.prom if cfg is not None else PromSettings()
+        s = self.settings
+        if cfg is not None and cfg.method == "prom-noreg":
+            self.lambda_e = float(s.lambda_en)
+        else:
+            self.lambda_e = english_lambda(s.lambda_en, cfg.languages if cfg is not None else None,
+                                           s.lambda_per_language)
+        self._step_logs: dict[str, torch.Tensor] = {}
+        self._step_key = None
+
+    # -- model
+    def prepare_model(self, model) -> PivotedModel:
+        """Wrap the (possibly LoRA-wrapped) LM with a pivot head; the pivot layer is checked here."""
+        s = self.settings
+        from ..models.arch import arch_info
+
+        info = arch_info(model)
+        n = resolve_pivot_layer(s.pivot_layer, info.num_layers)
+        head = PivotHead.from_model(unwrap(model), s.head, info)
+        meta = {"label_smoothing": s.label_smoothing, "lambda_en": s.lambda_en, "lambda_english_rows": self.lambda_e,
+                "lambda_per_language": s.lambda_per_language,
+                "base_model": getattr(self.cfg, "model", None), "method": getattr(self.cfg, "method", "prom")}
+        return PivotedModel(model, head, n, self.compute, meta=meta)
+
+    def describe(self, model) -> dict:
+        """What run.json records about the objective."""
+        inner = _unwrap_pivoted(model)
+        return {"prom": {"pivot_layer": inner.pivot_layer, "num_layers": inner.info.num_layers,
+                         "head": inner.pivot_head.kind, "lambda_english_rows": self.lambda_e,
+                         "label_smoothing": self.settings.label_smoothing}}
+
+    # -- normalisers and loss
+    def normalizers(self, batch: dict) -> dict[str, torch.Tensor]:
+        sup = _supervised(batch["labels"]).sum(1)
+        en = batch["roles"].eq(EN)
+        return {"en": sup[en].sum(), "final": sup[~en].sum()}
+
+    def __call__(self, model, batch: dict, norms: dict[str, torch.Tensor]):
+        if not isinstance(_unwrap_pivoted(model), PivotedModel):
+            raise PivotuneError("The prom objective needs the model from PromObjective.prepare_model (the LM with "
+                                "its pivot head), got " + type(model).__name__ + ".")
+        out = model(batch, norms)
+        logs = {k: v for k, v in out.items() if k != "loss"}
+        # per-step diagnostics: the trainer gives every micro-batch of a step the same norms dict
+        if norms is not self._step_key:
+            self._step_key, self._step_logs = norms, {}
+        for k, v in logs.items():
+            self._step_logs[k] = self._step_logs.get(k, 0) + v
+        return out["loss"], {**self._step_logs, "lambda_english_rows": torch.tensor(self.lambda_e)}
+
+    def compute(self, pm: PivotedModel, batch: dict, norms: dict) -> dict[str, torch.Tensor]:
+        """Runs inside ``PivotedModel.forward`` (so inside DDP's forward): the loss and its two terms."""
+        s = self.settings
+        info, lm = pm.info, pm.lm
+        en = batch["roles"].eq(EN)
+        loss = None
+        logs: dict[str, torch.Tensor] = {}
+
+        en_rows = en.nonzero().squeeze(1)
+        if self.lambda_e > 0 and en_rows.numel():
+            sub = _trim(batch, en_rows)
+            _, raw = truncated_forward(lm, sub["input_ids"], sub["attention_mask"], pm.pivot_layer,
+                                       info=info, return_raw=True)
+            h, targets, w = _gather(raw, sub)
+            head = pm.pivot_head
+            total = chunked_head_ce(lambda x: head(x, info), h, targets, w, alpha=s.label_smoothing,
+                                    chunk_size=s.chunk_size, recompute=s.recompute_logits)
+            term = total / norms["en"].clamp(min=1)
+            logs["pivot_ce"] = term.detach()
+            loss = self.lambda_e * term
+
+        tgt_rows = (~en).nonzero().squeeze(1)
+        if tgt_rows.numel():
+            sub = _trim(batch, tgt_rows)
+            normed = truncated_forward(lm, sub["input_ids"], sub["attention_mask"], info.num_layers, info=info)
+            h, targets, w = _gather(normed, sub)
+            total = chunked_head_ce(lambda x: unembed_logits(info, x), h, targets, w, alpha=0.0,
+                                    chunk_size=s.chunk_size, recompute=s.recompute_logits)
+            term = total / norms["final"].clamp(min=1)
+            logs["final_ce"] = term.detach()
+            loss = term if loss is None else loss + term
+
+        if loss is None:
+            # Only English rows and λ_e = 0: nothing to learn. The zero still touches one parameter, so
+            # that under DDP an autograd hook fires and the reducer joins the other ranks' all-reduce.
+            p = next(p for p in pm.parameters() if p.requires_grad)
+            loss = p.reshape(-1)[0].float() * 0.0
+        return {"loss": loss, **logs}
+
+
+def _unwrap_pivoted(model):
+    while isinstance(model, torch.nn.parallel.DistributedDataParallel):
+        model = model.module
+    return model
