@@ -55,7 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="pivotune", formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG_MAIN,
         description="Adapt English-centric LLMs to other languages by instruction tuning "
-                    "(baselines Bactrian+(t) and xLLaMA2(t+e) today; PROM, CLO and LinguaLIFT are being added), "
+                    "(PROM and the baselines Bactrian+(t) and xLLaMA2(t+e); CLO and LinguaLIFT are being added), "
                     "with an offline toy world for a CPU.")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
