@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 from pathlib import Path
 
@@ -74,6 +75,9 @@ def training_arguments(cfg: RunConfig, run_dir: Path):
         data_seed=cfg.seed,
         remove_unused_columns=False,
         dataloader_pin_memory=torch.cuda.is_available(),
+        # Without a GPU, accelerate sets up multi-process (torchrun) training only when told to use the CPU;
+        # otherwise every rank would train alone on all the data.
+        use_cpu=int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available(),
     )
     return TrainingArguments(**kwargs)
 
