@@ -45,7 +45,7 @@ class DemoPlan:
 
     @classmethod
     def for_world(cls, quick: bool) -> "DemoPlan":
-        return cls(steps=60, eval_limit=24) if quick else cls(steps=200)
+        return cls(steps=60, eval_limit=24) if quick else cls(steps=170)
 
 
 def toy_mt_instructions(lang: str) -> list[str]:
