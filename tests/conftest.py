@@ -72,3 +72,15 @@ def tiny_wide_init_model_dir(tmp_path_factory, tokenizer):
     tiny_llama(tokenizer, init_std=0.3).save_pretrained(d)
     tokenizer.save_pretrained(d)
     return d
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """One torch thread for a module of tiny-model tests: with two threads on a busy 2-core machine every
+    tiny op waits at the thread barrier (10-40x slower)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -21,13 +21,7 @@ from pivotune.train.run import train
 N_LAYERS, PIVOT = 4, 2
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny ops: with two threads on a busy two-core machine every op waits ~15 ms at the barrier."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 EN, TGT, MT = 0, 1, 2
 

@@ -19,6 +19,7 @@ def plot_language_probabilities(result: LensResult, path: str | Path, *, lang: s
     # the Agg canvas directly, not pyplot: no global backend switch, no figure registry
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
 
     from ..io import atomic_path
 
@@ -33,13 +34,16 @@ def plot_language_probabilities(result: LensResult, path: str | Path, *, lang: s
     ax.axvline(pivot_layer, color="gray", linestyle="--", label=f"pivot n={pivot_layer}")
     ax.set_xlabel("layer (output of decoder block k; 0 = embeddings)")
     ax.set_ylabel("probability")
-    ax.set_ylim(0, 1)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    # the paper's 0..1 scale, zoomed in when every curve stays small so the curves stay readable
+    top = float(max((result.mean_en() + result.sd_en()).max(), (result.mean_tgt() + result.sd_tgt()).max()))
+    ax.set_ylim(0, 1 if top > 0.5 else max(1.1 * top, 1e-3))
     ax.legend(loc="upper left")
     if title is None:
         title = f"{lang} ({result.n_items} items)"
         if decision is not None:
             title += ": " + ("λ_t = 0" if decision.lambda_zero else "keep λ")
-            title += f"\nP(en) {decision.p_en:.3f} vs P({lang}) {decision.p_tgt:.3f} at n={decision.pivot_layer}"
+            title += f"\nP(en) {decision.p_en:.3g} vs P({lang}) {decision.p_tgt:.3g} at n={decision.pivot_layer}"
     ax.set_title(title, fontsize=10)
     fig.tight_layout()
     with atomic_path(path) as tmp:
