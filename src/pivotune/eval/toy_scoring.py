@@ -72,11 +72,10 @@ def score(task: str, lang: str, rows: Sequence[dict], predictions: Sequence[str]
 
 
 def load_model(model_dir: str | Path):
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    """(model, tokenizer) from a model directory, through pivotune's one loader (clear errors)."""
+    from ..models.loading import load_model as load_lm, load_tokenizer
 
-    tok = AutoTokenizer.from_pretrained(model_dir)
-    model = AutoModelForCausalLM.from_pretrained(model_dir)
-    return model, tok
+    return load_lm(str(model_dir)), load_tokenizer(str(model_dir))
 
 
 def evaluate_toy(model, tokenizer, world_dir: str | Path, langs: Sequence[str] | None = None,
