@@ -30,6 +30,7 @@ class PivotuneTrainer(Trainer):
         super().__init__(*args, **kwargs)
         self.objective = objective
         self._step_norms: dict[str, torch.Tensor] | None = None
+        self._pending_logs: dict | None = None   # the objective's extra metrics, merged into the next log
         if hasattr(self.model, "save_pivot_head") and (self.is_fsdp_enabled or self.is_deepspeed_enabled):
             raise PivotuneError(f"method objective '{objective.name}' keeps a pivot head beside the model and "
                                 "runs under DDP only; FSDP and DeepSpeed are not supported for it yet.")
@@ -53,8 +54,9 @@ class PivotuneTrainer(Trainer):
         loss, logs = self.objective(model, inputs, norms)
         if self.model.training and self.args.world_size > 1:
             loss = loss * self.args.world_size  # DDP averages gradients over ranks; undo that average
-        if logs and self.model.training and self.state.global_step % max(self.args.logging_steps, 1) == 0:
-            self._pending_logs = {k: float(v) for k, v in logs.items()}
+        if logs and self.model.training:
+            # kept as tensors: converting here would force a device sync every micro-batch
+            self._pending_logs = {k: v.detach() if torch.is_tensor(v) else v for k, v in logs.items()}
         return (loss, None) if return_outputs else loss
 
     def _save(self, output_dir=None, state_dict=None):
@@ -72,8 +74,7 @@ class PivotuneTrainer(Trainer):
         torch.save(self.args, os.path.join(output_dir, "training_args.bin"))
 
     def log(self, logs, *args, **kwargs):
-        pending = getattr(self, "_pending_logs", None)
-        if pending and "loss" in logs:
-            logs = {**logs, **pending}
+        if self._pending_logs and "loss" in logs:
+            logs = {**logs, **{k: float(v) for k, v in self._pending_logs.items()}}
             self._pending_logs = None
         super().log(logs, *args, **kwargs)
