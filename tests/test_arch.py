@@ -301,3 +301,18 @@ def test_hook_removed_when_forward_fails():
     with pytest.raises(Exception):
         A.truncated_forward(m, ids[:, :, None], mask, 2, info=info)  # bad input shape: fails inside the forward
     assert not any(blk._forward_hooks for blk in info.layers)
+
+
+ATTENTION_PROJECTIONS = {"phi3": {"qkv_proj", "o_proj"}, "phi": {"q_proj", "k_proj", "v_proj", "dense"},
+                         "gpt_neox": {"query_key_value", "dense"}, "gpt2": {"c_attn", "c_proj"}}
+
+
+def test_attention_projection_names(model):
+    names = A.attention_projection_names(model)
+    modules = dict(model.named_modules())
+    assert all(n in modules for n in names)
+    expected = ATTENTION_PROJECTIONS.get(model.config.model_type, {"q_proj", "k_proj", "v_proj", "o_proj"})
+    for i in range(LAYERS):
+        in_block = {n.rsplit(".", 1)[1] for n in names if f".{i}." in n}
+        assert in_block == expected, (i, in_block)
+    assert not any(".mlp." in n for n in names)   # GPT-2's MLP also has a c_proj

@@ -38,7 +38,7 @@ def _cmd_train(args) -> int:
     if args.check:
         print(f"{args.config}: valid (method {cfg.method}, {len(cfg.data)} data sources)")
         return 0
-    trainer = train(cfg)
+    trainer = train(cfg, resume=args.resume or False)
     print(f"done: {trainer.state.global_step} steps; run directory {cfg.output_dir}")
     return 0
 
@@ -85,6 +85,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--skip-invalid", action="store_true", help="drop invalid data rows and report them")
     t.add_argument("--output-dir", help="override output_dir")
     t.add_argument("--check", action="store_true", help="only validate the config and exit")
+    t.add_argument("--resume", nargs="?", const="latest", metavar="CHECKPOINT",
+                   help="continue from the latest complete checkpoint in output_dir (or CHECKPOINT); "
+                        "'--resume auto' resumes if there is one and starts afresh otherwise")
     t.set_defaults(func=_cmd_train)
 
     e = sub.add_parser("export", help="write a run's model as a plain Hugging Face directory",
@@ -118,8 +121,15 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--pivot-layer", type=int, default=None,
                     help="PROM pivot layer n, the output of decoder block n (1..N; default round(0.75*N))")
     pr.add_argument("--out", required=True, help="output directory")
-    pr.add_argument("--task", choices=["translation", "repetition"], default="translation",
-                    help="prompt type (default translation)")
+    pr.add_argument("--task", choices=["translation", "repetition", "cloze"], default="translation",
+                    help="prompt type (default translation); cloze reads 'english<TAB>target<TAB>sentence "
+                         "with ___' files in --pairs")
+    pr.add_argument("--template", default=None,
+                    help="prompt line replacing the task's default, e.g. '{source_name} : {source} "
+                         "{target_name} : {target}' (cloze: '{sentence} {label}: \"{answer}\"')")
+    pr.add_argument("--labels", nargs="+", metavar="LANG=WORD",
+                    help="the word for 'Answer' per language in cloze prompts (for codes outside the "
+                         "built-in table)")
     pr.add_argument("--source-lang", default="en",
                     help="source language of translation prompts (default en; another --pairs language "
                          "keeps English out of the prompt, as in the original)")
@@ -131,6 +141,13 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], default="float32",
                     help="model weights dtype (default float32)")
     pr.set_defaults(func=_cmd_probe)
+    from .translate.cli import add_parser as add_translate_parser
+    add_translate_parser(sub)
+    from .eval import compare, harness
+    harness.add_parser(sub)
+    compare.add_parser(sub)
+    from .analysis.interference_report import add_parser as add_interference_parser
+    add_interference_parser(sub)
     return p
 
 

@@ -123,6 +123,10 @@ class PromSettings(_Strict):
     probe_names: dict[str, str] | None = Field(
         None, description="Language names (in their own language) for the probe prompts, for codes "
         "pivotune's table lacks.")
+    probe_template: str | None = Field(
+        None, description="The probe's prompt line, replacing Wendler et al.'s "
+        "'{source_name}: \"{source}\" - {target_name}: \"{target}\"' (fields: source_name, source, "
+        "target_name, target, the last one last); for a model trained on another bilingual format.")
     chunk_size: int = Field(
         2048, ge=1, le=1_048_576, description="Supervised positions per chunk when computing logits and "
         "cross-entropy for either head (no [batch, seq, vocab] tensor is ever held).")
@@ -145,12 +149,125 @@ class PromSettings(_Strict):
         return v
 
 
+class LinguaLiftSettings(_Strict):
+    """LinguaLIFT (METHODS.md, "LinguaLIFT"): a multilingual encoder bridged into the LM by a language alignment
+    layer, trained in two stages. Used by method ``lingualift`` only.
+
+    Stage 1 trains only the alignment layer on code-switched prompts (English data of role ``en`` with words
+    replaced from ``lexicons``, plus any role ``cs`` data) with English responses; stage 2 trains the LM (full, or
+    LoRA with ``lora.enabled``) on the English data with the encoder and alignment layer frozen, using ``train``.
+    Run layout: RUN/stage1/ (its checkpoints and model/: the alignment layer, referring to the encoder and LM),
+    RUN/stage2/ (checkpoints) and RUN/model/ (the whole bridge; not a plain causal-LM directory).
+    """
+
+    encoder: str | None = Field(
+        None, description="Hub name or local path of the multilingual encoder (XLM-R, mT5, any AutoModel encoder; "
+        "for encoder-decoder models the encoder half is used). Required for method lingualift.")
+    encoder_tokenizer: str | None = Field(None, description="Default: same as encoder.")
+    encoder_hidden_size: int | None = Field(
+        None, ge=1, description="Width of the encoder's last hidden states; read from its config by default. "
+        "Needed only for an encoder whose config does not state it; checked against the config otherwise.")
+    projector: Literal["ffn", "linear"] = Field(
+        "ffn", description="ffn (LinguaLIFT): Linear(d_enc→d_llm) → GELU → Linear(d_llm→d_llm) with learned start "
+        "and end vectors; linear (LangBridge): one Linear and a learned end vector.")
+    max_encoder_len: int = Field(512, ge=8, le=1_048_576, description="Encoder tokens kept per prompt.")
+    stages: list[Literal[1, 2]] = Field(
+        default_factory=lambda: [1, 2], min_length=1, description="Stages to run: [1, 2] (default), [1] alone, "
+        "or [2] alone from a saved stage 1 (stage1_from).")
+    stage1_from: str | None = Field(
+        None, description="Stage-1 output directory that stage 2 starts from when stage 1 does not run here "
+        "(default: RUN/stage1/model).")
+    lexicons: dict[str, str] = Field(
+        default_factory=dict, description="Bilingual lexicon per target language (lang: path), MUSE's two-column "
+        "format: 'english translation' per line. Keys must be in `languages`.")
+    switch_ratio: float = Field(
+        0.5, ge=0.0, le=1.0, description="Share of content words replaced by a translation in stage 1 (the paper "
+        "leaves it open; round(ratio·n) of a sample's n content words).")
+    stage1_lr: float = Field(6e-4, gt=0.0, le=1.0, description="Stage-1 learning rate (the paper's 6e-4).")
+    stage1_scheduler: Literal["cosine", "linear", "constant", "constant_with_warmup"] = Field(
+        "constant", description="Stage-1 schedule (the paper: constant).")
+    stage1_epochs: float = Field(1.0, gt=0.0, le=1000.0, description="Stage-1 passes over its data.")
+    stage1_max_steps: int = Field(-1, ge=-1, description="Stage-1 optimizer steps; overrides stage1_epochs when > 0.")
+
+
+class InterferenceSettings(_Strict):
+    """Gradient interference logged during training (METHODS.md, "Gradient interference"): every ``every``
+    optimizer steps (and once before the first), the cosine between the gradients of ``batches`` pairs of
+    batches from two sources, through the method's own objective. Written to RUN/interference.json and the
+    log history (run.json); ``pivotune interference RUN...`` plots it. Never changes training.
+    """
+
+    every: int = Field(0, ge=0, description="Measure every N optimizer steps (and at step 0); 0 = off.")
+    pairs: list[tuple[str, str]] = Field(
+        default_factory=lambda: [("en", "tgt")], min_length=1, description="Source pairs to compare, each "
+        "[A, B] with a source ROLE or ROLE:LANG (roles en, tgt, mt, cs), e.g. [[en, tgt], [tgt:el, mt:el]].")
+    batches: int = Field(4, ge=1, le=10_000, description="K, the batch pairs per measurement (mean and sd "
+                         "over them); the same batches every time, so the curve follows the model.")
+    batch_size: int | None = Field(None, ge=1, le=4096, description="Rows per batch; default: "
+                                   "train.per_device_batch_size.")
+    layers: int | str = Field(
+        "last", description="Parameters the gradients are taken on: last (the last decoder block, the "
+        "paper's choice), pivot (block prom.pivot_layer, default round(0.75·N), for any method), all, or block "
+        "numbers (1-based) such as 3 or '2,4'. Under LoRA: the adapters in those blocks.")
+    profile: bool = Field(False, description="Also record the cosine of every decoder block on its own "
+                          "(gradients on all blocks).")
+    seed: int = Field(0, ge=0, description="Seed of the batch draw.")
+
+    @field_validator("pairs")
+    @classmethod
+    def _sources(cls, v):
+        from .data.records import ROLES
+
+        for pair in v:
+            for spec in pair:
+                role, sep, lang = spec.partition(":")
+                if role not in ROLES or (sep and not lang):
+                    raise ValueError(f"source {spec!r}: expected ROLE or ROLE:LANG with ROLE one of "
+                                     f"{', '.join(ROLES)}")
+        return v
+
+    @field_validator("layers")
+    @classmethod
+    def _layers(cls, v):
+        spec = str(v).strip()
+        if spec not in ("last", "pivot", "all") and not all(x.strip().isdigit() for x in spec.split(",")):
+            raise ValueError("expected last, pivot, all or block numbers such as 3 or '2,4'")
+        return spec
+
+
+class CloSettings(_Strict):
+    """CLO (METHODS.md, "CLO"): ``L = λ·L_NLL + (1 − λ)·L_CL`` on cross-lingual preference pairs.
+
+    Used by method ``clo``; ignored by the others. Each English row (role ``en`` sources, in config order)
+    is paired with row i of each target language's translation (role ``tgt`` sources, line-aligned).
+    Log-probabilities are sums over response tokens (the DPO convention); the reference is the starting
+    model, its log-probabilities computed once before training.
+    """
+
+    beta: float = Field(0.1, gt=0.0, le=100.0, description="β of the preference term (the paper does not "
+                        "state it; DPO's common default).")
+    nll_weight: float = Field(0.5, ge=0.0, le=1.0, description="λ: weight of the NLL term on target-language "
+                              "responses; the preference term gets 1 − λ (the paper does not state it). 1 = SFT on "
+                              "the translated rows only; 0 = the preference term alone.")
+    trainable: Literal["attention", "full"] = Field(
+        "attention", description="attention: only every layer's attention projections train (full weights, or "
+        "LoRA on exactly them when lora.enabled), as the paper does; full: every weight (or LoRA on "
+        "lora.target_modules).")
+    max_items: int | None = Field(None, ge=1, description="Use the first N English rows (each paired with "
+                                  "every target language); the paper sweeps 400 to 6,400.")
+    reference_batch_size: int | None = Field(None, ge=1, le=4096, description="Units per forward when computing "
+                                             "the reference log-probabilities; default: train.per_device_batch_size.")
+
+
 class RunConfig(_Strict):
     """Everything one training run needs."""
 
     model: str = Field(description="Hub name or local path of the base causal LM.")
     tokenizer: str | None = Field(None, description="Default: same as model.")
-    method: str = Field("xllama", description="english | bactrian | xllama | prom | prom-noreg "
+    trust_remote_code: bool = Field(
+        False, description="Run model/tokenizer code shipped with a hub repository or directory. Off by default: "
+        "turn it on only for a source you trust.")
+    method: str = Field("xllama", description="english | bactrian | xllama | prom | prom-noreg | clo "
                         "(more in later releases).")
     languages: list[str] = Field(default_factory=list, description="Target language codes.")
     data: list[DataSource] = Field(default_factory=list)
@@ -159,6 +276,11 @@ class RunConfig(_Strict):
     train: TrainConfig = Field(default_factory=TrainConfig)
     lora: LoraSettings = Field(default_factory=LoraSettings)
     prom: PromSettings = Field(default_factory=PromSettings, description="PROM's objective settings.")
+    clo: CloSettings = Field(default_factory=CloSettings, description="CLO's objective and data settings.")
+    interference: InterferenceSettings = Field(
+        default_factory=InterferenceSettings, description="Gradient interference logged during training.")
+    lingualift: LinguaLiftSettings = Field(default_factory=LinguaLiftSettings,
+                                           description="LinguaLIFT's bridge and two-stage settings.")
     output_dir: str = Field("runs/run", description="Run directory (checkpoints, final model, logs).")
     seed: int = Field(42, ge=0)
     skip_invalid: bool = Field(False, description="Drop invalid rows instead of stopping.")
@@ -198,6 +320,21 @@ class RunConfig(_Strict):
             if d.role in ("tgt", "mt") and self.languages and d.lang not in self.languages:
                 raise ValueError(f"data source '{d.name}' has lang '{d.lang}', which is not in "
                                  f"languages {self.languages}")
+        return self
+
+    @model_validator(mode="after")
+    def _lingualift_settings(self):
+        if self.method != "lingualift":
+            return self
+        ll = self.lingualift
+        if not ll.encoder:
+            raise ValueError("method 'lingualift' needs lingualift.encoder: the multilingual encoder to bridge in")
+        unknown = sorted(set(ll.lexicons) - set(self.languages))
+        if unknown and self.languages:
+            raise ValueError(f"lingualift.lexicons names {unknown}, which are not in languages {self.languages}")
+        if 1 in ll.stages and self.data and not ll.lexicons and not any(d.role == "cs" for d in self.data):
+            raise ValueError("lingualift stage 1 trains on code-switched data: give lingualift.lexicons (to switch "
+                             "the English data) or a data source with role 'cs'")
         return self
 
 

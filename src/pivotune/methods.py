@@ -16,6 +16,10 @@ class Method:
     roles: frozenset[str]   # sample roles the mixture keeps
     objective: str          # key of pivotune.objectives.OBJECTIVES
     description: str
+    # None: trained by train.run's single Trainer stage. Otherwise the module under pivotune.train that trains
+    # this method end to end instead (lingualift: two stages around an encoder bridge; clo: cross-lingual
+    # pairs, a reference pass before training, attention-only).
+    own_training: str | None = None
 
 
 METHODS: dict[str, Method] = {
@@ -32,5 +36,13 @@ METHODS: dict[str, Method] = {
                "per language by the logit-lens regulation), final-layer cross-entropy on s_t and s_mt."),
         Method("prom-noreg", frozenset({"en", "tgt", "mt"}), "prom",
                "PROM without regulation: the pivot term keeps λ for every target language."),
+        Method("clo", frozenset({"en", "tgt"}), "clo",
+               "CLO: English rows and their translations (s_e, s_t) as cross-lingual preference pairs; a DPO-style "
+               "term against the starting model plus NLL on target responses, attention projections only.",
+               own_training="clo"),
+        Method("lingualift", frozenset({"en", "cs"}), "lingualift",
+               "LinguaLIFT: a multilingual encoder bridged into the LM by an alignment layer; stage 1 trains the "
+               "alignment layer on code-switched prompts, stage 2 the LM on English instructions.",
+               own_training="lingualift"),
     )
 }

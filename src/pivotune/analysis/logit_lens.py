@@ -26,7 +26,14 @@ import torch
 
 from ..errors import PivotuneError
 from ..models.arch import arch_info, lens_logits
-from .probe_items import ProbeItem, repetition_prompts, translation_prompts
+from .probe_items import (
+    CLOZE_TEMPLATE,
+    TRANSLATION_TEMPLATE,
+    ProbeItem,
+    cloze_prompts,
+    repetition_prompts,
+    translation_prompts,
+)
 
 # ----------------------------------------------------------------------------------------------------
 # Language probabilities
@@ -147,17 +154,31 @@ def language_probabilities(model, tokenizer, prompts: Sequence[str], en_token_se
 
 
 def probe_items(model, tokenizer, items: Sequence[ProbeItem], pool: Sequence[tuple[str, str]], *,
-                task: str = "translation", source_name: str, target_name: str, batch_size: int = 8,
-                seed: int = 0) -> LensResult:
-    """Build the prompts for ``items`` (demonstrations from ``pool``, ``(source, target)`` pairs) and
-    run :func:`language_probabilities`. ``task`` is ``"translation"`` or ``"repetition"``."""
+                task: str = "translation", source_name: str = "", target_name: str = "", batch_size: int = 8,
+                seed: int = 0, label: str = "", template: str | None = None) -> LensResult:
+    """Build the prompts for ``items`` and run :func:`language_probabilities`. ``task``:
+
+    - ``"translation"``: ``pool`` holds ``(source word, target word)`` demonstrations;
+    - ``"repetition"``: the target words of ``pool`` are repeated;
+    - ``"cloze"``: ``pool`` holds ``(sentence with ___, answer)`` demonstrations, ``label`` is "Answer"
+      in the target language, and every item carries its ``sentence``.
+
+    ``template`` replaces the task's default prompt line (see :mod:`.probe_items`)."""
     if task == "translation":
         prompts = translation_prompts([(it.source or it.english, it.target) for it in items], pool,
-                                      source_name, target_name, seed=seed)
+                                      source_name, target_name, seed=seed,
+                                      template=template or TRANSLATION_TEMPLATE)
     elif task == "repetition":
-        prompts = repetition_prompts([it.target for it in items], [t for _, t in pool], target_name, seed=seed)
+        prompts = repetition_prompts([it.target for it in items], [t for _, t in pool], target_name, seed=seed,
+                                     template=template or TRANSLATION_TEMPLATE)
+    elif task == "cloze":
+        missing = [it.english for it in items if not it.sentence]
+        if missing:
+            raise PivotuneError(f"Cloze probe: items without a sentence: {missing[:5]}.")
+        prompts = cloze_prompts([(it.sentence, it.target) for it in items], pool, label, seed=seed,
+                                template=template or CLOZE_TEMPLATE)
     else:
-        raise PivotuneError(f"Unknown probe task '{task}'; choose translation or repetition.")
+        raise PivotuneError(f"Unknown probe task '{task}'; choose translation, repetition or cloze.")
     res = language_probabilities(model, tokenizer, prompts, [it.en_ids for it in items],
                                  [it.tgt_ids for it in items], batch_size=batch_size)
     res.single_token = np.array([it.single_token for it in items], dtype=bool)

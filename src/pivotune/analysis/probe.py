@@ -14,7 +14,9 @@ from .logit_lens import (
     suggest_pivot_layer,
 )
 from .plots import plot_language_probabilities
-from .probe_items import build_items, language_display_name, read_word_pairs
+from .probe_items import answer_label, build_items, language_display_name, read_cloze_file, read_word_pairs
+
+TASKS = ("translation", "repetition", "cloze")
 
 # ----------------------------------------------------------------------------------------------------
 # The `pivotune probe` command
@@ -28,18 +30,25 @@ def _summary(res: LensResult) -> dict:
 
 def run_probe(model_name: str, pairs_files: dict[str, str], out_dir: str | Path, *, pivot_layer: int | None = None,
               task: str = "translation", batch_size: int = 8, names: dict[str, str] | None = None,
-              source_lang: str = "en", seed: int = 0, dtype: str = "float32", model=None, tokenizer=None) -> dict:
-    """Probe every language in ``pairs_files`` (lang -> word-pair file) and write ``out_dir/probe.json``
-    and ``out_dir/lens_{lang}.png``. Returns the JSON object. ``model``/``tokenizer``: already loaded
-    ones (``model_name`` is then only recorded)."""
+              source_lang: str = "en", seed: int = 0, dtype: str = "float32", model=None, tokenizer=None,
+              template: str | None = None, labels: dict[str, str] | None = None) -> dict:
+    """Probe every language in ``pairs_files`` (lang -> word-pair file; cloze files for ``task="cloze"``)
+    and write ``out_dir/probe.json`` and ``out_dir/lens_{lang}.png``. Returns the JSON object.
+    ``model``/``tokenizer``: already loaded ones (``model_name`` is then only recorded). ``template``
+    replaces the task's prompt line; ``labels``: "Answer" per language for cloze prompts."""
     from ..io import write_json_atomic
     from ..models.loading import load_model, load_tokenizer
 
-    if task not in ("translation", "repetition"):
-        raise PivotuneError(f"Unknown probe task '{task}'; choose translation or repetition.")
+    if task not in TASKS:
+        raise PivotuneError(f"Unknown probe task '{task}'; choose {', '.join(TASKS)}.")
     if not pairs_files:
         raise PivotuneError("No languages to probe: pass --pairs LANG=FILE.")
-    all_pairs = {lang: read_word_pairs(f) for lang, f in pairs_files.items()}
+    if task == "cloze":
+        cloze_rows = {lang: read_cloze_file(f) for lang, f in pairs_files.items()}
+        all_pairs = {lang: [(e, t) for e, t, _ in rows] for lang, rows in cloze_rows.items()}
+        shown_labels = {lang: answer_label(lang, labels) for lang in all_pairs}
+    else:
+        all_pairs = {lang: read_word_pairs(f) for lang, f in pairs_files.items()}
     names = dict(names or {})
     source_words = None
     if task == "translation" and source_lang != "en":
@@ -48,8 +57,9 @@ def run_probe(model_name: str, pairs_files: dict[str, str], out_dir: str | Path,
                                 f"(have {', '.join(all_pairs)}).")
         source_words = dict(all_pairs[source_lang])
     # every display name is resolved before the model loads, so a missing one fails fast
-    shown = {lang: language_display_name(lang, names) for lang in all_pairs}
-    src_name = language_display_name(source_lang, names)
+    needs_names = task != "cloze"   # cloze prompts name no language
+    shown = {lang: language_display_name(lang, names) if needs_names else lang for lang in all_pairs}
+    src_name = language_display_name(source_lang, names) if task == "translation" else ""
 
     tokenizer = tokenizer if tokenizer is not None else load_tokenizer(model_name)
     model = model if model is not None else load_model(model_name, dtype=dtype)
@@ -62,6 +72,7 @@ def run_probe(model_name: str, pairs_files: dict[str, str], out_dir: str | Path,
     out_dir = Path(out_dir)
     report = {"model": str(model_name), "model_type": info.model_type, "num_layers": n, "task": task,
               "source_lang": source_lang if task == "translation" else None, "seed": seed,
+              "template": template,
               "pivot_layer": chosen, "pivot_layer_is_default": pivot_layer is None,
               "layers": list(range(n + 1)),
               "layer_convention": "index k = output of decoder block k (HF hidden_states[k]); 0 = embeddings",
@@ -71,16 +82,20 @@ def run_probe(model_name: str, pairs_files: dict[str, str], out_dir: str | Path,
         if task == "translation" and lang == source_lang:
             continue
         src_map = source_words
-        items, rep = build_items(pairs, tokenizer, source_words=src_map)
+        sentences = [row[2] for row in cloze_rows[lang]] if task == "cloze" else None
+        items, rep = build_items(pairs, tokenizer, source_words=src_map, sentences=sentences)
         if not items:
             raise PivotuneError(f"{lang} ({pairs_files[lang]}): no probe item survives the filters "
                                 f"({rep.as_dict()}); the tokenizer's vocabulary may not cover these words.")
         if task == "translation":
             pool = [((src_map[e] if src_map else e), t) for e, t in pairs if not src_map or e in src_map]
+        elif task == "cloze":
+            pool = [(sentence, t) for _, t, sentence in cloze_rows[lang]]
         else:
             pool = list(pairs)
         res = probe_items(model, tokenizer, items, pool, task=task, source_name=src_name,
-                          target_name=shown[lang], batch_size=batch_size, seed=seed)
+                          target_name=shown[lang], batch_size=batch_size, seed=seed, template=template,
+                          label=shown_labels[lang] if task == "cloze" else "")
         decision = regulation_decision(res, chosen)
         suggestion = suggest_pivot_layer(res)
         fig_name = f"lens_{lang}.png"
@@ -112,7 +127,8 @@ def cli_probe(args) -> int:
     """``pivotune probe`` (the parser lives in :mod:`pivotune.cli`)."""
     report = run_probe(args.model, _key_values(args.pairs, "--pairs"), args.out, pivot_layer=args.pivot_layer,
                        task=args.task, batch_size=args.batch_size, names=_key_values(args.names, "--names"),
-                       source_lang=args.source_lang, seed=args.seed, dtype=args.dtype)
+                       source_lang=args.source_lang, seed=args.seed, dtype=args.dtype, template=args.template,
+                       labels=_key_values(args.labels, "--labels"))
     for lang, entry in report["languages"].items():
         items = entry["items"]
         print(f"{lang}: {items['kept']} items ({items['single_token']} single-token, {items['multi_token']} "

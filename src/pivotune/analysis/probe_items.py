@@ -9,6 +9,20 @@ Word-pair files (``probe/{lang}.tsv``)
         cat\tchat
         water\teau
 
+Cloze files (``probe/{lang}.cloze.tsv``)
+    UTF-8 text, one item per line: ``english<TAB>target<TAB>sentence``, where ``sentence`` is written in the
+    target language and holds the target word's place exactly once as ``___``; blank and ``#`` lines are
+    ignored. Example (French)::
+
+        cat\tchat\tLe ___ dort sur le canapé et miaule.
+
+Prompt templates
+    A template holds ``{target}`` (translation, repetition) or ``{answer}`` (cloze) once, as its last field;
+    the query line is the template cut just before it (trailing spaces dropped, so a tokenizer that marks
+    word starts predicts the word with its marker). Defaults follow Wendler et al.:
+    ``{source_name}: "{source}" - {target_name}: "{target}"`` and ``{sentence} {label}: "{answer}"``. A
+    model that never saw quotes (the toy world) gets its own corpus format instead.
+
 Token sets (see :func:`word_token_ids`)
     The ids of every *character* prefix of the word (lengths 1..len) that is a vocabulary entry, each
     with and without the tokenizer's word-start marker (``▁`` SentencePiece, ``Ġ`` byte-level BPE, none
@@ -43,7 +57,19 @@ LANGUAGE_NAMES: dict[str, str] = {
     "ta": "தமிழ்", "te": "తెలుగు", "kn": "ಕನ್ನಡ", "ml": "മലയാളം",
 }
 
+#: "Answer" in each language, for cloze prompts. Pass ``labels=`` for anything else.
+ANSWER_LABELS: dict[str, str] = {
+    "en": "Answer", "fr": "Réponse", "de": "Antwort", "es": "Respuesta", "it": "Risposta", "pt": "Resposta",
+    "nl": "Antwoord", "pl": "Odpowiedź", "ru": "Ответ", "uk": "Відповідь", "el": "Απάντηση", "tr": "Cevap",
+    "id": "Jawaban", "sw": "Jibu", "zh": "答案", "ja": "答え", "ko": "답", "th": "คำตอบ", "ar": "الإجابة",
+    "hi": "उत्तर", "bn": "উত্তর", "mr": "उत्तर",
+}
+
 N_DEMOS = 4
+N_CLOZE_DEMOS = 2
+TRANSLATION_TEMPLATE = '{source_name}: "{source}" - {target_name}: "{target}"'
+CLOZE_TEMPLATE = '{sentence} {label}: "{answer}"'
+CLOZE_GAP = "___"
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -83,6 +109,43 @@ def read_word_pairs(path: str | Path) -> list[tuple[str, str]]:
     return pairs
 
 
+def read_cloze_file(path: str | Path) -> list[tuple[str, str, str]]:
+    """Read a cloze file (format in the module docstring) into ``[(english, target, sentence), ...]``.
+
+    Raises :class:`DataError` naming the file, line and field for a wrong field count, an empty field, or
+    a sentence without exactly one ``___``; and for a missing, non-UTF-8 or empty file.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise DataError(f"{path}: cloze file not found.", path=str(path)) from None
+    except UnicodeDecodeError as e:
+        raise DataError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start}).", path=str(path)) from None
+    rows = []
+    for lineno, raw in enumerate(text.splitlines(), start=1):
+        if not raw.strip() or raw.strip().startswith("#"):
+            continue
+        fields = [f.strip() for f in raw.rstrip("\r\n").split("\t")]
+        if len(fields) != 3:
+            raise DataError(f"{located(str(path), lineno)}: expected 3 tab-separated fields "
+                            f"(english<TAB>target<TAB>sentence), found {len(fields)}: {raw!r}",
+                            path=str(path), row=lineno)
+        for name, value in zip(("english", "target", "sentence"), fields):
+            if not value:
+                raise DataError(f"{located(str(path), lineno, name)}: the {name} field is empty: {raw!r}",
+                                path=str(path), row=lineno, field=name)
+        if fields[2].count(CLOZE_GAP) != 1:
+            raise DataError(f"{located(str(path), lineno, 'sentence')}: the sentence must hold the gap "
+                            f"'{CLOZE_GAP}' exactly once, found {fields[2].count(CLOZE_GAP)}: {raw!r}",
+                            path=str(path), row=lineno, field="sentence")
+        rows.append((fields[0], fields[1], fields[2]))
+    if not rows:
+        raise DataError(f"{path}: no cloze items (expected lines 'english<TAB>target<TAB>sentence').",
+                        path=str(path))
+    return rows
+
+
 # ----------------------------------------------------------------------------------------------------
 # Prompts
 # ----------------------------------------------------------------------------------------------------
@@ -97,9 +160,37 @@ def language_display_name(lang: str, names: dict[str, str] | None = None) -> str
                         f"Pass the name explicitly (CLI: --names {lang}=NAME).")
 
 
-def _line(src_name: str, src: str, tgt_name: str, tgt: str | None) -> str:
-    head = f'{src_name}: "{src}" - {tgt_name}: "'
-    return head if tgt is None else f'{head}{tgt}"'
+def answer_label(lang: str, labels: dict[str, str] | None = None) -> str:
+    """"Answer" in ``lang`` for cloze prompts: ``labels[lang]`` if given, else :data:`ANSWER_LABELS`."""
+    if labels and lang in labels:
+        return labels[lang]
+    if lang in ANSWER_LABELS:
+        return ANSWER_LABELS[lang]
+    raise PivotuneError(f"No cloze answer label known for '{lang}'; known codes: {', '.join(sorted(ANSWER_LABELS))}. "
+                        f"Pass the word for 'Answer' in that language (CLI: --labels {lang}=WORD).")
+
+
+def _template_query(template: str, slot: str) -> str:
+    """The part of ``template`` before its last field ``{slot}`` (checked), trailing spaces dropped."""
+    mark = "{" + slot + "}"
+    if template.count(mark) != 1:
+        raise PivotuneError(f"Prompt template {template!r} must hold {mark} exactly once.")
+    return template[:template.index(mark)].rstrip(" ")
+
+
+def _filler(template: str, **fields) -> str:
+    try:
+        return template.format(**fields)
+    except (KeyError, IndexError, ValueError) as e:
+        raise PivotuneError(f"Prompt template {template!r}: {e!r}; its fields are "
+                            f"{{{'}, {'.join(fields)}}}.") from None
+
+
+def _line(src_name: str, src: str, tgt_name: str, tgt: str | None, template: str = TRANSLATION_TEMPLATE) -> str:
+    fields = dict(source_name=src_name, source=src, target_name=tgt_name)
+    if tgt is None:
+        return _filler(_template_query(template, "target"), **fields)
+    return _filler(template, target=tgt, **fields)
 
 
 def _pick_demos(i: int, query: tuple[str, str], pool: Sequence[tuple[str, str]], n_demos: int,
@@ -113,25 +204,45 @@ def _pick_demos(i: int, query: tuple[str, str], pool: Sequence[tuple[str, str]],
 
 def translation_prompts(queries: Sequence[tuple[str, str]], pool: Sequence[tuple[str, str]],
                         source_name: str, target_name: str, *, n_demos: int = N_DEMOS,
-                        seed: int = 0) -> list[str]:
+                        seed: int = 0, template: str = TRANSLATION_TEMPLATE) -> list[str]:
     """Word-translation prompts: ``n_demos`` demonstrations and the query, one per line, each
-    ``{Source}: "{src}" - {Target}: "{tgt}"``; the query is cut just after the target's opening quote.
+    ``{Source}: "{src}" - {Target}: "{tgt}"`` (or ``template``); the query is cut just before the target.
 
     ``queries`` and ``pool`` are ``(source word, target word)`` pairs; each query's demonstrations are
     drawn (seeded, per query) from ``pool`` entries sharing neither word with it.
     """
+    _template_query(template, "target")   # a bad template fails before any prompt is built
     out = []
     for i, q in enumerate(queries):
-        lines = [_line(source_name, s, target_name, t) for s, t in _pick_demos(i, q, pool, n_demos, seed)]
-        out.append("\n".join(lines + [_line(source_name, q[0], target_name, None)]))
+        lines = [_line(source_name, s, target_name, t, template)
+                 for s, t in _pick_demos(i, q, pool, n_demos, seed)]
+        out.append("\n".join(lines + [_line(source_name, q[0], target_name, None, template)]))
     return out
 
 
 def repetition_prompts(queries: Sequence[str], pool: Sequence[str], name: str, *, n_demos: int = N_DEMOS,
-                       seed: int = 0) -> list[str]:
+                       seed: int = 0, template: str = TRANSLATION_TEMPLATE) -> list[str]:
     """Repetition prompts: the translation format with one language, ``{L}: "{w}" - {L}: "{w}"``."""
     pairs = [(w, w) for w in pool]
-    return translation_prompts([(w, w) for w in queries], pairs, name, name, n_demos=n_demos, seed=seed)
+    return translation_prompts([(w, w) for w in queries], pairs, name, name, n_demos=n_demos, seed=seed,
+                               template=template)
+
+
+def cloze_prompts(queries: Sequence[tuple[str, str]], pool: Sequence[tuple[str, str]], label: str, *,
+                  n_demos: int = N_CLOZE_DEMOS, seed: int = 0, template: str = CLOZE_TEMPLATE) -> list[str]:
+    """Cloze prompts: ``n_demos`` full example sentences with their answers, then the query sentence, one
+    per line, each ``{sentence} {label}: "{answer}"`` (or ``template``); the query is cut before the answer.
+
+    ``queries`` and ``pool`` are ``(sentence with ___, answer)`` pairs, all in the target language;
+    demonstrations share neither the sentence nor the answer with their query.
+    """
+    query_head = _template_query(template, "answer")
+    out = []
+    for i, (sentence, answer) in enumerate(queries):
+        demos = _pick_demos(i, (sentence, answer), pool, n_demos, seed)
+        lines = [_filler(template, sentence=s, label=label, answer=a) for s, a in demos]
+        out.append("\n".join(lines + [_filler(query_head, sentence=sentence, label=label)]))
+    return out
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -204,6 +315,7 @@ class ProbeItem:
     tgt_ids: tuple[int, ...]
     single_token: bool
     source: str | None = None  # the word shown in a translation prompt (default: the English word)
+    sentence: str | None = None  # cloze items: the target-language sentence with ``___``
 
 
 @dataclass
@@ -221,18 +333,21 @@ class ItemReport:
         return dict(self.__dict__)
 
 
-def build_items(pairs: Sequence[tuple[str, str]], tokenizer, *,
-                source_words: dict[str, str] | None = None) -> tuple[list[ProbeItem], ItemReport]:
+def build_items(pairs: Sequence[tuple[str, str]], tokenizer, *, source_words: dict[str, str] | None = None,
+                sentences: Sequence[str] | None = None) -> tuple[list[ProbeItem], ItemReport]:
     """Token sets for each ``(english, target)`` pair, with the original's filters applied in order:
     English word inside the target word (case-insensitive), an empty token set on either side, and
     overlapping English/target token sets. With ``source_words`` (English word -> word in a source
     language, for translation from a language other than English) pairs without one are dropped too.
+    ``sentences`` (cloze), aligned with ``pairs``, ride along on the kept items.
     """
     marker = detect_word_marker(tokenizer)
     vocab = tokenizer.get_vocab()
     rep = ItemReport(pairs=len(pairs))
+    if sentences is not None and len(sentences) != len(pairs):
+        raise PivotuneError(f"build_items: {len(sentences)} cloze sentences for {len(pairs)} pairs.")
     items = []
-    for en, tgt in pairs:
+    for i, (en, tgt) in enumerate(pairs):
         if en.casefold() in tgt.casefold():
             rep.dropped_english_in_target += 1
             continue
@@ -250,7 +365,8 @@ def build_items(pairs: Sequence[tuple[str, str]], tokenizer, *,
         if set(e.ids) & set(t.ids):
             rep.dropped_overlapping_token_sets += 1
             continue
-        items.append(ProbeItem(en, tgt, e.ids, t.ids, t.single_token, src))
+        items.append(ProbeItem(en, tgt, e.ids, t.ids, t.single_token, src,
+                               None if sentences is None else sentences[i]))
     rep.kept = len(items)
     rep.single_token = sum(it.single_token for it in items)
     rep.multi_token = rep.kept - rep.single_token

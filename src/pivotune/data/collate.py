@@ -26,6 +26,7 @@ class Encoded:
     lang: int
     weight: float
     truncated: bool
+    sample_index: int = -1   # position of its sample in the encoded list (error messages name the source)
 
 
 def _chat_spans(sample: Sample, tokenizer) -> list[tuple[list[int], bool]]:
@@ -79,6 +80,8 @@ def encode_all(samples: list[Sample], tokenizer, *, template: str = "alpaca", ma
     """Encode a mixture; log truncations and drop rows left with no supervised token."""
     enc = [encode_sample(s, tokenizer, template=template, max_seq_len=max_seq_len, lang_ids=lang_ids)
            for s in samples]
+    for i, e in enumerate(enc):
+        e.sample_index = i
     n_trunc = sum(e.truncated for e in enc)
     if n_trunc:
         log.warning("%d of %d samples were truncated to max_seq_len=%d", n_trunc, len(enc), max_seq_len)

@@ -73,6 +73,11 @@ def score(task: str, lang: str, rows: Sequence[dict], predictions: Sequence[str]
 
 def load_model(model_dir: str | Path):
     """(model, tokenizer) from a model directory, through pivotune's one loader (clear errors)."""
+    if (Path(model_dir) / "bridge.json").is_file():   # a LinguaLIFT bridge: encoder + alignment layer + LM
+        from ..models.bridge import BridgeTokenizer, LinguaLiftModel
+
+        bridge = LinguaLiftModel.from_pretrained(model_dir)
+        return bridge, BridgeTokenizer(bridge.encoder_tokenizer, bridge.lm_tokenizer)
     from ..models.loading import load_model as load_lm, load_tokenizer
 
     return load_lm(str(model_dir)), load_tokenizer(str(model_dir))

@@ -10,6 +10,7 @@ this module, so the per-architecture facts live in one place:
 * :func:`lens_logits` is the logit lens on ``hidden_states[k]`` from ``output_hidden_states=True``.
 * :func:`truncated_forward` runs decoder blocks ``1..n`` only and returns the final-normed output of
   block ``n`` (1-based: HF ``hidden_states[n]``), with gradients.
+* :func:`attention_projection_names` lists every block's attention projections (CLO trains only these).
 
 Layer indexing is 1-based "output of decoder block n" everywhere, matching Hugging Face's
 ``hidden_states[n]`` (``hidden_states[0]`` is the embedding output).
@@ -39,6 +40,8 @@ from ..errors import PivotuneError
 DECODER_PATHS = ("model", "gpt_neox", "transformer")
 LAYERS_NAMES = ("layers", "h")
 NORM_NAMES = ("norm", "final_layernorm", "final_layer_norm", "ln_f")
+
+ATTENTION_NAMES = ("self_attn", "attention", "attn")   # the attention sub-module of a decoder block
 
 #: ``config.model_type`` values whose conventions are checked by tests/test_arch.py.
 TESTED_MODEL_TYPES = frozenset({"llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "gemma3_text",
@@ -171,6 +174,36 @@ def arch_info(model: nn.Module) -> ArchInfo:
                     layers_path=layers_path, norm_path=norm_path)
 
 
+def attention_projection_names(model: nn.Module) -> list[str]:
+    """Dotted names (relative to the unwrapped causal LM) of every decoder block's attention projections.
+
+    The projections are the linear maps inside each block's attention sub-module (``self_attn``,
+    ``attention`` or ``attn``): q/k/v/o on Llama-like models, fused ``qkv_proj`` + ``o_proj`` on Phi-3,
+    ``query_key_value`` + ``dense`` on GPT-NeoX, ``c_attn`` + ``c_proj`` on GPT-2 (whose MLP also has a
+    ``c_proj``, so the full names matter). Norms inside attention (Qwen3's ``q_norm``) are not projections.
+    Full names are also valid peft ``target_modules``.
+    """
+    from transformers.pytorch_utils import Conv1D
+
+    # GPT-2's projections are Conv1D, not nn.Linear
+    info = arch_info(model)
+    names = []
+    for i, block in enumerate(info.layers[: info.num_layers]):
+        attn_name = next((a for a in ATTENTION_NAMES if isinstance(getattr(block, a, None), nn.Module)), None)
+        if attn_name is None:
+            raise PivotuneError(
+                f"Unsupported architecture {type(unwrap(model)).__name__} (model_type '{info.model_type}'): decoder "
+                f"block {i + 1} ({type(block).__name__}) has no attention sub-module; tried the attributes "
+                f"{', '.join(ATTENTION_NAMES)}.")
+        projections = [n for n, m in getattr(block, attn_name).named_modules() if isinstance(m, (nn.Linear, Conv1D))]
+        if not projections:
+            raise PivotuneError(
+                f"Unsupported architecture {type(unwrap(model)).__name__} (model_type '{info.model_type}'): the "
+                f"attention module '{attn_name}' of decoder block {i + 1} has no linear projections.")
+        names += [f"{info.layers_path}.{i}.{attn_name}.{n}" for n in projections]
+    return names
+
+
 def apply_logit_transforms(info: ArchInfo, logits: torch.Tensor) -> torch.Tensor:
     """``logit_scale`` then soft-cap, as the model's forward applies them after the unembedding."""
     if info.logit_scale is not None:
@@ -301,3 +334,47 @@ def verify_arch(model: nn.Module, info: ArchInfo | None = None, *, tol: float = 
                             f"exactly: {'; '.join(problems)}. Its forward applies something pivotune does not "
                             "know about; add it to pivotune.models.arch.")
     return info
+
+
+# -- LinguaLIFT bridge: the parts of an LM and an encoder that the alignment layer connects -------------------
+
+#: config attributes that hold an encoder's output width, in the order tried (BERT/XLM-R/most: hidden_size;
+#: T5/mT5: d_model; DistilBERT: dim; GPT-2-style: n_embd).
+ENCODER_WIDTH_NAMES = ("hidden_size", "d_model", "dim", "n_embd")
+
+
+def input_embeddings(model: nn.Module) -> nn.Module:
+    """The token-embedding module of a causal LM (plain or peft-wrapped); the bridge writes its soft prompt
+    into this space and embeds the response tokens with it."""
+    lm = unwrap(model)
+    get_in = getattr(lm, "get_input_embeddings", None)
+    emb = get_in() if callable(get_in) else None
+    if emb is None or not isinstance(getattr(emb, "weight", None), torch.Tensor):
+        raise PivotuneError(f"Unsupported architecture {type(lm).__name__}: model.get_input_embeddings() returned "
+                            f"{'nothing' if emb is None else type(emb).__name__ + ' without a weight'}, so "
+                            "pivotune cannot feed it input embeddings.")
+    return emb
+
+
+def embedding_width(model: nn.Module) -> int:
+    """d_llm: the width of the causal LM's input embeddings."""
+    return int(input_embeddings(model).weight.shape[-1])
+
+
+def encoder_width(encoder: nn.Module) -> int | None:
+    """d_enc: the width of an encoder's last hidden states, read from its config (``None`` when the config
+    names none of ``ENCODER_WIDTH_NAMES``)."""
+    config = getattr(encoder, "config", None)
+    for name in ENCODER_WIDTH_NAMES:
+        value = getattr(config, name, None)
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            return value
+    return None
+
+
+def accepts_logits_to_keep(model: nn.Module) -> bool:
+    """Whether the causal LM's forward takes ``logits_to_keep`` (compute logits for the last k positions
+    only); the bridge then skips the vocabulary projection over its soft prompt."""
+    import inspect
+
+    return "logits_to_keep" in inspect.signature(unwrap(model).forward).parameters

@@ -1,4 +1,9 @@
-"""Loading base models and tokenizers (hub names or local paths), and LoRA wrapping."""
+"""Loading base models and tokenizers (hub names or local paths), and LoRA wrapping.
+
+Safe by default: weights load from safetensors only (a pickled ``.bin`` can run code when loaded),
+``trust_remote_code`` stays off unless the caller (the run config) turns it on, and a local path is
+loaded with ``local_files_only`` so nothing is fetched from the network unless a hub name is given.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +18,11 @@ DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch
 
 def _explain(what: str, name: str, err: Exception) -> PivotuneError:
     local = Path(name).exists()
+    if (Path(name) / "bridge.json").is_file():
+        return PivotuneError(f"Could not load the {what} '{name}': it is a LinguaLIFT bridge directory (multilingual "
+                             "encoder + alignment layer + causal LM), not a plain causal-LM directory; load it with "
+                             "pivotune.models.bridge.LinguaLiftModel.from_pretrained (or evaluate it with the "
+                             "harness model 'pivotune-bridge').")
     hint = ("the directory exists but does not hold a loadable model (config.json, weights, tokenizer files)"
             if local else "it is neither an existing local directory nor reachable on the hub "
             "(offline? set HF_HUB_OFFLINE=1 and point to a local copy)")
@@ -20,11 +30,37 @@ def _explain(what: str, name: str, err: Exception) -> PivotuneError:
                          f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}")
 
 
-def load_tokenizer(name: str):
+def source_kwargs(name: str, trust_remote_code: bool = False) -> dict:
+    """``from_pretrained`` keywords for ``name``: local directories never touch the network; a name that
+    is clearly a path but does not exist is an error here, not a hub request."""
+    path = Path(name).expanduser()
+    if path.exists():
+        return {"local_files_only": True, "trust_remote_code": trust_remote_code}
+    if name.startswith(("/", "./", "../", "~")) or name.count("/") > 1 or "\\" in name:
+        raise PivotuneError(f"Could not load '{name}': the path does not exist (it is a file-system path, not a hub "
+                            "name such as 'meta-llama/Llama-2-7b-hf'; nothing was downloaded).")
+    return {"trust_remote_code": trust_remote_code}
+
+
+def _check_safetensors(name: str) -> None:
+    """A local model directory must hold safetensors weights; say so instead of loading pickles."""
+    path = Path(name).expanduser()
+    if not path.is_dir() or any(path.glob("*.safetensors")):
+        return
+    pickled = sorted(p.name for p in path.glob("*.bin")) + sorted(p.name for p in path.glob("*.pt"))
+    if pickled:
+        raise PivotuneError(f"Model directory '{name}' holds only pickled weights ({', '.join(pickled[:3])}); "
+                            "pivotune loads safetensors only, since unpickling can run arbitrary code. Convert "
+                            "them once where you trust the file (load it with transformers and call "
+                            "save_pretrained(..., safe_serialization=True)).")
+
+
+def load_tokenizer(name: str, trust_remote_code: bool = False):
     from transformers import AutoTokenizer
 
+    kwargs = source_kwargs(name, trust_remote_code)
     try:
-        tok = AutoTokenizer.from_pretrained(name)
+        tok = AutoTokenizer.from_pretrained(name, **kwargs)
     except Exception as e:  # noqa: BLE001 - turned into a user-facing message
         raise _explain("tokenizer", name, e) from e
     if tok.pad_token_id is None:
@@ -33,13 +69,29 @@ def load_tokenizer(name: str):
     return tok
 
 
-def load_model(name: str, dtype: str = "float32"):
+def load_model(name: str, dtype: str = "float32", trust_remote_code: bool = False):
     from transformers import AutoModelForCausalLM
 
+    kwargs = source_kwargs(name, trust_remote_code)
+    _check_safetensors(name)
     try:
-        return AutoModelForCausalLM.from_pretrained(name, dtype=DTYPES[dtype])
+        return AutoModelForCausalLM.from_pretrained(name, dtype=DTYPES[dtype], use_safetensors=True, **kwargs)
     except Exception as e:  # noqa: BLE001
         raise _explain("model", name, e) from e
+
+
+def load_encoder(name: str, dtype: str = "float32"):
+    """A multilingual encoder (BERT/XLM-R style via ``AutoModel``; the encoder half of an encoder-decoder such
+    as mT5 via ``AutoModelForTextEncoding``)."""
+    from transformers import AutoConfig, AutoModel, AutoModelForTextEncoding
+
+    try:
+        kwargs = source_kwargs(name)
+        config = AutoConfig.from_pretrained(name, **kwargs)
+        auto = AutoModelForTextEncoding if getattr(config, "is_encoder_decoder", False) else AutoModel
+        return auto.from_pretrained(name, dtype=DTYPES[dtype], use_safetensors=True, **kwargs)
+    except Exception as e:  # noqa: BLE001
+        raise _explain("encoder", name, e) from e
 
 
 def apply_lora(model, lora_cfg):

@@ -123,6 +123,11 @@ class PivotedModel(nn.Module):
         return self.lm.config
 
     @property
+    def _no_split_modules(self):
+        """The LM's block classes: FSDP's transformer auto-wrap policy makes each block one unit."""
+        return getattr(unwrap(self.lm), "_no_split_modules", None)
+
+    @property
     def generation_config(self):
         return getattr(self.lm, "generation_config", None)
 
@@ -137,13 +142,16 @@ class PivotedModel(nn.Module):
         """The LM only (plain model or LoRA adapter): the head is not part of the model directory."""
         return self.lm.save_pretrained(save_directory, **kwargs)
 
-    def save_pivot_head(self, directory: str | Path) -> None:
-        """``pivot_head.safetensors`` (the head's own tensors; none for ``tied``) and ``pivot_head.json``."""
+    def save_pivot_head(self, directory: str | Path, state: dict | None = None) -> None:
+        """``pivot_head.safetensors`` (the head's own tensors; none for ``tied``) and ``pivot_head.json``.
+
+        ``state``: the head's tensors when they were gathered elsewhere (FSDP's full state dict)."""
         from safetensors.torch import save_file
 
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        state = {k: v.detach().cpu().contiguous() for k, v in self.pivot_head.state_dict().items()}
+        state = self.pivot_head.state_dict() if state is None else state
+        state = {k: v.detach().cpu().contiguous() for k, v in state.items()}
         with atomic_path(directory / HEAD_WEIGHTS) as tmp:
             save_file(state, str(tmp), metadata={"format": "pt"})
         info = self.info
@@ -158,6 +166,15 @@ class PivotedModel(nn.Module):
             "tensors": sorted(state), **self.meta,
         }
         write_text_atomic(directory / HEAD_CONFIG, json.dumps(desc, indent=2, default=str) + "\n")
+
+    def restore_pivot_head(self, directory: str | Path) -> None:
+        """Load the head's tensors saved by :meth:`save_pivot_head` (resuming from a checkpoint)."""
+        from safetensors.torch import load_file
+
+        path = Path(directory) / HEAD_WEIGHTS
+        if not path.is_file():
+            raise PivotuneError(f"{directory} has no {HEAD_WEIGHTS}: it is not a checkpoint of a PROM run.")
+        self.pivot_head.load_state_dict(load_file(str(path)))   # in place: the optimizer keeps its tensors
 
 
 def load_pivot_head(directory: str | Path, model: nn.Module) -> tuple[PivotHead, dict]:

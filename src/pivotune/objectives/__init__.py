@@ -10,10 +10,13 @@ LoRA-wrapped, model before the Trainer sees it — PROM adds its pivot head this
 
 from __future__ import annotations
 
+from .clo import CLOObjective
 from .prom import PromObjective
+from .lingualift import LinguaLiftObjective
 from .sft import SFTObjective
 
-OBJECTIVES = {"sft": SFTObjective, "prom": PromObjective}
+OBJECTIVES = {"sft": SFTObjective, "prom": PromObjective, "lingualift": LinguaLiftObjective,
+              "clo": CLOObjective}
 
 
 def build_objective(name: str, cfg=None):

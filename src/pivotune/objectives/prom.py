@@ -107,6 +107,9 @@ class PromObjective:
 
     name = "prom"
     ddp_find_unused_parameters = True   # English-only micro-batches leave blocks > n unused, and so on
+    # Under FSDP / DeepSpeed (set by the trainer): every rank runs every block and both heads once per
+    # micro-batch, whatever its rows' roles (see compute_same_modules).
+    same_modules_every_rank = False
 
     def __init__(self, cfg=None):
         from ..config import PromSettings
@@ -164,6 +167,8 @@ class PromObjective:
 
     def compute(self, pm: PivotedModel, batch: dict, norms: dict) -> dict[str, torch.Tensor]:
         """Runs inside ``PivotedModel.forward`` (so inside DDP's forward): the loss and its two terms."""
+        if self.same_modules_every_rank:
+            return self.compute_same_modules(pm, batch, norms)
         s = self.settings
         info, lm = pm.info, pm.lm
         en = batch["roles"].eq(EN)
@@ -199,6 +204,46 @@ class PromObjective:
             # that under DDP an autograd hook fires and the reducer joins the other ranks' all-reduce.
             p = next(p for p in pm.parameters() if p.requires_grad)
             loss = p.reshape(-1)[0].float() * 0.0
+        return {"loss": loss, **logs}
+
+
+    def compute_same_modules(self, pm: PivotedModel, batch: dict, norms: dict) -> dict[str, torch.Tensor]:
+        """The same loss, computed so that every rank runs the same modules in the same order.
+
+        Sharded training (FSDP, ZeRO-3) gathers each block's parameters when it runs and reduces its
+        gradients when its backward runs, in lockstep over the ranks; a rank whose micro-batch is all
+        English must not stop at block n while the others go on. So: one forward of every row through all
+        N blocks (block n's output is read by a hook on the way), each term over its own rows as in
+        :meth:`compute`, and a zero-weighted touch of both heads at one position, so that every block and
+        both heads take part in every backward even when a term has no rows here. English rows pay blocks
+        n+1..N; the terms and their gradients are those of :meth:`compute`.
+        """
+        s = self.settings
+        info, lm = pm.info, pm.lm
+        at_pivot: list[torch.Tensor] = []
+        handle = info.layers[pm.pivot_layer - 1].register_forward_hook(
+            lambda _m, _a, out: at_pivot.append(out[0] if isinstance(out, (tuple, list)) else out))
+        try:
+            final = truncated_forward(lm, batch["input_ids"], batch["attention_mask"], info.num_layers, info=info)
+        finally:
+            handle.remove()
+        raw = at_pivot[-1]
+        head = pm.pivot_head
+        loss = (head(raw[:1, :1], info).sum() + unembed_logits(info, final[:1, :1]).sum()) * 0.0
+        logs: dict[str, torch.Tensor] = {}
+        en = batch["roles"].eq(EN)
+        for name, rows, hidden, fn, alpha, lam in (
+                ("pivot_ce", en, raw, lambda x: head(x, info), s.label_smoothing, self.lambda_e),
+                ("final_ce", ~en, final, lambda x: unembed_logits(info, x), 0.0, 1.0)):
+            if lam == 0 or not rows.any():
+                continue
+            sub = {"labels": batch["labels"][rows], "weights": batch["weights"][rows]}
+            h, targets, w = _gather(hidden[rows], sub)
+            total = chunked_head_ce(fn, h, targets, w, alpha=alpha, chunk_size=s.chunk_size,
+                                    recompute=s.recompute_logits)
+            term = total / norms["en" if name == "pivot_ce" else "final"].clamp(min=1)
+            logs[name] = term.detach()
+            loss = loss + lam * term
         return {"loss": loss, **logs}
 
 

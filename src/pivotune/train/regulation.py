@@ -68,7 +68,8 @@ def regulate(cfg: RunConfig, model, tokenizer, run_dir: Path) -> RunConfig:
         from ..analysis.probe import run_probe
 
         report = run_probe(cfg.model, {lang: s.probe_pairs[lang] for lang in cfg.languages}, run_dir / "probe",
-                           pivot_layer=layer, names=s.probe_names, seed=cfg.seed, model=model, tokenizer=tokenizer)
+                           pivot_layer=layer, names=s.probe_names, seed=cfg.seed, model=model, tokenizer=tokenizer,
+                           template=s.probe_template)
         decisions = {lang: report["languages"][lang]["decision"] for lang in cfg.languages}
         evidence = str(run_dir / "probe" / "probe.json")
     else:

@@ -30,7 +30,24 @@ from ..io import atomic_path, write_json_atomic, write_text_atomic
 from ..methods import METHODS
 from ..models.loading import apply_lora, load_model, load_tokenizer
 from ..objectives import build_objective
+from .guards import (
+    IndexedCollator,
+    IndexedDataset,
+    NonFiniteLossGuard,
+    check_disk_space,
+    output_dir_error,
+    sample_describer,
+)
 from .regulation import regulate
+from .resume import (
+    AtomicCheckpoints,
+    check_resumable,
+    complete_checkpoints,
+    data_fingerprint,
+    find_resume_checkpoint,
+    geometry,
+    remove_partials,
+)
 
 log = logging.getLogger(__name__)
 
@@ -82,16 +99,32 @@ def training_arguments(cfg: RunConfig, run_dir: Path):
     return TrainingArguments(**kwargs)
 
 
-def train(cfg: RunConfig, samples: list[Sample] | None = None, *, save_checkpoints: bool = True):
+def train(cfg: RunConfig, samples: list[Sample] | None = None, *, save_checkpoints: bool = True,
+          resume: bool | str = False):
     """Run ``cfg``; returns the trainer (its ``state.log_history`` holds the losses).
 
     ``samples`` replaces loading ``cfg.data`` (the toy world and tests pass
-    generated samples straight in).
+    generated samples straight in). ``resume``: continue from a checkpoint in the run directory
+    (``True``/``"latest"``: the latest complete one; ``"auto"``: that one if any; or a checkpoint path;
+    see :mod:`pivotune.train.resume`).
     """
     from transformers import set_seed
 
+    if METHODS[cfg.method].own_training == "clo":   # CLO: its own units, reference pass and trainable set
+        from .clo import train_clo
+
+        return train_clo(cfg, samples, save_checkpoints=save_checkpoints, resume=resume)
+    if METHODS[cfg.method].own_training == "lingualift":   # two stages around an encoder bridge
+        if resume:
+            raise PivotuneError("method 'lingualift' does not resume from a checkpoint; to skip a finished stage 1, "
+                                "set lingualift.stages to [2] (stage 2 then starts from RUN/stage1/model).")
+        from .lingualift import train_lingualift
+
+        return train_lingualift(cfg, samples, save_checkpoints=save_checkpoints)
     run_dir = Path(cfg.output_dir)
     check_output_dir(run_dir)
+    if int(os.environ.get("RANK", "0")) == 0:
+        remove_partials(run_dir)   # a checkpoint a killed run was writing
     set_seed(cfg.seed)
     started = time.time()
 
@@ -102,20 +135,24 @@ def train(cfg: RunConfig, samples: list[Sample] | None = None, *, save_checkpoin
         samples = [s for s in samples if s.role in METHODS[cfg.method].roles]
     if not samples:
         raise PivotuneError(f"method '{cfg.method}' has no training samples: check `data` roles and paths.")
-    tokenizer = load_tokenizer(cfg.tokenizer or cfg.model)
+    tokenizer = load_tokenizer(cfg.tokenizer or cfg.model, trust_remote_code=cfg.trust_remote_code)
     langs = ["en", *[lang for lang in cfg.languages if lang != "en"]]
+    lang_ids = {lang: i for i, lang in enumerate(langs)}
     encoded = encode_all(samples, tokenizer, template=cfg.template, max_seq_len=cfg.max_seq_len,
-                         lang_ids={lang: i for i, lang in enumerate(langs)})
+                         lang_ids=lang_ids)
     if not encoded:
         raise PivotuneError("no sample kept a response token after truncation: raise max_seq_len.")
+    checkpoint = find_resume_checkpoint(run_dir, resume)
 
-    model = load_model(cfg.model, dtype="float32" if cfg.train.dtype == "float32" else cfg.train.dtype)
+    model = load_model(cfg.model, dtype="float32" if cfg.train.dtype == "float32" else cfg.train.dtype,
+                       trust_remote_code=cfg.trust_remote_code)
     cfg = regulate(cfg, model, tokenizer, run_dir)   # PROM: λ per language from the base model's lens
     if cfg.lora.enabled:
         model = apply_lora(model, cfg.lora)
     objective = build_objective(METHODS[cfg.method].objective, cfg)
     if hasattr(objective, "prepare_model"):   # e.g. PROM: the LM plus its pivot head
         model = objective.prepare_model(model)
+    check_disk_space(run_dir, model, checkpoints=save_checkpoints)
     args = training_arguments(cfg, run_dir)
     if not save_checkpoints:
         args.save_strategy = "no"
@@ -124,15 +161,34 @@ def train(cfg: RunConfig, samples: list[Sample] | None = None, *, save_checkpoin
     from .trainer import PivotuneTrainer
 
     trainer = PivotuneTrainer(
-        model=model, args=args, train_dataset=EncodedDataset(encoded),
-        data_collator=Collator(tokenizer.pad_token_id), processing_class=tokenizer,
+        model=model, args=args, train_dataset=IndexedDataset(EncodedDataset(encoded)),
+        data_collator=IndexedCollator(Collator(tokenizer.pad_token_id)), processing_class=tokenizer,
         objective=objective,
     )
-    result = trainer.train()
+    fingerprint = data_fingerprint(encoded)
+    if checkpoint is not None:
+        check_resumable(checkpoint, fingerprint, geometry(args))
+        log.info("resuming from %s", checkpoint)
+    elif complete_checkpoints(run_dir):
+        log.warning("%s holds checkpoints of an earlier run; starting afresh (pass --resume to continue it)", run_dir)
+    trainer.atomic_checkpoints = AtomicCheckpoints(fingerprint)
+    trainer.loss_guard = NonFiniteLossGuard(sample_describer(encoded, samples))
+    trainer.loss_guard.trainer = trainer
+    trainer.add_callback(trainer.loss_guard)
+    from .interference_callback import (
+        attach_interference,  # cfg.interference.every > 0 only
+    )
+
+    attach_interference(trainer, cfg, encoded, lang_ids, tokenizer.pad_token_id, run_dir)
+    try:
+        result = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint is not None else None)
+    except OSError as e:   # disk full or permissions changed mid-run: say where, and what is kept
+        raise output_dir_error(e, run_dir) from e
     save_run(trainer, tokenizer, cfg, run_dir, extra={
         "mixture": summarize(samples), "encoded": len(encoded),
         "truncated": sum(e.truncated for e in encoded), "train_loss": result.training_loss,
         "steps": trainer.state.global_step, "seconds": round(time.time() - started, 2),
+        "resumed_from": checkpoint.name if checkpoint is not None else None,
         **(objective.describe(trainer.model) if hasattr(objective, "describe") else {}),
     })
     return trainer
@@ -142,11 +198,20 @@ def save_run(trainer, tokenizer, cfg: RunConfig, run_dir: Path, extra: dict) -> 
     """Write the final model (atomically), tokenizer, config and run metadata."""
     import transformers
 
+    from .trainer import split_pivoted_state
+
+    # sharded weights (FSDP, ZeRO-3) are gathered on every rank (a collective); one process writes
+    state = (trainer.accelerator.get_state_dict(trainer.model)
+             if trainer.is_fsdp_enabled or trainer.is_deepspeed_enabled else None)
+    if not trainer.args.should_save:
+        return run_dir
+    model = trainer.accelerator.unwrap_model(trainer.model, keep_torch_compile=False)
+    lm_state, head_state = split_pivoted_state(state) if hasattr(model, "save_pivot_head") else (state, None)
     with atomic_path(run_dir / "model") as tmp:
-        trainer.model.save_pretrained(tmp, safe_serialization=True)   # a PROM model writes its LM only
+        model.save_pretrained(tmp, state_dict=lm_state, safe_serialization=True)   # PROM: its LM only
         tokenizer.save_pretrained(tmp)
-    if hasattr(trainer.model, "save_pivot_head"):
-        trainer.model.save_pivot_head(run_dir)
+    if hasattr(model, "save_pivot_head"):
+        model.save_pivot_head(run_dir, state=head_state)
     write_text_atomic(run_dir / "config.yaml", dump_config(cfg))
     meta = {"method": cfg.method, "base_model": cfg.model, "lora": cfg.lora.enabled,
             "versions": {"torch": torch.__version__, "transformers": transformers.__version__},

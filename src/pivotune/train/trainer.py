@@ -18,9 +18,15 @@ import os
 import torch
 from transformers import Trainer
 
-from ..errors import PivotuneError
-
 BATCH_KEYS = ("input_ids", "attention_mask", "labels", "roles", "langs", "weights")
+
+
+def split_pivoted_state(state_dict: dict | None) -> tuple[dict | None, dict | None]:
+    """A ``PivotedModel``'s full state dict (gathered by FSDP / DeepSpeed) as (LM's, pivot head's)."""
+    if not state_dict:
+        return None, None
+    return ({k.removeprefix("lm."): v for k, v in state_dict.items() if k.startswith("lm.")},
+            {k.removeprefix("pivot_head."): v for k, v in state_dict.items() if k.startswith("pivot_head.")})
 
 
 class PivotuneTrainer(Trainer):
@@ -31,9 +37,12 @@ class PivotuneTrainer(Trainer):
         self.objective = objective
         self._step_norms: dict[str, torch.Tensor] | None = None
         self._pending_logs: dict | None = None   # the objective's extra metrics, merged into the next log
-        if hasattr(self.model, "save_pivot_head") and (self.is_fsdp_enabled or self.is_deepspeed_enabled):
-            raise PivotuneError(f"method objective '{objective.name}' keeps a pivot head beside the model and "
-                                "runs under DDP only; FSDP and DeepSpeed are not supported for it yet.")
+        self.loss_guard = None            # train.guards.NonFiniteLossGuard, set by train.run
+        self.atomic_checkpoints = None    # train.resume.AtomicCheckpoints, set by train.run
+        if (self.is_fsdp_enabled or self.is_deepspeed_enabled) and hasattr(objective, "same_modules_every_rank"):
+            # sharded parameters are gathered module by module, in lockstep over the ranks: an objective
+            # that skips modules for some rows (PROM's early stop) must then run the same ones everywhere
+            objective.same_modules_every_rank = True
 
     def get_batch_samples(self, epoch_iterator, num_batches, device):
         batch_samples, num_items = super().get_batch_samples(epoch_iterator, num_batches, device)
@@ -52,12 +61,30 @@ class PivotuneTrainer(Trainer):
             # evaluation / prediction: normalise within this batch
             norms = {k: v.to(inputs["input_ids"].device) for k, v in self.objective.normalizers(inputs).items()}
         loss, logs = self.objective(model, inputs, norms)
+        if self.loss_guard is not None and self.model.training:
+            self.loss_guard.observe(loss, inputs)
         if self.model.training and self.args.world_size > 1:
             loss = loss * self.args.world_size  # DDP averages gradients over ranks; undo that average
         if logs and self.model.training:
             # kept as tensors: converting here would force a device sync every micro-batch
             self._pending_logs = {k: v.detach() if torch.is_tensor(v) else v for k, v in logs.items()}
         return (loss, None) if return_outputs else loss
+
+    def _get_output_dir(self, trial):
+        staging = self.atomic_checkpoints.staging if self.atomic_checkpoints is not None else None
+        return staging or super()._get_output_dir(trial)
+
+    def _save_checkpoint(self, model, trial):
+        if self.atomic_checkpoints is None:
+            return super()._save_checkpoint(model, trial)
+        self.atomic_checkpoints.save(self, super()._save_checkpoint, model, trial)   # temp dir, then rename
+
+    def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
+        inner = self.accelerator.unwrap_model(model if model is not None else self.model, keep_torch_compile=False)
+        if not hasattr(inner, "restore_pivot_head") or self.is_fsdp_enabled or self.is_deepspeed_enabled:
+            return super()._load_from_checkpoint(resume_from_checkpoint, model)   # FSDP: its own full-model files
+        super()._load_from_checkpoint(resume_from_checkpoint, inner.lm)   # the LM's files, as _save wrote them
+        inner.restore_pivot_head(resume_from_checkpoint)
 
     def _save(self, output_dir=None, state_dict=None):
         inner = self.accelerator.unwrap_model(self.model, keep_torch_compile=False)
@@ -67,8 +94,9 @@ class PivotuneTrainer(Trainer):
         if not self.args.should_save:
             return
         os.makedirs(output_dir, exist_ok=True)
-        inner.save_pretrained(output_dir, safe_serialization=True)   # the LM (or its adapter) only
-        inner.save_pivot_head(output_dir)
+        lm_state, head_state = split_pivoted_state(state_dict)
+        inner.save_pretrained(output_dir, state_dict=lm_state, safe_serialization=True)   # the LM (or adapter)
+        inner.save_pivot_head(output_dir, state=head_state)
         if self.processing_class is not None:
             self.processing_class.save_pretrained(output_dir)
         torch.save(self.args, os.path.join(output_dir, "training_args.bin"))

@@ -1,0 +1,160 @@
+"""CLO's data: English instructions and their translations as cross-lingual preference pairs.
+
+A *unit* is one English item (x_e, y_e) with its translation (x_t, y_t) into one target language. It
+gives two pairs, kept together so both pair types are in every batch, as the paper trains them:
+(x_e; chosen y_e, rejected y_t) and (x_t; chosen y_t, rejected y_e). Translations come from a
+pre-translated file, line-aligned with the English one (row i translates row i), or from a translate
+function (:func:`translated_samples`; the toy world's exact translator, a machine-translation model).
+
+Each unit is encoded as four sequences, prompt and response tokenised separately so the response
+mask is exact (:func:`pivotune.data.collate.encode_sample`), in the row order of
+:data:`pivotune.objectives.clo.BLOCKS`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from ..errors import DataError
+from ..objectives.clo import BLOCKS
+from .collate import IGNORE_INDEX, Encoded, encode_sample
+from .records import Sample
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class CrossLingualUnit:
+    english: Sample
+    target: Sample        # the translation of ``english``; its ``lang`` is the target language
+    weight: float = 1.0
+
+
+def _prompt_and_response(s: Sample) -> tuple[dict | None, str]:
+    """(prompt fields, response) of a single-turn sample; ``None`` fields for a multi-turn chat."""
+    if s.messages is None:
+        return {"instruction": s.instruction, "input": s.input}, s.output
+    turns = [m for m in s.messages if m["role"] != "system"]
+    if [m["role"] for m in turns] != ["user", "assistant"]:
+        return None, ""
+    return {"messages": s.messages[:-1]}, s.messages[-1]["content"]
+
+
+def _with_response(s: Sample, prompt: dict, response: str) -> Sample:
+    if "messages" in prompt:
+        return dataclasses.replace(s, messages=(*prompt["messages"], {"role": "assistant", "content": response}))
+    return dataclasses.replace(s, instruction=prompt["instruction"], input=prompt["input"], output=response)
+
+
+def pair_translations(english: list[Sample], target: list[Sample], *, english_file: str = "",
+                      target_file: str = "") -> list[CrossLingualUnit]:
+    """Units from line-aligned English and translated samples (row i of one translates row i of the
+    other). Raises :class:`DataError` naming the files and row when they cannot be aligned; drops
+    (with a warning) units whose two responses are identical, which carry no preference."""
+    english_file = english_file or (english[0].source if english else "the English data")
+    target_file = target_file or (target[0].source if target else "the translated data")
+    if len(english) != len(target):
+        raise DataError(
+            f"CLO pairs row i of {english_file} with row i of its translation {target_file}, but they have "
+            f"{len(english)} and {len(target)} valid rows. Each translated file must have exactly one row per "
+            "English row, in the same order (with --skip-invalid, a row skipped on one side breaks the "
+            "alignment: fix the row instead).", path=target_file)
+    units, identical = [], 0
+    for e, t in zip(english, target):
+        (pe, ye), (pt, yt) = _prompt_and_response(e), _prompt_and_response(t)
+        for s, p in ((e, pe), (t, pt)):
+            if p is None:
+                raise DataError(f"{s.origin}: CLO needs single-turn rows (one user turn, one assistant turn, "
+                                "an optional system turn); this row is a longer conversation. Keep its first "
+                                "exchange or leave it out.", path=s.source, field="messages")
+        if (pe.keys() != pt.keys()):
+            raise DataError(f"{t.origin}: this translation is in a different form (Alpaca or chat) from its "
+                            f"English row ({e.origin}); an English file and its translation must use one form.",
+                            path=t.source)
+        if ye.strip() == yt.strip():
+            identical += 1
+            continue
+        units.append(CrossLingualUnit(e, t, weight=e.weight * t.weight))
+    if identical:
+        log.warning("CLO: %d of %d units of %s have identical English and translated responses "
+                    "(no preference between them) and were left out", identical, len(english), target_file)
+    return units
+
+
+def translated_samples(english: list[Sample], lang: str, translate: Callable[[str], str], *,
+                       source: str | None = None) -> list[Sample]:
+    """``english`` translated field by field with ``translate`` into role-``tgt`` samples of ``lang``."""
+    out = []
+    for s in english:
+        fields = {"instruction": translate(s.instruction) if s.instruction else "",
+                  "input": translate(s.input) if s.input else "",
+                  "output": translate(s.output) if s.output else ""}
+        if s.messages is not None:
+            fields["messages"] = tuple({**m, "content": translate(m["content"])} for m in s.messages)
+        out.append(dataclasses.replace(s, **fields, role="tgt", lang=lang, source=source or f"{s.source}>{lang}",
+                                       origin=f"{s.origin} (translated to {lang})"))
+    return out
+
+
+def unit_sequences(unit: CrossLingualUnit) -> list[Sample]:
+    """The four (prompt, response) samples of a unit, in :data:`BLOCKS` order."""
+    (pe, ye), (pt, yt) = _prompt_and_response(unit.english), _prompt_and_response(unit.target)
+    prompts = {"en": (unit.english, pe), "tgt": (unit.target, pt)}
+    responses = {"en": ye, "tgt": yt}
+    return [_with_response(*prompts[p], responses[r]) for p, r in BLOCKS]
+
+
+@dataclass
+class EncodedUnit:
+    sequences: list[Encoded]                 # four, in BLOCKS order
+    weight: float
+    lang: str
+    ref_logps: list[float] | None = None     # the reference model's sequence log-probs, filled before training
+
+    @property
+    def truncated(self) -> bool:
+        return any(e.truncated for e in self.sequences)
+
+
+def encode_units(units: list[CrossLingualUnit], tokenizer, *, template: str, max_seq_len: int) -> list[EncodedUnit]:
+    """Encode every unit; drop (with a warning) a unit any of whose responses truncation emptied."""
+    out, dropped = [], 0
+    for u in units:
+        seqs = [encode_sample(s, tokenizer, template=template, max_seq_len=max_seq_len) for s in unit_sequences(u)]
+        if all(any(x != IGNORE_INDEX for x in e.labels[1:]) for e in seqs):
+            out.append(EncodedUnit(seqs, u.weight, u.target.lang))
+        else:
+            dropped += 1
+    if dropped:
+        log.warning("CLO: %d of %d units lost a whole response to max_seq_len=%d and were dropped",
+                    dropped, len(units), max_seq_len)
+    return out
+
+
+class UnitCollator:
+    """Right-pad B units into one batch of 4B rows (block-major: all B rows of block 0 first)."""
+
+    def __init__(self, pad_token_id: int):
+        self.pad_token_id = pad_token_id
+
+    def __call__(self, units: list[EncodedUnit]) -> dict[str, torch.Tensor]:
+        rows = [u.sequences[k] for k in range(len(BLOCKS)) for u in units]
+        width = max(len(e.input_ids) for e in rows)
+        ids = torch.full((len(rows), width), self.pad_token_id, dtype=torch.long)
+        labels = torch.full((len(rows), width), IGNORE_INDEX, dtype=torch.long)
+        mask = torch.zeros((len(rows), width), dtype=torch.long)
+        for i, e in enumerate(rows):
+            ids[i, :len(e.input_ids)] = torch.tensor(e.input_ids)
+            labels[i, :len(e.labels)] = torch.tensor(e.labels)
+            mask[i, :len(e.input_ids)] = 1
+        batch = {"input_ids": ids, "attention_mask": mask, "labels": labels,
+                 "unit_weights": torch.tensor([u.weight for u in units], dtype=torch.float32)}
+        if all(u.ref_logps is not None for u in units):
+            batch["ref_logps"] = torch.tensor([u.ref_logps[k] for k in range(len(BLOCKS)) for u in units],
+                                              dtype=torch.float64)
+        return batch

@@ -1,0 +1,197 @@
+"""Paper-style tables from several evaluated runs (PROM paper, Tables 1-3).
+
+- Table 1 (QA): EM/F1 per benchmark and language, with the averages over the QA cases.
+- Table 2 (accuracy, MGSM-style): accuracy per language, with the average.
+- Table 3 (win/lose): against a baseline run, over every case both runs have, a run *wins* a case
+  when its scores dominate the baseline's (each at least as high, one higher: EM and F1 for QA,
+  accuracy for MGSM) and *loses* when the baseline's dominate its own; anything else is neither.
+
+Written as Markdown, CSV (one file per table) and one HTML page; ``pivotune compare RUN...``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import html
+import io
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import PivotuneError
+from ..io import write_text_atomic
+from .registry import Case, case_of, headline_scores
+
+
+@dataclass
+class Table:
+    title: str
+    header: list[str]
+    rows: list[list]          # first cell: the run label; numbers as floats, None when absent
+
+    def cells(self, digits: int = 1) -> list[list[str]]:
+        return [[c if isinstance(c, str) else ("–" if c is None else
+                 (str(c) if isinstance(c, int) else f"{c:.{digits}f}")) for c in r] for r in self.rows]
+
+
+def load_results(path: str | Path) -> tuple[str, dict]:
+    """``(label, results)`` from a results JSON, a directory holding one, or a run (``RUN/eval``)."""
+    p = Path(path)
+    for cand in (p, p / "results.json", p / "eval" / "results.json"):
+        if cand.is_file():
+            try:
+                res = json.loads(cand.read_text(encoding="utf-8"))
+            except ValueError as e:
+                raise PivotuneError(f"{cand}: not valid JSON ({e}).") from None
+            if not isinstance(res, dict) or not isinstance(res.get("results"), dict):
+                raise PivotuneError(f"{cand}: not a harness results file (no 'results' object).")
+            run = cand.parent.parent if cand.parent.name == "eval" else cand.parent
+            return (run.name if cand.name == "results.json" else cand.stem), res
+    raise PivotuneError(f"{p}: no results found (looked for {p}/results.json and {p}/eval/results.json; "
+                        "run `pivotune eval` first).")
+
+
+def scores_by_case(res: dict) -> dict[Case, dict[str, float]]:
+    out = {}
+    for task, metrics in res["results"].items():
+        case, scores = case_of(task), headline_scores(task, metrics)
+        if case is not None and scores is not None:
+            out[case] = scores
+    return out
+
+
+def dominates(a: dict[str, float], b: dict[str, float]) -> bool:
+    """Every score of ``a`` at least ``b``'s and one higher (a Pareto win)."""
+    keys = a.keys() & b.keys()
+    return bool(keys) and all(a[k] >= b[k] for k in keys) and any(a[k] > b[k] for k in keys)
+
+
+def _mean(values: list[float]) -> float | None:
+    return sum(values) / len(values) if values else None
+
+
+def build_tables(runs: dict[str, dict], baseline: str | None = None) -> list[Table]:
+    """Tables 1-3 for ``{label: harness results}`` (Table 3 only with a ``baseline`` label)."""
+    by_run = {label: scores_by_case(res) for label, res in runs.items()}
+    cases = sorted({c for s in by_run.values() for c in s}, key=lambda c: (c.benchmark, c.lang))
+    qa = [c for c in cases if c.kind == "qa"]
+    acc = [c for c in cases if c.kind == "acc"]
+    tables = []
+    if qa:
+        header = ["run"] + [f"{c.benchmark} {c.lang} {m}" for c in qa for m in ("EM", "F1")] + ["avg EM", "avg F1"]
+        rows = []
+        for label, s in by_run.items():
+            cells = [s[c][m] if c in s else None for c in qa for m in ("em", "f1")]
+            rows.append([label, *cells, _mean([s[c]["em"] for c in qa if c in s]),
+                         _mean([s[c]["f1"] for c in qa if c in s])])
+        tables.append(Table("Table 1: question answering, exact match / F1 (%)", header, rows))
+    if acc:
+        header = ["run"] + [f"{c.benchmark} {c.lang}" for c in acc] + ["avg"]
+        rows = [[label, *[s[c]["acc"] if c in s else None for c in acc], _mean([s[c]["acc"] for c in acc if c in s])]
+                for label, s in by_run.items()]
+        tables.append(Table("Table 2: accuracy (%)", header, rows))
+    if baseline is not None:
+        if baseline not in by_run:
+            raise PivotuneError(f"baseline {baseline!r} is not one of the runs: {', '.join(by_run)}.")
+        base = by_run[baseline]
+        rows = []
+        for label, s in by_run.items():
+            if label == baseline:
+                continue
+            shared = [c for c in cases if c in s and c in base]
+            wins = sum(dominates(s[c], base[c]) for c in shared)
+            losses = sum(dominates(base[c], s[c]) for c in shared)
+            rows.append([label, wins, losses, len(shared) - wins - losses, len(shared)])
+        tables.append(Table(f"Table 3: wins / losses against {baseline}",
+                            ["run", "wins", "losses", "neither", "cases"], rows))
+    return tables
+
+
+def to_markdown(tables: list[Table]) -> str:
+    parts = []
+    for t in tables:
+        lines = [f"### {t.title}", "", "| " + " | ".join(t.header) + " |", "|" + "---|" * len(t.header)]
+        lines += ["| " + " | ".join(r) + " |" for r in t.cells()]
+        parts.append("\n".join(lines))
+    return "\n\n".join(parts) + "\n"
+
+
+def to_csv(table: Table) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(table.header)
+    w.writerows([["" if c is None else (round(c, 4) if isinstance(c, float) else c) for c in r] for r in table.rows])
+    return buf.getvalue()
+
+
+def to_html(tables: list[Table], title: str = "pivotune: evaluation tables") -> str:
+    body = []
+    for t in tables:
+        head = "".join(f"<th>{html.escape(h)}</th>" for h in t.header)
+        rows = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in t.cells())
+        body.append(f"<h2>{html.escape(t.title)}</h2>\n<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>")
+    style = ("body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;margin-bottom:2em}"
+             "th,td{border:1px solid #ccc;padding:4px 8px;text-align:right}td:first-child,th:first-child"
+             "{text-align:left}th{background:#f4f4f4}")
+    return (f"<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{html.escape(title)}</title>"
+            f"<style>{style}</style></head><body><h1>{html.escape(title)}</h1>\n" + "\n".join(body) + "\n</body></html>\n")
+
+
+def write_tables(tables: list[Table], out_dir: str | Path) -> list[Path]:
+    """``tables.md``, ``tables.html`` and ``table_N.csv`` under ``out_dir``; returns the paths."""
+    out_dir = Path(out_dir)
+    paths = [out_dir / "tables.md", out_dir / "tables.html"]
+    write_text_atomic(paths[0], to_markdown(tables))
+    write_text_atomic(paths[1], to_html(tables))
+    for t in tables:
+        paths.append(out_dir / f"table_{t.title.split(':')[0].split()[-1]}.csv")
+        write_text_atomic(paths[-1], to_csv(t))
+    return paths
+
+
+def format_results(res: dict) -> str:
+    """One run's headline scores as Markdown (what ``pivotune eval`` prints)."""
+    return to_markdown(build_tables({res.get("pivotune", {}).get("model", "model"): res})) if scores_by_case(res) \
+        else json.dumps(res["results"], indent=1)
+
+
+def compare(paths: list[str], labels: list[str] | None = None, baseline: str | None = None,
+            out_dir: str | Path | None = None) -> list[Table]:
+    loaded = [load_results(p) for p in paths]
+    if labels:
+        if len(labels) != len(loaded):
+            raise PivotuneError(f"--labels gives {len(labels)} names for {len(loaded)} runs.")
+        loaded = [(l, r) for l, (_, r) in zip(labels, loaded)]
+    runs = dict(loaded)
+    if len(runs) != len(loaded):
+        raise PivotuneError("two runs have the same label; give distinct ones with --labels.")
+    tables = build_tables(runs, baseline)
+    if out_dir is not None:
+        write_tables(tables, out_dir)
+    return tables
+
+
+def _cmd_compare(args) -> int:
+    tables = compare(args.runs, args.labels, args.baseline, args.out)
+    print(to_markdown(tables))
+    if args.out:
+        print(f"tables: {Path(args.out) / 'tables.md'}, tables.html, table_*.csv")
+    return 0
+
+
+def add_parser(sub) -> None:
+    c = sub.add_parser("compare", help="paper-style tables (QA, accuracy, win/lose) from evaluated runs",
+                       formatter_class=argparse.RawDescriptionHelpFormatter,
+                       description="Read each RUN's results (RUN/eval/results.json, a directory holding "
+                                   "results.json, or the file) and print Table 1 (EM/F1 per QA task and language "
+                                   "with averages), Table 2 (accuracy) and, with --baseline, Table 3 (cases where a "
+                                   "run's scores dominate the baseline's, or are dominated). --out also writes "
+                                   "Markdown, CSV and HTML.",
+                       epilog="example:\n  pivotune compare runs/th-bactrian runs/th-xllama runs/th-prom "
+                              "--baseline th-xllama --out reports/th")
+    c.add_argument("runs", nargs="+", metavar="RUN", help="run directories or results files")
+    c.add_argument("--labels", nargs="+", help="row names, one per RUN (default: the run directory names)")
+    c.add_argument("--baseline", help="label of the run to count wins and losses against (Table 3)")
+    c.add_argument("--out", help="directory for tables.md, tables.html and table_N.csv")
+    c.set_defaults(func=_cmd_compare)

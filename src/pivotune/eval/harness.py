@@ -1,0 +1,203 @@
+"""``pivotune eval``: a model or a run through lm-evaluation-harness (``simple_evaluate``, Hugging Face
+backend), results saved as JSON.
+
+``OUT/results.json`` holds the harness's own output (``results``, ``configs``, ``versions``,
+``n-samples``, ...) plus a ``pivotune`` block (model, tasks, settings, seconds); with
+``--log-samples`` each task's prompts and generations go to ``OUT/samples/TASK.jsonl``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import shutil
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from ..errors import PivotuneError
+from ..io import write_json_atomic, write_jsonl_atomic
+from . import registry
+
+log = logging.getLogger(__name__)
+
+
+def model_source(path: str) -> tuple[str, Path | None]:
+    """``(model directory or hub name, run directory or None)`` for a model dir, a run dir or a hub name."""
+    p = Path(path)
+    if (p / "model").is_dir():
+        return str(p / "model"), p
+    if p.is_dir():
+        if (p / "config.json").is_file() or (p / "bridge.json").is_file():
+            return str(p), None
+        if (p / "run.json").is_file() or (p / "config.yaml").is_file():
+            raise PivotuneError(f"{p} is a pivotune run directory with no model: {p / 'model'} is missing "
+                                "(did training finish?).")
+        raise PivotuneError(f"{p} holds neither a model (config.json) nor a run (model/).")
+    if p.exists():
+        raise PivotuneError(f"{p} is a file; give a model directory, a run directory or a hub name.")
+    return path, None   # a hub name; loading explains if it is not one
+
+
+def _load(model_dir: str, dtype: str):
+    import torch
+
+    from ..models.loading import load_model, load_tokenizer
+
+    if dtype == "auto":
+        dtype = "bfloat16" if torch.cuda.is_available() else "float32"
+    model = load_model(model_dir, dtype=dtype)
+    if torch.cuda.is_available():
+        model = model.to("cuda")
+    return model, load_tokenizer(model_dir)
+
+
+def _version() -> str:
+    from importlib.metadata import version
+
+    return version("lm_eval")
+
+
+def _build_tasks(names: list[str], tm) -> list:
+    """Task objects (groups stay names), each loaded on its own so a failure names its task."""
+    from lm_eval.api.task import Task
+
+    out = []
+    for name in names:
+        try:
+            built = tm.load([name])
+        except Exception as e:   # data/hub failures surface deep inside datasets, as any type
+            first = str(e).splitlines()[0] if str(e) else ""
+            raise PivotuneError(f"could not load task {name!r}: {type(e).__name__}: {first}. Harness tasks "
+                                "read their data from the Hugging Face hub; offline, download it first "
+                                "(or use pivotune's local-data tasks).") from e
+        if built.get("groups"):
+            out.append(name)
+        else:
+            out += [t for t in built["tasks"].values() if isinstance(t, Task)]
+    return out
+
+
+def evaluate(model, tasks: Sequence[str], *, tokenizer=None, batch_size: int = 8, dtype: str = "auto",
+             limit: float | None = None, out_dir: str | Path | None = None,
+             extra_task_dirs: Sequence[Path] = (), log_samples: bool = False, bootstrap_iters: int = 1000,
+             max_length: int | None = None) -> dict:
+    """Run ``tasks`` on ``model`` (a model directory/hub name, or a loaded model with ``tokenizer``).
+
+    Returns the harness's result dict (without per-sample logs) plus a ``pivotune`` block; writes
+    it to ``out_dir/results.json`` when ``out_dir`` is given.
+    """
+    from lm_eval import simple_evaluate
+    from lm_eval.models.huggingface import HFLM
+    from lm_eval.utils import handle_non_serializable
+
+    names = list(dict.fromkeys(tasks))
+    tm = registry.task_manager(names, list(extra_task_dirs))
+    registry.check_names(names, tm)
+    source = model if isinstance(model, (str, Path)) else getattr(model, "name_or_path", "in-memory model")
+    built = _build_tasks(names, tm)
+    if isinstance(model, (str, Path)) and (Path(model) / "bridge.json").is_file():
+        from .bridge_lm import (
+            BridgeLM,  # LinguaLIFT: the prompt goes to the encoder, not the LM
+        )
+
+        lm = BridgeLM(pretrained=str(model), batch_size=batch_size,
+                      dtype="float32" if dtype == "auto" else dtype)
+    else:
+        if isinstance(model, (str, Path)):
+            model, tokenizer = _load(str(model), dtype)
+        elif tokenizer is None:
+            raise PivotuneError("evaluate() was given a loaded model without its tokenizer.")
+        lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size, max_length=max_length)
+    t0 = time.perf_counter()
+    res = simple_evaluate(model=lm, tasks=built, task_manager=tm, limit=limit, log_samples=log_samples,
+                          bootstrap_iters=bootstrap_iters)
+    samples = res.pop("samples", None) or {}
+    res = json.loads(json.dumps(res, default=handle_non_serializable, ensure_ascii=False))
+    res["pivotune"] = {"model": str(source), "tasks": names, "batch_size": batch_size,
+                       "dtype": str(getattr(model, "dtype", dtype)), "limit": limit, "lm_eval": _version(),
+                       "seconds": round(time.perf_counter() - t0, 2)}
+    if out_dir is not None:
+        out_dir = Path(out_dir)
+        for task, rows in samples.items():
+            write_jsonl_atomic(out_dir / "samples" / f"{task}.jsonl",
+                               [json.loads(json.dumps(r, default=handle_non_serializable)) for r in rows])
+        write_json_atomic(out_dir / "results.json", res)
+    if log_samples:
+        res["samples"] = samples
+    return res
+
+
+def run_eval(target: str, tasks: list[str] | None = None, preset: str | None = None, *,
+             out_dir: str | Path | None = None, indicqa_dir: str | Path | None = None,
+             toy_world: str | Path | None = None, **kwargs) -> tuple[dict, Path]:
+    """``pivotune eval``: resolve the model and tasks, write local-data tasks, evaluate, save."""
+    from . import indicqa, toy_tasks
+
+    names = registry.expand(tasks, preset)
+    model_dir, run_dir = model_source(target)
+    if out_dir is None:
+        if run_dir is None and not Path(model_dir).is_dir():
+            raise PivotuneError(f"{target} is a hub name; say where to write results with --out.")
+        out_dir = (run_dir or Path(model_dir)) / "eval"
+    work = Path(tempfile.mkdtemp(prefix="pivotune-eval-"))
+    try:
+        indic = [l for n in names if (l := registry.indicqa_lang(n))]
+        if indic:
+            if indicqa_dir is None:
+                raise PivotuneError(f"IndicQA ({', '.join(indic)}) reads local data: pass --indicqa-dir DIR. "
+                                    + indicqa.HOW_TO_GET)
+            indicqa.write_tasks(indicqa_dir, indic, work, limit=kwargs.get("limit"))
+        toy = [t for n in names if (t := registry.toy_task(n))]
+        if toy:
+            if toy_world is None:
+                raise PivotuneError("pivotune_toy_* tasks need --toy-world DIR (a toy world's directory).")
+            for task in sorted({t for t, _ in toy}):
+                toy_tasks.write_tasks(toy_world, work, sorted({l for t2, l in toy if t2 == task}), [task])
+        if run_dir is not None and (Path(model_dir) / "adapter_config.json").is_file():
+            from ..export import export  # a LoRA run: merge into a plain model first
+
+            model_dir = str(export(run_dir, work / "merged"))
+        res = evaluate(model_dir, names, out_dir=out_dir, extra_task_dirs=[work], **kwargs)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return res, Path(out_dir)
+
+
+def _cmd_eval(args) -> int:
+    res, out = run_eval(args.model, args.tasks, args.preset, out_dir=args.out, indicqa_dir=args.indicqa_dir,
+                        toy_world=args.toy_world, batch_size=args.batch_size, dtype=args.dtype,
+                        limit=args.limit, log_samples=args.log_samples)
+    from .compare import format_results
+
+    print(format_results(res))
+    print(f"results: {out / 'results.json'}")
+    return 0
+
+
+def add_parser(sub) -> None:
+    e = sub.add_parser("eval", help="evaluate a model or a run with lm-evaluation-harness",
+                       formatter_class=argparse.RawDescriptionHelpFormatter,
+                       description="Zero-shot evaluation through lm-evaluation-harness (Hugging Face backend). "
+                                   "MODEL is a model directory, a run directory (its model/, merged first when it "
+                                   "is a LoRA adapter) or a hub name. Writes OUT/results.json (default RUN/eval). "
+                                   "Preset prom-paper: XQuAD th/ar/el, MLQA ar, IndicQA ta/mr/ml, MGSM sw/th/bn/te "
+                                   "with target-language prompts (pivotune_* tasks are our own variants: see "
+                                   "pivotune.eval.registry).",
+                       epilog="examples:\n  pivotune eval runs/thai-prom --preset prom-paper --indicqa-dir indicqa\n"
+                              "  pivotune eval meta-llama/Llama-2-7b-hf --tasks mgsm_native_cot_th "
+                              "pivotune_xquad_th --out runs/llama2/eval")
+    e.add_argument("model", help="model directory, run directory or hub name")
+    e.add_argument("--tasks", nargs="+", metavar="TASK", help="harness or pivotune task names")
+    e.add_argument("--preset", choices=sorted(registry.PRESETS), help="a named task set")
+    e.add_argument("--out", help="results directory (default RUN/eval or MODEL_DIR/eval)")
+    e.add_argument("--indicqa-dir", help="local IndicQA data (see pivotune.eval.indicqa for how to get it)")
+    e.add_argument("--toy-world", help="a toy world directory, for pivotune_toy_{mgsm,xquad}_LANG tasks")
+    e.add_argument("--batch-size", type=int, default=8, help="generation batch size (default 8, as the paper)")
+    e.add_argument("--dtype", choices=["auto", "float32", "bfloat16", "float16"], default="auto",
+                   help="weights dtype (default: bfloat16 on a GPU, float32 on a CPU)")
+    e.add_argument("--limit", type=int, help="evaluate only the first N items per task (for a quick look)")
+    e.add_argument("--log-samples", action="store_true", help="also write each item's prompt and output")
+    e.set_defaults(func=_cmd_eval)

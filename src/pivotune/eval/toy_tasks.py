@@ -1,0 +1,94 @@
+"""The toy world's evaluation sets as harness tasks, so the demo evaluates through the same road as
+a real run (``lm_eval.simple_evaluate`` with the Hugging Face backend).
+
+``write_tasks`` turns ``WORLD/eval/{mgsm,xquad}_LANG.jsonl`` into ``pivotune_toy_TASK_LANG`` task
+files (which include the shipped ``tasks/toy/*_common_yaml``) plus their data; prompts and scoring
+are those of :mod:`pivotune.eval.toy_scoring`, through :mod:`pivotune.eval.task_utils`.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+import yaml
+
+from ..errors import PivotuneError
+from ..io import write_jsonl_atomic, write_text_atomic
+from .registry import TASKS_DIR
+from .toy_scoring import TASKS, load_eval
+
+
+def world_languages(world_dir: str | Path) -> list[str]:
+    meta = Path(world_dir) / "world.json"
+    if not meta.is_file():
+        raise PivotuneError(f"{world_dir} is not a toy world directory: {meta} is missing "
+                            "(build one with `pivotune demo`, or point at its cache entry's world/).")
+    return json.loads(meta.read_text(encoding="utf-8"))["languages"]
+
+
+def task_name(task: str, lang: str) -> str:
+    return f"pivotune_toy_{task}_{lang}"
+
+
+def write_tasks(world_dir: str | Path, out_dir: str | Path, languages: Sequence[str] | None = None,
+                tasks: Sequence[str] = TASKS, limit: int | None = None) -> list[str]:
+    """Write the task files and data for ``tasks`` × ``languages`` (default: all the world's)."""
+    have = world_languages(world_dir)
+    languages = list(languages or have)
+    missing = [l for l in languages if l not in have]
+    if missing:
+        raise PivotuneError(f"the toy world at {world_dir} has no language {missing}; it has {have}.")
+    unknown = [t for t in tasks if t not in TASKS]
+    if unknown:
+        raise PivotuneError(f"unknown toy task(s) {unknown}; known: {', '.join(TASKS)}.")
+    out_dir = Path(out_dir)
+    names = []
+    for task in tasks:
+        for lang in languages:
+            rows = [{**r, "lang": lang} for r in load_eval(world_dir, task, lang, limit)]
+            data = out_dir / f"toy_{task}_{lang}.jsonl"
+            write_jsonl_atomic(data, rows)
+            name = task_name(task, lang)
+            cfg = {"include": str(TASKS_DIR / "toy" / f"pivotune_toy_{task}_common_yaml"), "task": name,
+                   "dataset_kwargs": {"data_files": {"test": str(data.resolve())}}}
+            write_text_atomic(out_dir / f"{name}.yaml", yaml.safe_dump(cfg, sort_keys=False))
+            names.append(name)
+    return names
+
+
+def evaluate_toy_with_harness(model, world_dir: str | Path, languages: Sequence[str] | None = None, *,
+                              tokenizer=None, tasks: Sequence[str] = TASKS, limit: int | None = None,
+                              batch_size: int = 32, out_dir: str | Path | None = None,
+                              log_samples: bool = False) -> dict:
+    """Evaluate ``model`` (a directory, or a loaded model with ``tokenizer``) on the toy tasks.
+
+    Returns the harness's results (see :func:`pivotune.eval.harness.evaluate`); with ``out_dir``
+    they are also written to ``out_dir/results.json``; ``log_samples`` adds each item's output. :func:`toy_headline` turns them into the
+    demo's ``{lang: {"mgsm", "xquad_em", "xquad_f1"}}`` rows.
+    """
+    from .harness import evaluate
+
+    with tempfile.TemporaryDirectory(prefix="pivotune-toy-tasks-") as tmp:
+        names = write_tasks(world_dir, tmp, languages, tasks, limit)
+        return evaluate(model, names, tokenizer=tokenizer, batch_size=batch_size, out_dir=out_dir,
+                        extra_task_dirs=[Path(tmp)], bootstrap_iters=0, log_samples=log_samples)
+
+
+def toy_headline(results: dict) -> dict[str, dict[str, float]]:
+    """``{lang: {"mgsm": acc, "xquad_em": em, "xquad_f1": f1}}`` in percent, as ``toy_scoring.headline``."""
+    out: dict[str, dict[str, float]] = {}
+    for name, metrics in results["results"].items():
+        for task in TASKS:
+            prefix = f"pivotune_toy_{task}_"
+            if not name.startswith(prefix):
+                continue
+            row = out.setdefault(name[len(prefix):], {})
+            if task == "mgsm":
+                row["mgsm"] = 100 * metrics["accuracy,none"]
+            else:
+                row["xquad_em"] = 100 * metrics["exact_match,none"]
+                row["xquad_f1"] = 100 * metrics["f1,none"]
+    return out

@@ -1,0 +1,148 @@
+"""Guards that stop a run early and clearly instead of late and obscurely.
+
+* :class:`NonFiniteLossGuard`: a NaN/inf loss stops training *before* the optimizer step that would
+  write it into the weights (and before any checkpoint of those weights), naming the step and the
+  samples of the offending micro-batch (data source, file and line). Checked once per optimizer step,
+  after one all-reduce of a flag, so every rank stops together instead of the others hanging.
+* :func:`check_disk_space`: before training, the output directory's file system must hold a
+  checkpoint and the final model.
+* :class:`IndexedDataset` / :class:`IndexedCollator`: batches carry ``sample_index`` (the row of the
+  encoded mixture), so an error can name the samples a batch held.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import torch
+from transformers import TrainerCallback
+
+from ..errors import PivotuneError
+
+SAMPLE_INDEX = "sample_index"
+
+
+class IndexedDataset(torch.utils.data.Dataset):
+    """``(index, item)`` pairs of a dataset, for :class:`IndexedCollator`."""
+
+    def __init__(self, items):
+        self.items = items
+
+    def __len__(self):
+        return len(self.items)
+
+    def __getitem__(self, i):
+        return i, self.items[i]
+
+
+class IndexedCollator:
+    """Wraps a collator of items; adds the batch's dataset indices as ``sample_index``."""
+
+    def __init__(self, collator):
+        self.collator = collator
+
+    def __call__(self, pairs):
+        batch = self.collator([item for _, item in pairs])
+        batch[SAMPLE_INDEX] = torch.tensor([i for i, _ in pairs], dtype=torch.long)
+        return batch
+
+
+class NonFiniteLossError(PivotuneError):
+    """The loss became NaN or infinite."""
+
+
+class NonFiniteLossGuard(TrainerCallback):
+    """Collects each micro-batch's loss flag (no device sync) and checks once before the optimizer step.
+
+    ``describe(index)`` names one encoded sample (its source, origin, role and language).
+    """
+
+    def __init__(self, describe, max_named: int = 8):
+        self.describe = describe
+        self.max_named = max_named
+        self.trainer = None
+        self._flags: list[torch.Tensor] = []
+        self._indices: list[torch.Tensor] = []
+
+    def observe(self, loss: torch.Tensor, inputs: dict) -> None:
+        self._flags.append(torch.isfinite(loss.detach()).all())
+        self._indices.append(inputs.get(SAMPLE_INDEX, torch.empty(0, dtype=torch.long)))
+
+    def on_step_begin(self, args, state, control, **kwargs):
+        self._flags, self._indices = [], []
+
+    def on_pre_optimizer_step(self, args, state, control, **kwargs):
+        if not self._flags:
+            return
+        flags = torch.stack(self._flags)
+        bad_here = (~flags).sum()
+        bad_all = bad_here
+        if args.world_size > 1 and self.trainer is not None:
+            bad_all = self.trainer.accelerator.reduce(bad_here.clone(), reduction="sum")
+        if int(bad_all) == 0:   # the one host sync per optimizer step
+            self._flags, self._indices = [], []
+            return
+        step = state.global_step + 1
+        if int(bad_here) == 0:
+            raise NonFiniteLossError(f"Training stopped at optimizer step {step}: the loss was NaN or infinite "
+                                     f"on another process (this is rank {args.process_index}; its message names "
+                                     "the samples). The weights were not updated with it; the last complete "
+                                     "checkpoint is kept.")
+        named: list[str] = []
+        for ok, idx in zip(flags.tolist(), self._indices):
+            if not ok:
+                named += [self.describe(int(i)) for i in idx.tolist()]
+        more = f" (and {len(named) - self.max_named} more)" if len(named) > self.max_named else ""
+        raise NonFiniteLossError(
+            f"Training stopped at optimizer step {step} (epoch {state.epoch or 0:.2f}): the loss was NaN or "
+            f"infinite on {int(bad_here)} micro-batch(es) of rank {args.process_index}. The batch held: "
+            f"{'; '.join(named[: self.max_named])}{more}. The weights were not updated with it and the last "
+            "complete checkpoint is kept. Usual causes: a learning rate too high, float16 overflow (try "
+            "bfloat16), or a corrupt row in the sources named here.")
+
+
+def sample_describer(encoded, samples):
+    """``describe(i)`` for :class:`NonFiniteLossGuard`: encoded row ``i`` → its sample's source and origin
+    (``Encoded.sample_index`` is the sample's position, rows dropped by encoding notwithstanding)."""
+    def describe(i: int) -> str:
+        j = encoded[i].sample_index
+        s = samples[j] if 0 <= j < len(samples) else None
+        if s is None:
+            return f"row {i} of the encoded mixture"
+        where = s.origin or "generated"
+        return f"source '{s.source or '?'}' ({where}; role {s.role}, language {s.lang})"
+    return describe
+
+
+def checkpoint_bytes(model, with_optimizer: bool = True) -> int:
+    """Bytes one checkpoint takes: the trainable weights twice more for Adam's moments, plus the model."""
+    total = sum(p.numel() * p.element_size() for p in model.parameters())
+    trainable = sum(p.numel() * 4 for p in model.parameters() if p.requires_grad)   # fp32 moments
+    return total + (2 * trainable if with_optimizer else 0)
+
+
+def check_disk_space(run_dir: Path, model, *, checkpoints: bool = True, margin: float = 1.1) -> None:
+    """Fail before training when ``run_dir``'s file system cannot hold a checkpoint and the final model."""
+    need = int((checkpoint_bytes(model, checkpoints) + checkpoint_bytes(model, False)) * margin)
+    free = shutil.disk_usage(run_dir).free
+    if free < need:
+        raise PivotuneError(f"Not enough disk space for output_dir {run_dir}: {free / 2**30:.2f} GiB free, but a "
+                            f"checkpoint and the final model need about {need / 2**30:.2f} GiB. Free space or "
+                            "point output_dir at a larger file system.")
+
+
+def output_dir_error(err: OSError, run_dir: Path) -> Exception:
+    """A training-time write failure as a user-facing error that says which checkpoint survives."""
+    import errno
+
+    from .resume import complete_checkpoints
+
+    if err.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS):
+        return err
+    done = complete_checkpoints(run_dir)
+    kept = (f"the last complete checkpoint, {done[-1].name}, is intact; resume from it with --resume once "
+            "the problem is fixed" if done else "no complete checkpoint had been written yet")
+    return PivotuneError(f"Training stopped: writing to output_dir {run_dir} failed ({err.strerror or err}"
+                         f"{': ' + str(err.filename) if err.filename else ''}). A half-written checkpoint "
+                         f"never replaces a complete one: {kept}.")

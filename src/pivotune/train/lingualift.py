@@ -1,0 +1,186 @@
+"""LinguaLIFT's two training stages around the encoder bridge (see :mod:`pivotune.models.bridge`).
+
+Run directory layout::
+
+    RUN/stage1/checkpoint-*/   stage-1 Trainer checkpoints (the alignment layer; encoder and LM by reference)
+    RUN/stage1/model/          the stage-1 result, the start of stage 2 (alignment layer + references)
+    RUN/stage2/checkpoint-*/   stage-2 Trainer checkpoints (alignment layer + LM, or its LoRA adapter)
+    RUN/model/                 the trained bridge, self-contained (encoder, alignment layer, LM with LoRA
+                               merged); not a plain causal-LM directory
+    RUN/config.yaml, RUN/run.json
+
+Stage 1: encoder and LM frozen, the alignment layer trains on code-switched prompts with English responses
+(``lingualift.stage1_*`` settings). Stage 2: encoder and alignment layer frozen, the LM trains (full, or LoRA)
+on English instructions with ``train``'s settings.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+from ..config import RunConfig, dump_config
+from ..data.bridge_batches import BridgeCollator, encode_bridge_all
+from ..data.codeswitch import codeswitch_samples, read_lexicon
+from ..data.collate import EncodedDataset
+from ..data.mixture import mixture_for_config, summarize
+from ..data.records import Sample
+from ..errors import PivotuneError
+from ..io import write_json_atomic, write_text_atomic
+from ..methods import METHODS
+from ..models.bridge import LinguaLiftModel, load_alignment, read_bridge_meta
+from ..models.loading import apply_lora, load_encoder, load_model, load_tokenizer
+from ..objectives import build_objective
+from .run import check_output_dir, training_arguments
+from .trainer import PivotuneTrainer
+
+
+class BridgeTrainer(PivotuneTrainer):
+    """Checkpoints hold the bridge parts the stage changes (the rest by reference to their sources)."""
+
+    def __init__(self, *args, save_parts: tuple[str, ...], **kwargs):
+        super().__init__(*args, **kwargs)
+        self.save_parts = save_parts
+
+    def _save(self, output_dir=None, state_dict=None):
+        output_dir = output_dir if output_dir is not None else self.args.output_dir
+        if not self.args.should_save:
+            return
+        inner = self.accelerator.unwrap_model(self.model, keep_torch_compile=False)
+        inner.save_pretrained(output_dir, parts=self.save_parts, atomic=False)
+        torch.save(self.args, os.path.join(output_dir, "training_args.bin"))
+
+
+def set_stage(bridge: LinguaLiftModel, stage: int) -> None:
+    """Freeze for a stage: 1 → only the alignment layer trains; 2 → only the LM trains."""
+    bridge.requires_grad_(False)
+    (bridge.alignment if stage == 1 else bridge.lm).requires_grad_(True)
+
+
+def stage1_start(cfg: RunConfig) -> Path:
+    """The stage-1 directory stage 2 starts from, checked before any model loads."""
+    d = Path(cfg.lingualift.stage1_from or Path(cfg.output_dir) / "stage1" / "model")
+    if not (d / "alignment.safetensors").is_file():
+        raise PivotuneError(
+            f"lingualift stage 2 starts from a trained stage-1 alignment layer, but {d} holds none "
+            f"({d / 'alignment.safetensors'} does not exist). Run stage 1 first (lingualift.stages: [1, 2] or [1]), "
+            "or set lingualift.stage1_from to the model/ directory of a finished stage 1.")
+    read_bridge_meta(d)
+    return d
+
+
+def stage_data(cfg: RunConfig, samples: list[Sample] | None) -> tuple[list[Sample], list[Sample]]:
+    """(stage-1 samples: code-switched; stage-2 samples: English)."""
+    if samples is None:
+        samples = mixture_for_config(cfg)
+    else:
+        samples = [s for s in samples if s.role in METHODS[cfg.method].roles]
+    english = [s for s in samples if s.role == "en"]
+    ll = cfg.lingualift
+    lexicons = [read_lexicon(path, lang) for lang, path in ll.lexicons.items()]
+    stage1 = [s for s in samples if s.role == "cs"]
+    if lexicons:
+        stage1 += codeswitch_samples(english, lexicons, ll.switch_ratio, cfg.seed)
+    if 1 in ll.stages and not stage1:
+        raise PivotuneError("lingualift stage 1 has no code-switched samples: give lingualift.lexicons and English "
+                            "data (role en), or data with role cs.")
+    if 2 in ll.stages and not english:
+        raise PivotuneError("lingualift stage 2 trains on English instructions, but no data source has role en.")
+    return stage1, english
+
+
+def _stage_config(cfg: RunConfig, stage: int) -> RunConfig:
+    if stage == 2:
+        return cfg
+    ll = cfg.lingualift
+    train = cfg.train.model_copy(update={
+        "lr": ll.stage1_lr, "scheduler": ll.stage1_scheduler, "epochs": ll.stage1_epochs,
+        "max_steps": ll.stage1_max_steps, "warmup_ratio": 0.0 if ll.stage1_scheduler == "constant" else
+        cfg.train.warmup_ratio})
+    return cfg.model_copy(update={"train": train})
+
+
+def _run_stage(cfg: RunConfig, bridge: LinguaLiftModel, encoded, stage: int, out: Path, save_checkpoints: bool):
+    args = training_arguments(_stage_config(cfg, stage), out)
+    if not save_checkpoints:
+        args.save_strategy = "no"
+    trainer = BridgeTrainer(
+        model=bridge, args=args, train_dataset=EncodedDataset(encoded),
+        data_collator=BridgeCollator(bridge.encoder_tokenizer.pad_token_id, bridge.lm_tokenizer.pad_token_id),
+        objective=build_objective("lingualift", cfg), save_parts=("alignment",) if stage == 1 else ("alignment", "lm"))
+    result = trainer.train()
+    return trainer, {"steps": trainer.state.global_step, "train_loss": result.training_loss,
+                     "trainable_parameters": sum(p.numel() for p in bridge.parameters() if p.requires_grad),
+                     "log_history": trainer.state.log_history}
+
+
+def build_bridge(cfg: RunConfig) -> LinguaLiftModel:
+    ll = cfg.lingualift
+    dtype = "float32" if cfg.train.dtype == "float32" else cfg.train.dtype
+    encoder_tok = load_tokenizer(ll.encoder_tokenizer or ll.encoder)
+    lm_tok = load_tokenizer(cfg.tokenizer or cfg.model)
+    sources = {"encoder": ll.encoder, "lm": cfg.model, "encoder_tokenizer": ll.encoder_tokenizer or ll.encoder,
+               "lm_tokenizer": cfg.tokenizer or cfg.model}
+    return LinguaLiftModel.build(load_encoder(ll.encoder, dtype), load_model(cfg.model, dtype),
+                                 projector=ll.projector, encoder_hidden_size=ll.encoder_hidden_size,
+                                 bos_token_id=lm_tok.bos_token_id, seed=cfg.seed, encoder_tokenizer=encoder_tok,
+                                 lm_tokenizer=lm_tok, sources=sources)
+
+
+def train_lingualift(cfg: RunConfig, samples: list[Sample] | None = None, *, save_checkpoints: bool = True):
+    """Run the configured stages; returns the last stage's trainer (its ``model`` is the bridge)."""
+    from transformers import set_seed
+
+    run_dir = Path(cfg.output_dir)
+    check_output_dir(run_dir)
+    set_seed(cfg.seed)
+    started = time.time()
+    ll = cfg.lingualift
+    start_from = stage1_start(cfg) if 1 not in ll.stages else None   # fail before data or models load
+    stage1, english = stage_data(cfg, samples)
+    bridge = build_bridge(cfg)
+    if start_from is not None:
+        meta = read_bridge_meta(start_from)
+        if (meta["projector"], meta["d_enc"], meta["d_llm"]) != (ll.projector, bridge.alignment.d_enc,
+                                                                  bridge.alignment.d_llm):
+            raise PivotuneError(
+                f"{start_from} holds a {meta['projector']} alignment layer {meta['d_enc']}→{meta['d_llm']}, but this "
+                f"run bridges a {ll.projector} {bridge.alignment.d_enc}→{bridge.alignment.d_llm}: use the encoder, "
+                "LM and projector stage 1 was trained with.")
+        load_alignment(bridge.alignment, start_from / "alignment.safetensors")
+    langs = ["en", *[lang for lang in cfg.languages if lang != "en"]]
+    encode = lambda rows: encode_bridge_all(
+        rows, bridge.encoder_tokenizer, bridge.lm_tokenizer, max_encoder_len=ll.max_encoder_len,
+        max_response_len=cfg.max_seq_len, lang_ids={lang: i for i, lang in enumerate(langs)})
+    report: dict = {"method": cfg.method, "base_model": cfg.model, "encoder": ll.encoder, "stages": list(ll.stages),
+                    "lora": cfg.lora.enabled}
+    trainer = None
+    if 1 in ll.stages:
+        set_stage(bridge, 1)
+        trainer, report["stage1"] = _run_stage(cfg, bridge, encode(stage1), 1, run_dir / "stage1", save_checkpoints)
+        bridge.save_pretrained(run_dir / "stage1" / "model", parts=("alignment",))
+        switched = [s.meta for s in stage1 if "content_words" in s.meta]
+        report["stage1"].update(mixture=summarize(stage1), switch_ratio=ll.switch_ratio, switched_share=(
+            sum(m["switched"] for m in switched) / max(1, sum(m["content_words"] for m in switched))),
+            content_words_per_sample=statistics.fmean(m["content_words"] for m in switched) if switched else 0.0)
+    if 2 in ll.stages:
+        set_stage(bridge, 2)
+        if cfg.lora.enabled:
+            bridge.lm = apply_lora(bridge.lm, cfg.lora)
+        trainer, report["stage2"] = _run_stage(cfg, bridge, encode(english), 2, run_dir / "stage2", save_checkpoints)
+        if cfg.lora.enabled:
+            bridge.lm = bridge.lm.merge_and_unload()
+        bridge.save_pretrained(run_dir / "model")
+        report["stage2"]["mixture"] = summarize(english)
+    import transformers
+
+    report.update(seconds=round(time.time() - started, 2),
+                  versions={"torch": torch.__version__, "transformers": transformers.__version__})
+    write_text_atomic(run_dir / "config.yaml", dump_config(cfg))
+    write_json_atomic(run_dir / "run.json", json.loads(json.dumps(report, default=str)))
+    return trainer
