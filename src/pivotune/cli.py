@@ -67,7 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
                        epilog="example:\n  pivotune demo --quick --methods english xllama --languages el")
     d.add_argument("--quick", action="store_true", help="a much smaller world and model (about 2 minutes)")
     d.add_argument("--languages", nargs="+", help="target languages (default: the world's)")
-    d.add_argument("--methods", nargs="+", help="methods to train (default: all available)")
+    d.add_argument("--methods", nargs="+", help="methods to train (default: all but lingualift, which first trains a toy encoder)")
     d.add_argument("--seeds", type=int, default=1, help="training seeds per method (default 1)")
     d.add_argument("--out", default=None, help="run directory (default: runs/demo[-quick])")
     d.add_argument("--rebuild", action="store_true", help="ignore the cached world and base model")
@@ -148,6 +148,8 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_parser(sub)
     from .analysis.interference_report import add_parser as add_interference_parser
     add_interference_parser(sub)
+    from .report import add_parser as add_report_parser
+    add_report_parser(sub)
     return p
 
 

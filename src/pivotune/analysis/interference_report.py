@@ -134,12 +134,13 @@ def plot_interference(series: list[dict], pairs: list[str], path: str | Path, *,
             mean = np.array([np.nan if m is None else m for m in s["mean"]], dtype=float)
             sd = np.array([0.0 if v is None else v for v in s["sd"]], dtype=float)
             color = f"C{j}"
+            label = s["label"] + (" (undefined: zero gradient)" if np.isnan(mean).all() else "")
             if curves:
                 x = np.array(s["steps"])
-                ax.plot(x, mean, marker="o", markersize=3, color=color, label=s["label"])
+                ax.plot(x, mean, marker="o", markersize=3, color=color, label=label)
                 ax.fill_between(x, mean - sd, mean + sd, color=color, alpha=0.2)
             else:
-                ax.bar(j, mean[-1], yerr=sd[-1], color=color, capsize=4, label=s["label"])
+                ax.bar(j, 0.0 if np.isnan(mean[-1]) else mean[-1], yerr=sd[-1], color=color, capsize=4, label=label)
         if curves:
             ax.set_xlabel("optimizer step")
         else:

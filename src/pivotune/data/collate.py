@@ -34,7 +34,7 @@ def _chat_spans(sample: Sample, tokenizer) -> list[tuple[list[int], bool]]:
     msgs = list(sample.messages) if sample.messages is not None else [
         {"role": "user", "content": f"{sample.instruction}\n\n{sample.input}".strip()},
         {"role": "assistant", "content": sample.output}]
-    pieces, done = [], []
+    done = []
     for i, m in enumerate(msgs):
         if m["role"] != "assistant":
             continue

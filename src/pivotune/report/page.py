@@ -1,0 +1,214 @@
+"""The study report page: ``pivotune report RUN... --out DIR`` writes ``DIR/report.html`` (self-contained
+apart from the PNG figures beside it, in ``DIR/figures/``) and its Markdown twin ``DIR/report.md``.
+
+The page is built once as a list of blocks (heading, paragraph, list, table, image, preformatted text)
+and rendered to both formats, so the two always say the same thing. The whole directory is written
+atomically: an error leaves no half-written report.
+"""
+
+from __future__ import annotations
+
+import argparse
+import html
+import shutil
+from pathlib import Path
+
+from ..io import atomic_path
+from .collect import (
+    METRICS,
+    Study,
+    case_stats,
+    findings,
+    interference_level,
+    read_inputs,
+    win_lose,
+)
+
+HTML_FILE, MD_FILE, FIG_DIR = "report.html", "report.md", "figures"
+
+
+WIN_RULE = ("A case (language, metric) is a win when the mean exceeds the baseline's by more than the two "
+            "standard deviations together, a loss when it falls short by more; otherwise a tie.")
+
+
+def _fmt(mean: float, sd: float, n: int) -> str:
+    return f"{mean:.1f}" + (f" ± {sd:.1f}" if n > 1 else "")
+
+
+def _results_blocks(study: Study, baseline: str) -> list[tuple]:
+    if not study.scores:
+        return []
+    stats = case_stats(study)
+    seeds = {m: len(v) for m, v in study.scores.items()}
+    names = dict(METRICS)
+    seed_note = ", ".join(f"{m}: {n}" for m, n in seeds.items())
+    rows = [[lang, names[key], *(_fmt(*stats[m][(lang, key)], seeds[m]) for m in stats)]
+            for lang, key in next(iter(stats.values()))]
+    blocks = [("h2", "Results"),
+              ("p", f"Mean ± sample standard deviation over seeds, in % ({seed_note} seed(s))."),
+              ("table", ["language", "metric", *stats], rows)]
+    if baseline in stats:
+        wl_rows = []
+        for m in stats:
+            if m != baseline:
+                wl = win_lose(stats, m, baseline)
+                wl_rows.append([m, str(len(wl["wins"])), str(len(wl["losses"])), str(len(wl["ties"])),
+                                str(len(wl["diffs"]))])
+        blocks += [("h3", f"Wins / losses against {baseline}"),
+                   ("p", WIN_RULE),
+                   ("table", ["method", "wins", "losses", "ties", "cases"], wl_rows)]
+    return blocks
+
+
+def _harness_blocks(study: Study, baseline: str) -> list[tuple]:
+    if not study.harness:
+        return []
+    from ..eval.compare import build_tables
+
+    tables = build_tables(study.harness, baseline if baseline in study.harness else None)
+    blocks: list[tuple] = [("h2", "Evaluation tables")]
+    for t in tables:
+        blocks += [("h3", t.title), ("table", t.header, t.cells())]
+    return blocks
+
+
+def _regulation_blocks(study: Study, figures: Path) -> list[tuple]:
+    rows, images = [], []
+    for run in study.runs:
+        probe_langs = (run.probe or {}).get("languages") or {}
+        for lang, d in ((run.regulation or {}).get("decisions") or {}).items():
+            lam = ((run.regulation or {}).get("lambda_per_language") or {}).get(lang)
+            sugg = ((probe_langs.get(lang) or {}).get("suggestion") or {}).get("layer")
+            rows.append([run.name, lang, str(d.get("pivot_layer", "–")), f"{d.get('p_en_mean', float('nan')):.4f}",
+                         f"{d.get('p_tgt_mean', float('nan')):.4f}", "–" if lam is None else f"{lam:g}",
+                         "λ = 0 (no English pivot)" if d.get("lambda_zero") else "keep λ (English pivot)",
+                         "–" if sugg is None else str(sugg)])
+        for fig in run.lens_figures:
+            dest = figures / f"{run.name}-{fig.name}"
+            shutil.copyfile(fig, dest)
+            images.append(("img", f"{FIG_DIR}/{dest.name}", f"{run.name}: {fig.stem.replace('_', ' ')}"))
+    if not rows and not images:
+        return []
+    blocks: list[tuple] = [("h2", "Regulation decisions and pivot layers")]
+    if rows:
+        blocks.append(("table", ["run", "language", "pivot layer", "P(en)", "P(target)", "λ", "decision",
+                                 "suggested pivot layer"], rows))
+    if images:
+        blocks += [("h3", "Logit-lens language probabilities per layer (base model)"), *images]
+    return blocks
+
+
+def _interference_blocks(study: Study, figures: Path) -> list[tuple]:
+    from ..analysis.interference_report import logged_series, plot_interference
+
+    series, rows = [], []
+    for run in study.runs:
+        lvl = interference_level(run)
+        if lvl is None:
+            continue
+        s = logged_series(run.path, lvl[0])
+        series.append({"label": run.name, "pair": lvl[0], **s})
+        rows.append([run.name, lvl[0], f"{lvl[1]:+.4f}", str(len(s["steps"]))])
+    if not series:
+        return []
+    pairs = list(dict.fromkeys(s["pair"] for s in series))
+    plot_interference(series, pairs, figures / "interference.png", title="gradient interference during training")
+    return [("h2", "Gradient interference"),
+            ("table", ["run", "source pair", "mean cosine over steps", "logged steps"], rows),
+            ("img", f"{FIG_DIR}/interference.png", "gradient cosine similarity over training")]
+
+
+def _config_blocks(study: Study) -> list[tuple]:
+    cfgs = [("pre", run.name, run.config) for run in study.runs if run.config]
+    return [("h2", "Run configurations"), *cfgs] if cfgs else []
+
+
+def build_blocks(study: Study, baseline: str, figures: Path) -> list[tuple]:
+    return [("h2", "Findings"), ("p", "Generated from the numbers below."), ("ul", findings(study, baseline)),
+            *_results_blocks(study, baseline), *_harness_blocks(study, baseline),
+            *_regulation_blocks(study, figures), *_interference_blocks(study, figures), *_config_blocks(study)]
+
+
+def to_markdown(blocks: list[tuple], title: str) -> str:
+    out = [f"# {title}"]
+    for b in blocks:
+        kind = b[0]
+        if kind in ("h2", "h3"):
+            out.append(f"{'#' * int(kind[1])} {b[1]}")
+        elif kind == "p":
+            out.append(b[1])
+        elif kind == "ul":
+            out.append("\n".join(f"- {x}" for x in b[1]))
+        elif kind == "table":
+            lines = ["| " + " | ".join(b[1]) + " |", "|" + "---|" * len(b[1])]
+            out.append("\n".join(lines + ["| " + " | ".join(r) + " |" for r in b[2]]))
+        elif kind == "img":
+            out.append(f"![{b[2]}]({b[1]})")
+        elif kind == "pre":
+            out.append(f"<details><summary>{b[1]}</summary>\n\n```yaml\n{b[2].rstrip()}\n```\n\n</details>")
+    return "\n\n".join(out) + "\n"
+
+
+STYLE = ("body{font-family:sans-serif;margin:2em;max-width:70em}table{border-collapse:collapse;margin-bottom:1.5em}"
+         "th,td{border:1px solid #ccc;padding:4px 8px;text-align:right}td:first-child,th:first-child{text-align:left}"
+         "th{background:#f4f4f4}img{max-width:100%;display:block;margin:1em 0}pre{background:#f8f8f8;padding:1em}")
+
+
+def to_html(blocks: list[tuple], title: str) -> str:
+    e = html.escape
+    out = []
+    for b in blocks:
+        kind = b[0]
+        if kind in ("h2", "h3", "p"):
+            out.append(f"<{kind}>{e(b[1])}</{kind}>")
+        elif kind == "ul":
+            out.append("<ul>" + "".join(f"<li>{e(x)}</li>" for x in b[1]) + "</ul>")
+        elif kind == "table":
+            head = "".join(f"<th>{e(h)}</th>" for h in b[1])
+            body = "".join("<tr>" + "".join(f"<td>{e(c)}</td>" for c in r) + "</tr>" for r in b[2])
+            out.append(f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
+        elif kind == "img":
+            out.append(f'<figure><img src="{e(b[1])}" alt="{e(b[2])}"><figcaption>{e(b[2])}</figcaption></figure>')
+        elif kind == "pre":
+            out.append(f"<details><summary>{e(b[1])}</summary><pre>{e(b[2])}</pre></details>")
+    return (f'<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>{e(title)}</title><style>{STYLE}</style>'
+            f"</head><body><h1>{e(title)}</h1>\n" + "\n".join(out) + "\n</body></html>\n")
+
+
+def write_report(inputs: list[str | Path], out_dir: str | Path, baseline: str = "xllama",
+                 title: str = "pivotune study report") -> Path:
+    """Write ``out_dir/report.html``, ``report.md`` and ``figures/`` from demo or run directories, replacing
+    ``out_dir`` as a whole; returns the HTML path."""
+    study = read_inputs(inputs)
+    out_dir = Path(out_dir)
+    with atomic_path(out_dir) as tmp:
+        (tmp / FIG_DIR).mkdir(parents=True)
+        blocks = build_blocks(study, baseline, tmp / FIG_DIR)
+        (tmp / HTML_FILE).write_text(to_html(blocks, title), encoding="utf-8")
+        (tmp / MD_FILE).write_text(to_markdown(blocks, title), encoding="utf-8")
+    return out_dir / HTML_FILE
+
+
+def _cmd(args) -> int:
+    path = write_report(args.runs, args.out, baseline=args.baseline)
+    print(to_markdown([("ul", findings(read_inputs(args.runs), args.baseline))], "findings"))
+    print(f"report: {path} (and {Path(args.out) / MD_FILE}, figures in {Path(args.out) / FIG_DIR})")
+    return 0
+
+
+def add_parser(sub) -> None:
+    """Register ``pivotune report``."""
+    p = sub.add_parser("report", help="the study report (HTML + Markdown + PNG figures) from demo or run directories",
+                       formatter_class=argparse.RawDescriptionHelpFormatter,
+                       description="Read `pivotune demo` output directories (results.json and METHOD-seedN runs), "
+                                   "run directories or harness results, and write one HTML page with a Markdown "
+                                   "twin: findings generated from the numbers, results as mean ± sd over seeds, "
+                                   "wins/losses against --baseline counted only beyond the spread, regulation "
+                                   "decisions and pivot-layer suggestions, logit-lens and interference figures, "
+                                   "and each run's configuration. OUT is replaced as a whole.",
+                       epilog="example:\n  pivotune report runs/demo --out runs/demo/report")
+    p.add_argument("runs", nargs="+", metavar="RUN", help="demo output directories, run directories or results files")
+    p.add_argument("--out", required=True, help="output directory (report.html, report.md, figures/)")
+    p.add_argument("--baseline", default="xllama", help="method or run to count wins and losses against "
+                                                       "(default xllama)")
+    p.set_defaults(func=_cmd)
