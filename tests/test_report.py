@@ -87,8 +87,8 @@ def test_report_numbers_match_json(tmp_path):
             column = [c.strip() for c in header.strip("|").split("|")].index(method)
             assert [c.strip() for c in row.strip("|").split("|")][column] == cell
             assert cell in parse(html_path).cells
-    # prom beats xllama by ~20 points with sd ~2 on every one of the 9 cases
-    assert "| prom | 9 | 0 | 0 | 9 |" in md
+    # prom beats xllama by ~20 points with sd ~2 on every one of the 6 target-language cases (English is not counted)
+    assert "| prom | 6 | 0 | 0 | 6 |" in md
 
 
 def test_report_figures_and_html_are_complete(tmp_path):
@@ -110,19 +110,19 @@ def _claim(page: _Page, n: int) -> str:
 
 def test_findings_follow_the_numbers(tmp_path):
     good = parse(write_report([make_demo(tmp_path / "a")], tmp_path / "ra"))
-    assert "prom against xllama over 2 seed(s): 9 wins, 0 losses" in " ".join(good.items)
+    assert "prom against xllama over 2 seed(s): 6 wins, 0 losses" in " ".join(good.items)
     assert ": reproduced" in _claim(good, 1) and ": reproduced" in _claim(good, 3)
     assert "not measured" in _claim(good, 2)      # no interference logs
     flipped = parse(write_report([make_demo(tmp_path / "b", prom_base=10.0, xllama_base=30.0,
                                             lambda_zero_th=False)], tmp_path / "rb"))
-    assert "prom against xllama over 2 seed(s): 0 wins, 9 losses" in " ".join(flipped.items)
+    assert "prom against xllama over 2 seed(s): 0 wins, 6 losses" in " ".join(flipped.items)
     assert "not reproduced" in _claim(flipped, 1) and "not reproduced" in _claim(flipped, 3)
 
 
 def test_win_needs_to_exceed_the_spread(tmp_path):
     demo = make_demo(tmp_path / "demo", prom_base=21.0, xllama_base=20.0)   # +1 point, sd ~2 each: ties
     md = write_report([demo], tmp_path / "r").with_suffix(".md").read_text(encoding="utf-8")
-    assert "| prom | 0 | 0 | 9 | 9 |" in md
+    assert "| prom | 0 | 0 | 6 | 6 |" in md
 
 
 def test_interference_claim_and_figure(tmp_path):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import yaml
 
 from pivotune.cli import main
@@ -43,6 +44,14 @@ def test_quick_demo_end_to_end(quick_paths, tmp_path, monkeypatch, capsys):
     assert (out / "prom-seed0" / "pivot_head.safetensors").exists()
     table = (out / "results.md").read_text()
     assert "| el | toy-MGSM acc |" in table and "english" in table and "xllama" in table
+    # evaluated through the harness (RUN/results.json), and the paper-style tables come from them
+    for method in ("english", "xllama", "prom"):
+        res = json.loads((out / f"{method}-seed0" / "results.json").read_text())
+        mgsm = res["results"]["pivotune_toy_mgsm_el"]
+        assert summary["scores"][method][0]["el"]["mgsm"] == pytest.approx(100 * mgsm["accuracy,none"])
+    assert "## Paper-style tables" in table and (out / "tables" / "tables.html").exists()
+    page = (out / "report" / "report.md").read_text()
+    assert "## Findings" in page and (out / "report" / "report.html").exists()
     assert "results:" in capsys.readouterr().out
 
 

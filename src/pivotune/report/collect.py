@@ -147,9 +147,12 @@ def case_stats(study: Study) -> dict[str, dict[tuple[str, str], tuple[float, flo
 
 def win_lose(stats: dict, method: str, baseline: str) -> dict:
     """A case is a win when ``method``'s mean exceeds the baseline's by more than the two spreads
-    together (sd_method + sd_baseline), a loss when it falls short by more; anything else is a tie."""
+    together (sd_method + sd_baseline), a loss when it falls short by more; anything else is a tie.
+    Target languages only: the paper's Table 3 counts the languages being adapted, not English."""
     out = {"wins": [], "losses": [], "ties": [], "diffs": {}}
     for c, (m, sd) in stats[method].items():
+        if c[0] == "en":
+            continue
         bm, bsd = stats[baseline][c]
         d = m - bm
         out["diffs"][c] = d

@@ -150,7 +150,8 @@ def run_demo(quick: bool = False, languages: list[str] | None = None, methods: l
              seeds: int = 1, out_dir: str | Path | None = None, rebuild: bool = False,
              cache_dir: str | Path | None = None) -> dict:
     """Run the study; returns ``{"scores": {method: [per-seed headline]}, ...}`` and writes it to ``out_dir``."""
-    from ..eval.toy_scoring import evaluate_toy, headline
+    from ..eval.compare import compare, to_markdown
+    from ..eval.toy_tasks import evaluate_toy_with_harness, toy_headline
     from ..train.run import train
 
     started = time.perf_counter()
@@ -196,9 +197,11 @@ def run_demo(quick: bool = False, languages: list[str] | None = None, methods: l
             t0 = time.perf_counter()
             train(cfg, save_checkpoints=False)
             t1 = time.perf_counter()
-            res = evaluate_toy(run_dir / "model", None, paths.world, langs=eval_langs, limit=plan.eval_limit)
+            # through lm-evaluation-harness, as a real run is evaluated (RUN/results.json)
+            res = evaluate_toy_with_harness(run_dir / "model", paths.world, eval_langs, limit=plan.eval_limit,
+                                            out_dir=run_dir)
             write_json_atomic(run_dir / "eval.json", res)
-            scores.setdefault(method, []).append(headline(res))
+            scores.setdefault(method, []).append(toy_headline(res))
             timings[f"{method}-seed{seed}"] = {"train_s": round(t1 - t0, 1),
                                                "eval_s": round(time.perf_counter() - t1, 1)}
             log.info("%s seed %d: trained in %.0fs, evaluated in %.0fs", method, seed, t1 - t0,
@@ -211,6 +214,15 @@ def run_demo(quick: bool = False, languages: list[str] | None = None, methods: l
     _print_table(header, rows, title)
     r_header, r_rows = retention_table(scores, languages, world_cfg.under_represented)
     _print_table(r_header, r_rows, "mean of toy-MGSM acc, toy-XQuAD EM and F1 (%)")
+    # the paper-style tables (per-case scores, win/lose against xLLaMA2(t+e)) from the harness results
+    evaluated = [m for m in methods if (out / f"{m}-seed0" / "results.json").is_file()]
+    tables_md = ""
+    if evaluated:
+        tables = compare([str(out / f"{m}-seed0") for m in evaluated], labels=evaluated,
+                         baseline="xllama" if "xllama" in evaluated else None, out_dir=out / "tables")
+        tables_md = to_markdown(tables)
+        print(f"\npaper-style tables (seed 0, lm-evaluation-harness), also in {out / 'tables'}:\n")
+        print(tables_md)
     timings["total_s"] = round(time.perf_counter() - started, 1)
     summary = {"world": world_cfg.to_dict(), "world_hash": world_cfg.config_hash(), "plan": plan.__dict__,
                "languages": languages, "methods": methods, "seeds": seeds, "scores": scores,
@@ -218,10 +230,14 @@ def run_demo(quick: bool = False, languages: list[str] | None = None, methods: l
     write_json_atomic(out / "results.json", summary)
     write_text_atomic(out / "results.md", f"# {title}\n\n" + markdown_table(header, rows)
                       + "\n## English retention (mean of toy-MGSM acc, toy-XQuAD EM and F1, %)\n\n"
-                      + markdown_table(r_header, r_rows))
+                      + markdown_table(r_header, r_rows)
+                      + (f"\n## Paper-style tables (seed 0)\n\n{tables_md}\n" if tables_md else ""))
     write_text_atomic(out / "demo.yaml", yaml.safe_dump(
         {"quick": quick, "languages": languages, "methods": methods, "seeds": seeds}, sort_keys=False))
-    print(f"results: {out / 'results.md'} (total {timings['total_s']:.0f}s)")
+    from ..report import write_report   # the study's page: tables, lens figures, regulation, findings
+
+    report = write_report([str(out)], out / "report", baseline="xllama")
+    print(f"results: {out / 'results.md'}; report: {report} (total {time.perf_counter() - started:.0f}s)")
     return summary
 
 
