@@ -59,7 +59,7 @@ def train_lingualift_toy(paths: ToyPaths, out_dir: str | Path, steps: int, *, la
     writes ``out_dir/eval.json`` and the run directory (``out_dir/model`` is the bridge).
     """
     from ..config import load_config
-    from ..eval.toy_scoring import evaluate_toy, headline
+    from ..eval.toy_tasks import evaluate_toy_with_harness, toy_headline
     from ..train.run import train
 
     out = Path(out_dir)
@@ -71,9 +71,11 @@ def train_lingualift_toy(paths: ToyPaths, out_dir: str | Path, steps: int, *, la
                                 **run_options)
     train(load_config(base=raw), save_checkpoints=save_checkpoints)
     t2 = time.perf_counter()
-    results = evaluate_toy(out / "model", None, paths.world, langs=["en", *languages], limit=eval_limit)
+    # the same harness path as every method (the bridge goes through its own harness LM class)
+    results = evaluate_toy_with_harness(out / "model", paths.world, ["en", *languages], limit=eval_limit,
+                                        out_dir=out)
     write_json_atomic(out / "eval.json", results)
     timings = {"encoder_s": round(t1 - t0, 1), "train_s": round(t2 - t1, 1),
                "eval_s": round(time.perf_counter() - t2, 1)}
     log.info("lingualift: encoder %.0fs, trained in %.0fs, evaluated in %.0fs", *timings.values())
-    return {"results": results, "headline": headline(results), "model_dir": str(out / "model"), "timings": timings}
+    return {"results": results, "headline": toy_headline(results), "model_dir": str(out / "model"), "timings": timings}
