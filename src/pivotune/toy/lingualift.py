@@ -55,7 +55,7 @@ def train_lingualift_toy(paths: ToyPaths, out_dir: str | Path, steps: int, *, la
 
     ``steps``: stage-2 optimizer steps (stage 1 takes ``stage1_steps``, default the same); ``run_options`` go
     to :func:`lingualift_run_config` (batch_size, lr, stage1_lr, max_seq_len, switch_ratio). Returns
-    ``{"results": evaluate_toy's dict, "headline": per-language percentages, "model_dir", "timings"}``;
+    ``{"results": the harness results, "headline": per-language percentages, "model_dir", "timings"}``;
     writes ``out_dir/eval.json`` and the run directory (``out_dir/model`` is the bridge).
     """
     from ..config import load_config
