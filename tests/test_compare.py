@@ -60,6 +60,10 @@ def test_dominance_and_win_lose_against_brute_force():
                 wins += ge and diff
                 losses += le and diff
             assert row[1:] == [wins, losses, len(tasks) - wins - losses, len(tasks)]
+        # leaving a language out of the win/lose counts drops exactly its cases
+        skipped = compare.build_tables(runs, baseline="base", win_lose_skip=("ar",))[-1]
+        n_ar = sum(case_of(t).lang == "ar" for t in tasks)
+        assert all(r[4] == len(tasks) - n_ar for r in skipped.rows)
 
 
 def test_tables_averages_and_missing_cells():

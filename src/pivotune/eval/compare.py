@@ -71,8 +71,10 @@ def _mean(values: list[float]) -> float | None:
     return sum(values) / len(values) if values else None
 
 
-def build_tables(runs: dict[str, dict], baseline: str | None = None) -> list[Table]:
-    """Tables 1-3 for ``{label: harness results}`` (Table 3 only with a ``baseline`` label)."""
+def build_tables(runs: dict[str, dict], baseline: str | None = None,
+                 win_lose_skip: tuple[str, ...] = ()) -> list[Table]:
+    """Tables 1-3 for ``{label: harness results}`` (Table 3 only with a ``baseline`` label).
+    ``win_lose_skip``: languages left out of Table 3 (the paper counts target languages only)."""
     by_run = {label: scores_by_case(res) for label, res in runs.items()}
     cases = sorted({c for s in by_run.values() for c in s}, key=lambda c: (c.benchmark, c.lang))
     qa = [c for c in cases if c.kind == "qa"]
@@ -99,7 +101,7 @@ def build_tables(runs: dict[str, dict], baseline: str | None = None) -> list[Tab
         for label, s in by_run.items():
             if label == baseline:
                 continue
-            shared = [c for c in cases if c in s and c in base]
+            shared = [c for c in cases if c in s and c in base and c.lang not in win_lose_skip]
             wins = sum(dominates(s[c], base[c]) for c in shared)
             losses = sum(dominates(base[c], s[c]) for c in shared)
             rows.append([label, wins, losses, len(shared) - wins - losses, len(shared)])
@@ -157,7 +159,7 @@ def format_results(res: dict) -> str:
 
 
 def compare(paths: list[str], labels: list[str] | None = None, baseline: str | None = None,
-            out_dir: str | Path | None = None) -> list[Table]:
+            out_dir: str | Path | None = None, win_lose_skip: tuple[str, ...] = ()) -> list[Table]:
     loaded = [load_results(p) for p in paths]
     if labels:
         if len(labels) != len(loaded):
@@ -166,14 +168,14 @@ def compare(paths: list[str], labels: list[str] | None = None, baseline: str | N
     runs = dict(loaded)
     if len(runs) != len(loaded):
         raise PivotuneError("two runs have the same label; give distinct ones with --labels.")
-    tables = build_tables(runs, baseline)
+    tables = build_tables(runs, baseline, win_lose_skip)
     if out_dir is not None:
         write_tables(tables, out_dir)
     return tables
 
 
 def _cmd_compare(args) -> int:
-    tables = compare(args.runs, args.labels, args.baseline, args.out)
+    tables = compare(args.runs, args.labels, args.baseline, args.out, tuple(args.win_lose_skip))
     print(to_markdown(tables))
     if args.out:
         print(f"tables: {Path(args.out) / 'tables.md'}, tables.html, table_*.csv")
@@ -194,4 +196,6 @@ def add_parser(sub) -> None:
     c.add_argument("--labels", nargs="+", help="row names, one per RUN (default: the run directory names)")
     c.add_argument("--baseline", help="label of the run to count wins and losses against (Table 3)")
     c.add_argument("--out", help="directory for tables.md, tables.html and table_N.csv")
+    c.add_argument("--win-lose-skip", nargs="+", default=[], metavar="LANG",
+                   help="languages left out of the win/lose counts (e.g. en: the paper counts target languages)")
     c.set_defaults(func=_cmd_compare)
