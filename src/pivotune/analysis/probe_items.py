@@ -76,6 +76,19 @@ CLOZE_GAP = "___"
 # Word-pair files
 # ----------------------------------------------------------------------------------------------------
 
+def _data_lines(path: Path, what: str) -> list[tuple[int, str]]:
+    """``(line number, raw line)`` of a UTF-8 probe file, blank and ``#`` lines skipped; clear errors for a
+    missing or non-UTF-8 file."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise DataError(f"{path}: {what} file not found.", path=str(path)) from None
+    except UnicodeDecodeError as e:
+        raise DataError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start}).", path=str(path)) from None
+    return [(n, raw) for n, raw in enumerate(text.splitlines(), start=1)
+            if raw.strip() and not raw.strip().startswith("#")]
+
+
 def read_word_pairs(path: str | Path) -> list[tuple[str, str]]:
     """Read a word-pair file (format in the module docstring) into ``[(english, target), ...]``.
 
@@ -83,17 +96,8 @@ def read_word_pairs(path: str | Path) -> list[tuple[str, str]]:
     fields or with an empty side, and for a file that is missing, not UTF-8 or holds no pairs.
     """
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise DataError(f"{path}: word-pair file not found.", path=str(path)) from None
-    except UnicodeDecodeError as e:
-        raise DataError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start}).", path=str(path)) from None
     pairs = []
-    for lineno, raw in enumerate(text.splitlines(), start=1):
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
+    for lineno, raw in _data_lines(path, "word-pair"):
         fields = raw.rstrip("\r\n").split("\t")
         if len(fields) != 2:
             raise DataError(f"{located(str(path), lineno)}: expected 2 tab-separated fields "
@@ -116,16 +120,8 @@ def read_cloze_file(path: str | Path) -> list[tuple[str, str, str]]:
     a sentence without exactly one ``___``; and for a missing, non-UTF-8 or empty file.
     """
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise DataError(f"{path}: cloze file not found.", path=str(path)) from None
-    except UnicodeDecodeError as e:
-        raise DataError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start}).", path=str(path)) from None
     rows = []
-    for lineno, raw in enumerate(text.splitlines(), start=1):
-        if not raw.strip() or raw.strip().startswith("#"):
-            continue
+    for lineno, raw in _data_lines(path, "cloze"):
         fields = [f.strip() for f in raw.rstrip("\r\n").split("\t")]
         if len(fields) != 3:
             raise DataError(f"{located(str(path), lineno)}: expected 3 tab-separated fields "
