@@ -20,7 +20,7 @@ from typing import Callable
 
 from ..io import atomic_path
 from .grammar import Grammar
-from .model import READY, ToyPaths, lr_at, pack
+from .model import READY, ToyPaths, pack, train_steps
 from .world import pretrain_docs
 
 log = logging.getLogger(__name__)
@@ -107,20 +107,11 @@ def pretrain_mlm(paths: ToyPaths, ecfg: EncoderConfig, tok, corpus: Path, say: C
     steps_per_epoch = max(1, len(blocks) // ecfg.batch_size)
     total = max(1, int(round(steps_per_epoch * ecfg.epochs)))
     order = torch.cat([torch.randperm(len(blocks), generator=gen) for _ in range(math.ceil(ecfg.epochs))])
-    model.train()
-    t0, ema = time.perf_counter(), None
-    for step in range(total):
-        idx = order[step * ecfg.batch_size:(step + 1) * ecfg.batch_size]
-        batch = collate([{"input_ids": row} for row in blocks[idx]])
-        for group in opt.param_groups:
-            group["lr"] = lr_at(step, total, ecfg.lr, ecfg.warmup_steps)
-        loss = model(input_ids=batch["input_ids"], labels=batch["labels"]).loss
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-        ema = loss.item() if ema is None else 0.95 * ema + 0.05 * loss.item()
-        if (step + 1) % 50 == 0 or step + 1 == total:
-            say(f"encoder MLM step {step + 1}/{total} loss {ema:.3f} ({time.perf_counter() - t0:.0f}s)")
-    model.eval()
+    def batch_at(step: int) -> dict:
+        rows = blocks[order[step * ecfg.batch_size:(step + 1) * ecfg.batch_size]]
+        return collate([{"input_ids": row} for row in rows])
+
+    t0 = time.perf_counter()
+    ema = train_steps(model, opt, batch_at, total, ecfg.lr, ecfg.warmup_steps, say, label="encoder MLM",
+                      report_every=50)
     return model, {"blocks": len(blocks), "steps": total, "final_loss": ema, "seconds": time.perf_counter() - t0}

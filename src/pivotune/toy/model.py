@@ -162,6 +162,30 @@ def lr_at(step: int, total: int, peak: float, warmup: int) -> float:
     return peak * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, frac))))
 
 
+def train_steps(model, opt, batch_at: Callable[[int], dict], total: int, lr: float, warmup: int,
+                say: Callable[[str], None], *, label: str, report_every: int) -> float | None:
+    """The toy models' plain AdamW loop (warmup + cosine, grad-norm clip 1.0); ``batch_at(step)`` gives the
+    model's inputs (``labels`` defaults to ``input_ids``). Returns the loss's moving average."""
+    import torch
+
+    model.train()
+    t0, ema = time.perf_counter(), None
+    for step in range(total):
+        batch = batch_at(step)   # first: a masking collator draws its randomness before the forward's dropout
+        for group in opt.param_groups:
+            group["lr"] = lr_at(step, total, lr, warmup)
+        loss = model(input_ids=batch["input_ids"], labels=batch.get("labels", batch["input_ids"])).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        ema = loss.item() if ema is None else 0.95 * ema + 0.05 * loss.item()
+        if (step + 1) % report_every == 0 or step + 1 == total:
+            say(f"{label} step {step + 1}/{total} loss {ema:.3f} ({time.perf_counter() - t0:.0f}s)")
+    model.eval()
+    return ema
+
+
 def pretrain(cfg: WorldConfig, tok, corpus: str | Path, progress: Callable[[str], None] | None = None):
     """Next-token pretraining of a fresh tiny Llama; a plain AdamW loop (deterministic on one machine)."""
     import torch
@@ -172,28 +196,18 @@ def pretrain(cfg: WorldConfig, tok, corpus: str | Path, progress: Callable[[str]
     torch.set_flush_denormal(True)
     blocks = pack(tok, corpus, cfg.seq_len)
     model = make_model(cfg, tok)
-    model.train()
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.9, 0.95), weight_decay=0.01)
     gen = torch.Generator().manual_seed(cfg.seed)
     steps_per_epoch = max(1, len(blocks) // cfg.batch_size)
     total = max(1, int(round(steps_per_epoch * cfg.pretrain_epochs)))
     order = torch.cat([torch.randperm(len(blocks), generator=gen)
                        for _ in range(math.ceil(cfg.pretrain_epochs) or 1)])
-    t0, loss_ema = time.perf_counter(), None
-    for step in range(total):
-        idx = order[step * cfg.batch_size:(step + 1) * cfg.batch_size]
-        batch = blocks[idx]
-        for group in opt.param_groups:
-            group["lr"] = lr_at(step, total, cfg.lr, cfg.warmup_steps)
-        loss = model(input_ids=batch, labels=batch).loss
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-        loss_ema = loss.item() if loss_ema is None else 0.95 * loss_ema + 0.05 * loss.item()
-        if (step + 1) % 100 == 0 or step + 1 == total:
-            say(f"pretrain step {step + 1}/{total} loss {loss_ema:.3f} ({time.perf_counter() - t0:.0f}s)")
-    model.eval()
+    def batch_at(step: int) -> dict:
+        return {"input_ids": blocks[order[step * cfg.batch_size:(step + 1) * cfg.batch_size]]}
+
+    t0 = time.perf_counter()
+    loss_ema = train_steps(model, opt, batch_at, total, cfg.lr, cfg.warmup_steps, say, label="pretrain",
+                           report_every=100)
     stats = {"blocks": len(blocks), "tokens": int(blocks.numel()), "steps": total, "final_loss": loss_ema,
              "seconds": time.perf_counter() - t0}
     return model, stats
