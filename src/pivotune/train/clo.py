@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import time
-from pathlib import Path
 
 import torch
 
@@ -123,7 +121,6 @@ def parameter_counts(model) -> dict[str, int]:
 def train_clo(cfg: RunConfig, samples: list[Sample] | None = None, *, save_checkpoints: bool = True,
               resume: bool | str = False):
     """Run a CLO config; returns the trainer (arguments as :func:`pivotune.train.run.train`)."""
-    from transformers import set_seed
 
     from .resume import (
         AtomicCheckpoints,
@@ -131,16 +128,11 @@ def train_clo(cfg: RunConfig, samples: list[Sample] | None = None, *, save_check
         data_fingerprint,
         find_resume_checkpoint,
         geometry,
-        remove_partials,
     )
-    from .run import check_output_dir, save_run, training_arguments
+    from .run import prepare_run_dir, save_run, training_arguments
     from .trainer import PivotuneTrainer
 
-    run_dir = Path(cfg.output_dir)
-    check_output_dir(run_dir)
-    if int(os.environ.get("RANK", "0")) == 0:
-        remove_partials(run_dir)   # a checkpoint a killed run was writing
-    set_seed(cfg.seed)
+    run_dir = prepare_run_dir(cfg)
     started = time.time()
     units = clo_units(cfg, samples)   # data first: a bad row stops the run before the model loads
     tokenizer = load_tokenizer(cfg.tokenizer or cfg.model)

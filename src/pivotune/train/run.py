@@ -99,6 +99,19 @@ def training_arguments(cfg: RunConfig, run_dir: Path):
     return TrainingArguments(**kwargs)
 
 
+def prepare_run_dir(cfg: RunConfig) -> Path:
+    """Every training road's first step: a usable run directory, no partial checkpoint left there by a
+    killed run (rank 0 removes them), and the seed set."""
+    from transformers import set_seed
+
+    run_dir = Path(cfg.output_dir)
+    check_output_dir(run_dir)
+    if int(os.environ.get("RANK", "0")) == 0:
+        remove_partials(run_dir)
+    set_seed(cfg.seed)
+    return run_dir
+
+
 def train(cfg: RunConfig, samples: list[Sample] | None = None, *, save_checkpoints: bool = True,
           resume: bool | str = False):
     """Run ``cfg``; returns the trainer (its ``state.log_history`` holds the losses).
@@ -108,7 +121,6 @@ def train(cfg: RunConfig, samples: list[Sample] | None = None, *, save_checkpoin
     (``True``/``"latest"``: the latest complete one; ``"auto"``: that one if any; or a checkpoint path;
     see :mod:`pivotune.train.resume`).
     """
-    from transformers import set_seed
 
     if METHODS[cfg.method].own_training == "clo":   # CLO: its own units, reference pass and trainable set
         from .clo import train_clo
@@ -121,11 +133,7 @@ def train(cfg: RunConfig, samples: list[Sample] | None = None, *, save_checkpoin
         from .lingualift import train_lingualift
 
         return train_lingualift(cfg, samples, save_checkpoints=save_checkpoints)
-    run_dir = Path(cfg.output_dir)
-    check_output_dir(run_dir)
-    if int(os.environ.get("RANK", "0")) == 0:
-        remove_partials(run_dir)   # a checkpoint a killed run was writing
-    set_seed(cfg.seed)
+    run_dir = prepare_run_dir(cfg)
     started = time.time()
 
     # Data first: a bad row should stop the run before a multi-GB model loads.
