@@ -102,6 +102,16 @@ class NonFiniteLossGuard(TrainerCallback):
             "bfloat16), or a corrupt row in the sources named here.")
 
 
+def install_loss_guard(trainer, describe) -> NonFiniteLossGuard:
+    """Every training road's loss guard: ``trainer`` (a ``PivotuneTrainer`` whose batches carry
+    ``sample_index``, see :class:`IndexedCollator`) stops on a non-finite loss, naming rows by ``describe``."""
+    guard = NonFiniteLossGuard(describe)
+    guard.trainer = trainer
+    trainer.loss_guard = guard
+    trainer.add_callback(guard)
+    return guard
+
+
 def sample_describer(encoded, samples):
     """``describe(i)`` for :class:`NonFiniteLossGuard`: encoded row ``i`` → its sample's source and origin
     (``Encoded.sample_index`` is the sample's position, rows dropped by encoding notwithstanding)."""

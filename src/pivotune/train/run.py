@@ -33,8 +33,8 @@ from ..objectives import build_objective
 from .guards import (
     IndexedCollator,
     IndexedDataset,
-    NonFiniteLossGuard,
     check_disk_space,
+    install_loss_guard,
     output_dir_error,
     sample_describer,
 )
@@ -180,9 +180,7 @@ def train(cfg: RunConfig, samples: list[Sample] | None = None, *, save_checkpoin
     elif complete_checkpoints(run_dir):
         log.warning("%s holds checkpoints of an earlier run; starting afresh (pass --resume to continue it)", run_dir)
     trainer.atomic_checkpoints = AtomicCheckpoints(fingerprint)
-    trainer.loss_guard = NonFiniteLossGuard(sample_describer(encoded, samples))
-    trainer.loss_guard.trainer = trainer
-    trainer.add_callback(trainer.loss_guard)
+    install_loss_guard(trainer, sample_describer(encoded, samples))
     from .interference_callback import (
         attach_interference,  # cfg.interference.every > 0 only
     )
