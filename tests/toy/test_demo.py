@@ -52,6 +52,13 @@ def test_quick_demo_end_to_end(quick_paths, tmp_path, monkeypatch, capsys):
     assert "## Paper-style tables" in table and (out / "tables" / "tables.html").exists()
     page = (out / "report" / "report.md").read_text()
     assert "## Findings" in page and (out / "report" / "report.html").exists()
+    # claim 2's evidence: interference logged for prom and xllama (only), so the finding is measured
+    for method in ("xllama", "prom"):
+        log = json.loads((out / f"{method}-seed0" / "interference.json").read_text())
+        assert [r["step"] for r in log["records"]] == [0, 15, 30, 45, 60]   # quick plan: 60 steps, every 15
+    assert not (out / "english-seed0" / "interference.json").exists()
+    claim2 = next(line for line in page.splitlines() if "Claim 2" in line)
+    assert "not measured" not in claim2 and "(prom) vs" in claim2
     assert "results:" in capsys.readouterr().out
 
 

@@ -49,6 +49,10 @@ class DemoPlan:
         return cls(steps=60, eval_limit=24) if quick else cls(steps=170)
 
 
+#: the methods whose gradient interference the demo logs (the paper's Figure 2: PROM against t+e)
+INTERFERENCE_METHODS = ("prom", "xllama")
+
+
 def toy_mt_instructions(lang: str) -> list[str]:
     """The toy world's own translation-task wordings (its vocabulary is lower-case, space-tokenised)."""
     return [t.format(lang=grammar.LANG_WORDS[lang]) for t in grammar.TRANSLATE_INSTRUCTIONS]
@@ -76,6 +80,11 @@ def run_config(world: Path, base: Path, method: str, languages: list[str], seed:
         units = max(1, plan.batch_size // 4)
         raw["train"]["per_device_batch_size"] = units
         raw["clo"] = {"max_items": math.ceil(plan.steps * units / len(languages)), "reference_batch_size": 32}
+    if method in INTERFERENCE_METHODS:
+        # claim 2's evidence (gradient cosine between English and target rows at PROM's pivot block), logged
+        # five times per run on the same 4 batch pairs: about a fifth more compute for these two methods
+        raw["interference"] = {"every": max(1, plan.steps // 4), "batches": 4, "layers": "pivot",
+                               "pairs": [["en", "tgt"]]}
     if method == "prom":
         # regulation evidence: the world's word pairs, probed on the base model before training
         raw["prom"] = {"probe_pairs": {lang: str(world / "probe" / f"{lang}.tsv") for lang in languages},
