@@ -27,6 +27,7 @@ class BridgeEncoded:
     lang: int
     weight: float
     truncated: bool
+    sample_index: int = -1   # position of its sample in the encoded list (error messages name the source)
 
 
 def encode_bridge_sample(sample: Sample, encoder_tokenizer, lm_tokenizer, *, max_encoder_len: int,
@@ -45,6 +46,8 @@ def encode_bridge_all(samples: list[Sample], encoder_tokenizer, lm_tokenizer, *,
                       max_response_len: int, lang_ids: dict[str, int] | None = None) -> list[BridgeEncoded]:
     out = [encode_bridge_sample(s, encoder_tokenizer, lm_tokenizer, max_encoder_len=max_encoder_len,
                                 max_response_len=max_response_len, lang_ids=lang_ids) for s in samples]
+    for i, e in enumerate(out):
+        e.sample_index = i
     n = sum(e.truncated for e in out)
     if n:
         log.warning("%d of %d samples were truncated (lingualift.max_encoder_len=%d, max_seq_len=%d)",

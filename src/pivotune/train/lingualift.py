@@ -12,11 +12,26 @@ Run directory layout::
 Stage 1: encoder and LM frozen, the alignment layer trains on code-switched prompts with English responses
 (``lingualift.stage1_*`` settings). Stage 2: encoder and alignment layer frozen, the LM trains (full, or LoRA)
 on English instructions with ``train``'s settings.
+
+Resume (``resume`` as for :func:`pivotune.train.run.train`: True/"latest", "auto" or a checkpoint path): when
+stage 1 is configured and ``RUN/stage1/model`` is complete (written atomically with the stage's data fingerprint,
+batch geometry and report in ``pivotune_stage1.json``), stage 1 is not retrained: its alignment layer is loaded
+from there, as a run with ``stages: [2]`` does. Otherwise stage 1 continues from its latest complete checkpoint
+in ``RUN/stage1``, and stage 2 (from its own in ``RUN/stage2``) once stage 1 is done. Each stage's checkpoints are
+written under a temporary name and renamed when complete (:mod:`pivotune.train.resume`), hold the bridge parts
+the stage changes plus optimizer, scheduler, RNG states and data position, and are checked against the stage's
+data and batch geometry before continuing; half-written ones are removed when a run starts, and a stage stopped
+after its last checkpoint but before writing its result takes the result from that checkpoint. Stage 2 starts from
+the same RNG state whether stage 1 ran in the same process or not (a LoRA adapter's initialisation is drawn from
+it), so an interrupted and resumed run ends with the weights of an uninterrupted one. Batches carry
+``sample_index``, so a non-finite loss names the step and the samples' sources
+(:mod:`pivotune.train.guards`); see :mod:`pivotune.train.lingualift_resume` for the checkpoint format.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import statistics
 import time
@@ -36,24 +51,33 @@ from ..methods import METHODS
 from ..models.bridge import LinguaLiftModel, load_alignment, read_bridge_meta
 from ..models.loading import apply_lora, load_encoder, load_model, load_tokenizer
 from ..objectives import build_objective
-from .run import check_output_dir, training_arguments
-from .trainer import PivotuneTrainer
+from .guards import (
+    IndexedCollator,
+    IndexedDataset,
+    check_disk_space,
+    install_loss_guard,
+    output_dir_error,
+    sample_describer,
+)
+from .lingualift_resume import (
+    BridgeTrainer,
+    bridge_fingerprint,
+    finish_from,
+    is_final,
+    read_stage1,
+    resume_plan,
+    save_stage1,
+)
+from .resume import (
+    AtomicCheckpoints,
+    check_resumable,
+    complete_checkpoints,
+    geometry,
+    remove_partials,
+)
+from .run import prepare_run_dir, training_arguments
 
-
-class BridgeTrainer(PivotuneTrainer):
-    """Checkpoints hold the bridge parts the stage changes (the rest by reference to their sources)."""
-
-    def __init__(self, *args, save_parts: tuple[str, ...], **kwargs):
-        super().__init__(*args, **kwargs)
-        self.save_parts = save_parts
-
-    def _save(self, output_dir=None, state_dict=None):
-        output_dir = output_dir if output_dir is not None else self.args.output_dir
-        if not self.args.should_save:
-            return
-        inner = self.accelerator.unwrap_model(self.model, keep_torch_compile=False)
-        inner.save_pretrained(output_dir, parts=self.save_parts, atomic=False)
-        torch.save(self.args, os.path.join(output_dir, "training_args.bin"))
+log = logging.getLogger(__name__)
 
 
 def set_stage(bridge: LinguaLiftModel, stage: int) -> None:
@@ -105,16 +129,41 @@ def _stage_config(cfg: RunConfig, stage: int) -> RunConfig:
     return cfg.model_copy(update={"train": train})
 
 
-def _run_stage(cfg: RunConfig, bridge: LinguaLiftModel, encoded, stage: int, out: Path, save_checkpoints: bool):
+def _stage_args(cfg: RunConfig, stage: int, out: Path, save_checkpoints: bool):
     args = training_arguments(_stage_config(cfg, stage), out)
     if not save_checkpoints:
         args.save_strategy = "no"
+    return args
+
+
+def _run_stage(cfg: RunConfig, bridge: LinguaLiftModel, stage: int, samples: list[Sample], encoded, out: Path,
+               save_checkpoints: bool, checkpoint: Path | None):
+    """Train one stage (continuing from ``checkpoint`` when given); returns (trainer, report)."""
+    args = _stage_args(cfg, stage, out, save_checkpoints)
     trainer = BridgeTrainer(
-        model=bridge, args=args, train_dataset=EncodedDataset(encoded),
-        data_collator=BridgeCollator(bridge.encoder_tokenizer.pad_token_id, bridge.lm_tokenizer.pad_token_id),
+        model=bridge, args=args, train_dataset=IndexedDataset(EncodedDataset(encoded)),
+        data_collator=IndexedCollator(BridgeCollator(bridge.encoder_tokenizer.pad_token_id,
+                                                     bridge.lm_tokenizer.pad_token_id)),
         objective=build_objective("lingualift", cfg), save_parts=("alignment",) if stage == 1 else ("alignment", "lm"))
-    result = trainer.train()
-    return trainer, {"steps": trainer.state.global_step, "train_loss": result.training_loss,
+    fingerprint = bridge_fingerprint(encoded)
+    trainer.atomic_checkpoints = AtomicCheckpoints(fingerprint)
+    install_loss_guard(trainer, sample_describer(encoded, samples))
+    loss = None
+    if checkpoint is not None and is_final(checkpoint):   # stopped after its last checkpoint, before its result
+        finish_from(trainer, checkpoint, fingerprint, geometry(args))
+    else:
+        if checkpoint is not None:
+            check_resumable(checkpoint, fingerprint, geometry(args))
+            log.info("lingualift stage %d: resuming from %s", stage, checkpoint)
+        elif complete_checkpoints(out):
+            log.warning("%s holds checkpoints of an earlier run; stage %d starts afresh", out, stage)
+        try:
+            loss = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint is not None else None
+                                 ).training_loss
+        except OSError as e:   # disk full or permissions changed mid-run: say where, and what is kept
+            raise output_dir_error(e, out) from e
+    return trainer, {"steps": trainer.state.global_step, "train_loss": loss,
+                     "resumed_from": checkpoint.name if checkpoint is not None else None,
                      "trainable_parameters": sum(p.numel() for p in bridge.parameters() if p.requires_grad),
                      "log_history": trainer.state.log_history}
 
@@ -132,50 +181,76 @@ def build_bridge(cfg: RunConfig) -> LinguaLiftModel:
                                  lm_tokenizer=lm_tok, sources=sources)
 
 
-def train_lingualift(cfg: RunConfig, samples: list[Sample] | None = None, *, save_checkpoints: bool = True):
-    """Run the configured stages; returns the last stage's trainer (its ``model`` is the bridge)."""
+def load_stage1(bridge: LinguaLiftModel, d: Path, projector: str) -> None:
+    """Put a finished stage 1's alignment layer (from its ``model/`` directory) into ``bridge``."""
+    meta = read_bridge_meta(d)
+    al = bridge.alignment
+    if (meta["projector"], meta["d_enc"], meta["d_llm"]) != (projector, al.d_enc, al.d_llm):
+        raise PivotuneError(
+            f"{d} holds a {meta['projector']} alignment layer {meta['d_enc']}→{meta['d_llm']}, but this run "
+            f"bridges a {projector} {al.d_enc}→{al.d_llm}: use the encoder, LM and "
+            "projector stage 1 was trained with.")
+    load_alignment(bridge.alignment, d / "alignment.safetensors")
+
+
+def train_lingualift(cfg: RunConfig, samples: list[Sample] | None = None, *, save_checkpoints: bool = True,
+                     resume: bool | str = False):
+    """Run the configured stages; returns the last stage's trainer (its ``model`` is the bridge). ``resume``: see
+    the module docstring."""
     from transformers import set_seed
 
-    run_dir = Path(cfg.output_dir)
-    check_output_dir(run_dir)
-    set_seed(cfg.seed)
+    run_dir = prepare_run_dir(cfg)
+    dirs = {1: run_dir / "stage1", 2: run_dir / "stage2"}
+    main = int(os.environ.get("RANK", "0")) == 0   # one process writes the stages' results
+    if main:
+        for d in dirs.values():
+            remove_partials(d)
     started = time.time()
     ll = cfg.lingualift
     start_from = stage1_start(cfg) if 1 not in ll.stages else None   # fail before data or models load
     stage1, english = stage_data(cfg, samples)
+    plan = resume_plan(run_dir, ll.stages, resume)
     bridge = build_bridge(cfg)
     if start_from is not None:
-        meta = read_bridge_meta(start_from)
-        if (meta["projector"], meta["d_enc"], meta["d_llm"]) != (ll.projector, bridge.alignment.d_enc,
-                                                                  bridge.alignment.d_llm):
-            raise PivotuneError(
-                f"{start_from} holds a {meta['projector']} alignment layer {meta['d_enc']}→{meta['d_llm']}, but this "
-                f"run bridges a {ll.projector} {bridge.alignment.d_enc}→{bridge.alignment.d_llm}: use the encoder, "
-                "LM and projector stage 1 was trained with.")
-        load_alignment(bridge.alignment, start_from / "alignment.safetensors")
+        load_stage1(bridge, start_from, ll.projector)
     langs = ["en", *[lang for lang in cfg.languages if lang != "en"]]
     encode = lambda rows: encode_bridge_all(
         rows, bridge.encoder_tokenizer, bridge.lm_tokenizer, max_encoder_len=ll.max_encoder_len,
         max_response_len=cfg.max_seq_len, lang_ids={lang: i for i, lang in enumerate(langs)})
+    # before any stage trains: room for the larger checkpoint (stage 2's full LM with Adam's moments, unless
+    # LoRA) and the final bridge
+    set_stage(bridge, 2 if 2 in ll.stages and not cfg.lora.enabled else 1)
+    check_disk_space(run_dir, bridge, checkpoints=save_checkpoints)
     report: dict = {"method": cfg.method, "base_model": cfg.model, "encoder": ll.encoder, "stages": list(ll.stages),
                     "lora": cfg.lora.enabled}
     trainer = None
     if 1 in ll.stages:
-        set_stage(bridge, 1)
-        trainer, report["stage1"] = _run_stage(cfg, bridge, encode(stage1), 1, run_dir / "stage1", save_checkpoints)
-        bridge.save_pretrained(run_dir / "stage1" / "model", parts=("alignment",))
-        switched = [s.meta for s in stage1 if "content_words" in s.meta]
-        report["stage1"].update(mixture=summarize(stage1), switch_ratio=ll.switch_ratio, switched_share=(
-            sum(m["switched"] for m in switched) / max(1, sum(m["content_words"] for m in switched))),
-            content_words_per_sample=statistics.fmean(m["content_words"] for m in switched) if switched else 0.0)
+        encoded = encode(stage1)
+        geo = geometry(_stage_args(cfg, 1, dirs[1], save_checkpoints))
+        if plan.stage1_done is not None:
+            report["stage1"] = read_stage1(plan.stage1_done, bridge_fingerprint(encoded), geo)
+            load_stage1(bridge, plan.stage1_done, ll.projector)
+        else:
+            set_stage(bridge, 1)
+            trainer, report["stage1"] = _run_stage(cfg, bridge, 1, stage1, encoded, dirs[1], save_checkpoints,
+                                                   plan.checkpoints.get(1))
+            switched = [s.meta for s in stage1 if "content_words" in s.meta]
+            report["stage1"].update(mixture=summarize(stage1), switch_ratio=ll.switch_ratio, switched_share=(
+                sum(m["switched"] for m in switched) / max(1, sum(m["content_words"] for m in switched))),
+                content_words_per_sample=statistics.fmean(m["content_words"] for m in switched) if switched else 0.0)
+            if main:
+                save_stage1(bridge, dirs[1] / "model", bridge_fingerprint(encoded), geo, report["stage1"])
     if 2 in ll.stages:
+        set_seed(cfg.seed)   # the same start whether stage 1 ran in this process or was resumed past
         set_stage(bridge, 2)
         if cfg.lora.enabled:
             bridge.lm = apply_lora(bridge.lm, cfg.lora)
-        trainer, report["stage2"] = _run_stage(cfg, bridge, encode(english), 2, run_dir / "stage2", save_checkpoints)
+        trainer, report["stage2"] = _run_stage(cfg, bridge, 2, english, encode(english), dirs[2], save_checkpoints,
+                                               plan.checkpoints.get(2))
         if cfg.lora.enabled:
             bridge.lm = bridge.lm.merge_and_unload()
-        bridge.save_pretrained(run_dir / "model")
+        if main:
+            bridge.save_pretrained(run_dir / "model")
         report["stage2"]["mixture"] = summarize(english)
     import transformers
 

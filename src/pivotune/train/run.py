@@ -127,12 +127,9 @@ def train(cfg: RunConfig, samples: list[Sample] | None = None, *, save_checkpoin
 
         return train_clo(cfg, samples, save_checkpoints=save_checkpoints, resume=resume)
     if METHODS[cfg.method].own_training == "lingualift":   # two stages around an encoder bridge
-        if resume:
-            raise PivotuneError("method 'lingualift' does not resume from a checkpoint; to skip a finished stage 1, "
-                                "set lingualift.stages to [2] (stage 2 then starts from RUN/stage1/model).")
         from .lingualift import train_lingualift
 
-        return train_lingualift(cfg, samples, save_checkpoints=save_checkpoints)
+        return train_lingualift(cfg, samples, save_checkpoints=save_checkpoints, resume=resume)
     run_dir = prepare_run_dir(cfg)
     started = time.time()
 

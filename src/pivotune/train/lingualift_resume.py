@@ -1,0 +1,199 @@
+"""Checkpoints and exact resume for LinguaLIFT's two stages (see :mod:`pivotune.train.lingualift`).
+
+A stage's checkpoint (``RUN/stage1/checkpoint-N``, ``RUN/stage2/checkpoint-N``) is written atomically like every
+run's (:mod:`pivotune.train.resume`) and holds the bridge parts the stage changes: stage 1 the alignment layer,
+stage 2 the alignment layer and the LM (full weights, or its LoRA adapter); the other parts are references to
+their sources. :meth:`BridgeTrainer._load_from_checkpoint` restores exactly those parts, the Trainer the
+optimizer, scheduler, RNG states and data position.
+
+``RUN/stage1/model`` is stage 1's result and is written atomically with ``pivotune_stage1.json`` (the stage's
+data fingerprint, batch geometry and report); a resumed run skips stage 1 when it is there and matches.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from ..errors import PivotuneError
+from ..io import atomic_path, write_json_atomic
+from ..models.bridge import LinguaLiftModel, load_alignment
+from .resume import RESUME_INFO, TRAINER_STATE, find_resume_checkpoint
+from .trainer import PivotuneTrainer
+
+STAGE1_INFO = "pivotune_stage1.json"
+
+
+class BridgeTrainer(PivotuneTrainer):
+    """Checkpoints hold the bridge parts the stage changes (the rest by reference to their sources)."""
+
+    def __init__(self, *args, save_parts: tuple[str, ...], **kwargs):
+        super().__init__(*args, **kwargs)
+        self.save_parts = save_parts
+
+    def _save(self, output_dir=None, state_dict=None):
+        output_dir = output_dir if output_dir is not None else self.args.output_dir
+        if not self.args.should_save:
+            return
+        inner = self.accelerator.unwrap_model(self.model, keep_torch_compile=False)
+        inner.save_pretrained(output_dir, parts=self.save_parts, atomic=False)
+        torch.save(self.args, os.path.join(output_dir, "training_args.bin"))
+
+    def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
+        if self.is_fsdp_enabled or self.is_deepspeed_enabled:
+            raise PivotuneError("method 'lingualift' resumes only without FSDP or DeepSpeed (its checkpoints hold "
+                                "whole bridge parts, not shards): resume with plain data parallelism.")
+        inner = self.accelerator.unwrap_model(model if model is not None else self.model, keep_torch_compile=False)
+        restore_parts(inner, Path(resume_from_checkpoint), self.save_parts)
+
+
+def restore_parts(bridge: LinguaLiftModel, ckpt: Path, parts: tuple[str, ...]) -> None:
+    """Copy what :meth:`BridgeTrainer._save` wrote into ``bridge``, in place (the optimizer keeps its tensors)."""
+    load_alignment(bridge.alignment, ckpt / "alignment.safetensors")
+    if "lm" in parts:
+        _load_lm(bridge.lm, ckpt / "lm")
+
+
+def _load_lm(lm, d: Path) -> None:
+    from safetensors.torch import load_file
+
+    if (d / "adapter_model.safetensors").is_file():
+        if not hasattr(lm, "peft_config"):
+            raise PivotuneError(f"{d} holds a LoRA adapter but this run trains the full LM: resume with lora.enabled "
+                                "as the checkpoint's run had it.")
+        from peft import set_peft_model_state_dict
+
+        state = load_file(str(d / "adapter_model.safetensors"))
+        result = set_peft_model_state_dict(lm, state)
+        lost = [k for k in result.missing_keys if "lora_" in k]
+        if result.unexpected_keys or lost:
+            raise PivotuneError(f"{d}/adapter_model.safetensors does not fit this run's LoRA adapter (unexpected "
+                                f"{result.unexpected_keys[:3]}, missing {lost[:3]}): resume with the lora settings "
+                                "of the checkpoint's run.")
+        return
+    if hasattr(lm, "peft_config"):
+        raise PivotuneError(f"{d} holds full LM weights but this run trains a LoRA adapter: resume with lora.enabled "
+                            "as the checkpoint's run had it.")
+    index = d / "model.safetensors.index.json"
+    files = ([d / f for f in sorted(set(json.loads(index.read_text())["weight_map"].values()))]
+             if index.is_file() else [d / "model.safetensors"])
+    own = lm.state_dict(keep_vars=True)
+    loaded: set[str] = set()
+    for f in files:
+        state = load_file(str(f))
+        unexpected = sorted(set(state) - set(own))
+        if unexpected:
+            raise PivotuneError(f"{f} does not fit the LM being trained (unexpected weights {unexpected[:3]}): resume "
+                                "with the model the checkpoint's run trained.")
+        lm.load_state_dict(state, strict=False)
+        loaded |= set(state)
+    # a weight missing from the file is fine only when it is tied to one that was loaded (lm_head ↔ embeddings)
+    ptrs = {own[k].data_ptr() for k in loaded}
+    missing = [k for k in own if k not in loaded and own[k].data_ptr() not in ptrs]
+    if missing:
+        raise PivotuneError(f"{d} lacks LM weights {missing[:3]}, so the resumed run would not continue exactly; "
+                            "resume from a complete checkpoint.")
+
+
+@dataclass
+class ResumePlan:
+    """Where each stage starts: ``stage1_done`` (its result, so stage 1 is skipped) and per-stage checkpoints."""
+
+    stage1_done: Path | None = None
+    checkpoints: dict[int, Path] = field(default_factory=dict)
+
+
+def stage1_complete(d: Path) -> bool:
+    return all((d / f).is_file() for f in ("bridge.json", "alignment.safetensors", STAGE1_INFO))
+
+
+def resume_plan(run_dir: Path, stages, resume: bool | str | None) -> ResumePlan:
+    """What ``resume`` (False, True/"latest", "auto", or a checkpoint path) means for a two-stage run."""
+    if not resume:
+        return ResumePlan()
+    s1, s2 = run_dir / "stage1", run_dir / "stage2"
+    done = s1 / "model" if 1 in stages and stage1_complete(s1 / "model") else None
+    if resume is not True and resume not in ("latest", "auto"):
+        path = find_resume_checkpoint(Path(resume).parent, resume)
+        stage = {s1.resolve(): 1, s2.resolve(): 2}.get(path.parent.resolve())
+        if stage not in stages:
+            raise PivotuneError(f"--resume {path}: not a checkpoint of this run's configured stages {list(stages)} "
+                                f"(those are {s1}/checkpoint-N and {s2}/checkpoint-N).")
+        if stage == 2 and 1 in stages and done is None:
+            raise PivotuneError(f"--resume {path} continues stage 2, but stage 1's result {s1 / 'model'} is missing "
+                                f"or incomplete: resume stage 1 first (--resume with a checkpoint in {s1}).")
+        return ResumePlan(done if stage == 2 else None, {stage: path})
+    plan = ResumePlan(done)
+    if 1 in stages and done is None:
+        stage, latest = 1, find_resume_checkpoint(s1, "auto")
+    else:
+        stage, latest = 2, find_resume_checkpoint(s2, "auto")
+    if latest is not None:
+        plan.checkpoints[stage] = latest
+        if stage == 2 and is_final(latest) and (run_dir / "model" / "bridge.json").is_file():
+            raise PivotuneError(f"Nothing to resume: {latest} is stage 2's last step and the run finished (its "
+                                f"bridge is in {run_dir / 'model'}).")
+    if done is not None and 2 not in stages:
+        raise PivotuneError(f"Nothing to resume: stage 1 finished ({done}) and lingualift.stages has no stage 2.")
+    if resume != "auto" and done is None and not plan.checkpoints:
+        raise PivotuneError(f"--resume: {run_dir} holds nothing to resume (no complete stage-1 result in "
+                            f"{s1 / 'model'}, no complete checkpoint in {s1} or {s2}); train without --resume to "
+                            "start the run.")
+    return plan
+
+
+def bridge_fingerprint(encoded) -> str:
+    """sha256 over a stage's encoded rows in training order (prompt ids, response ids, role, language, weight)."""
+    h = hashlib.sha256()
+    for e in encoded:
+        h.update(json.dumps([e.enc_ids, e.response_ids, e.role, e.lang, e.weight]).encode())
+    return h.hexdigest()
+
+
+def check_same_run(info: dict, fingerprint: str, geo: dict, what: Path) -> None:
+    """Refuse to continue from ``what`` when its stage trained on other data or with another batch geometry."""
+    if info.get("data_fingerprint") != fingerprint:
+        raise PivotuneError(f"Cannot resume from {what}: the stage's training data differ from the data it trained "
+                            "on (data files, their order, lexicons, switch_ratio, max lengths, tokenizers or seed "
+                            "changed). Resume with the same config and data, or start a new run in another "
+                            "output_dir.")
+    changed = [f"{k}: then {info.get('geometry', {}).get(k)}, now {v}" for k, v in geo.items()
+               if info.get("geometry", {}).get(k) != v]
+    if changed:
+        raise PivotuneError(f"Cannot resume from {what} exactly: the batch geometry changed ({'; '.join(changed)}). "
+                            "Resume with that run's settings and number of processes.")
+
+
+def is_final(ckpt: Path) -> bool:
+    """The checkpoint of a stage's last step (its run was stopped after saving it, before its result)."""
+    state = json.loads((ckpt / TRAINER_STATE).read_text(encoding="utf-8"))
+    return bool(state.get("max_steps")) and state.get("global_step", 0) >= state["max_steps"]
+
+
+def finish_from(trainer: BridgeTrainer, ckpt: Path, fingerprint: str, geo: dict) -> None:
+    """A stage whose last step is checkpointed: take its weights and state from there instead of training."""
+    from transformers import TrainerState
+
+    check_same_run(json.loads((ckpt / RESUME_INFO).read_text(encoding="utf-8")), fingerprint, geo, ckpt)
+    trainer._load_from_checkpoint(str(ckpt))
+    trainer.state = TrainerState.load_from_json(str(ckpt / TRAINER_STATE))
+
+
+def save_stage1(bridge: LinguaLiftModel, d: Path, fingerprint: str, geo: dict, report: dict) -> None:
+    """Stage 1's result (alignment layer + references) and what a resumed run checks it against, in one rename."""
+    with atomic_path(d) as tmp:
+        bridge.save_pretrained(tmp, parts=("alignment",), atomic=False)
+        write_json_atomic(tmp / STAGE1_INFO, json.loads(json.dumps(
+            {"data_fingerprint": fingerprint, "geometry": geo, "report": report}, default=str)))
+
+
+def read_stage1(d: Path, fingerprint: str, geo: dict) -> dict:
+    """The report of a finished stage 1 in ``d``, after checking it trained on this run's data and geometry."""
+    info = json.loads((d / STAGE1_INFO).read_text(encoding="utf-8"))
+    check_same_run(info, fingerprint, geo, d)
+    return {**info.get("report", {}), "resumed": f"stage 1 not retrained: {d} is complete"}
