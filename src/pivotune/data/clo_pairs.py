@@ -115,6 +115,7 @@ class EncodedUnit:
     weight: float
     lang: str
     ref_logps: list[float] | None = None     # the reference model's sequence log-probs, filled before training
+    unit: CrossLingualUnit | None = None     # the rows it was encoded from, for error messages
 
     @property
     def truncated(self) -> bool:
@@ -127,7 +128,7 @@ def encode_units(units: list[CrossLingualUnit], tokenizer, *, template: str, max
     for u in units:
         seqs = [encode_sample(s, tokenizer, template=template, max_seq_len=max_seq_len) for s in unit_sequences(u)]
         if all(any(x != IGNORE_INDEX for x in e.labels[1:]) for e in seqs):
-            out.append(EncodedUnit(seqs, u.weight, u.target.lang))
+            out.append(EncodedUnit(seqs, u.weight, u.target.lang, unit=u))
         else:
             dropped += 1
     if dropped:

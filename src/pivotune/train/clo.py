@@ -31,6 +31,21 @@ from ..models.arch import attention_projection_names
 from ..models.loading import apply_lora, load_model, load_tokenizer
 from ..objectives import build_objective
 from ..objectives.clo import sequence_logps
+from .guards import (
+    IndexedCollator,
+    IndexedDataset,
+    check_disk_space,
+    install_loss_guard,
+    output_dir_error,
+)
+from .resume import (
+    AtomicCheckpoints,
+    check_resumable,
+    complete_checkpoints,
+    data_fingerprint,
+    find_resume_checkpoint,
+    geometry,
+)
 
 log = logging.getLogger(__name__)
 
@@ -118,17 +133,24 @@ def parameter_counts(model) -> dict[str, int]:
     return {"trainable_parameters": trainable, "total_parameters": sum(p.numel() for p in model.parameters())}
 
 
+def unit_describer(encoded: list[EncodedUnit]):
+    """``describe(i)`` for the loss guard: CLO unit ``i`` → its language and the two rows it pairs."""
+    def describe(i: int) -> str:
+        u = encoded[i].unit if 0 <= i < len(encoded) else None
+        if u is None:
+            return f"CLO unit {i}"
+        return (f"{u.target.lang} unit of English row {u.english.origin or '?'} (source '{u.english.source or '?'}') "
+                f"and its translation {u.target.origin or '?'} (source '{u.target.source or '?'}')")
+    return describe
+
+
 def train_clo(cfg: RunConfig, samples: list[Sample] | None = None, *, save_checkpoints: bool = True,
               resume: bool | str = False):
-    """Run a CLO config; returns the trainer (arguments as :func:`pivotune.train.run.train`)."""
+    """Run a CLO config; returns the trainer (arguments as :func:`pivotune.train.run.train`).
 
-    from .resume import (
-        AtomicCheckpoints,
-        check_resumable,
-        data_fingerprint,
-        find_resume_checkpoint,
-        geometry,
-    )
+    On resume the reference is the base model's again (the checkpoint's weights load only inside
+    ``trainer.train``), so a resumed run's loss is the uninterrupted run's."""
+
     from .run import prepare_run_dir, save_run, training_arguments
     from .trainer import PivotuneTrainer
 
@@ -146,13 +168,16 @@ def train_clo(cfg: RunConfig, samples: list[Sample] | None = None, *, save_check
     if not save_checkpoints:
         args.save_strategy = "no"
     model = load_model(cfg.model, dtype="float32" if cfg.train.dtype == "float32" else cfg.train.dtype)
+    # The trainable set first, so the disk check runs before the reference pass. The reference is still
+    # the base model: freezing changes no number, and LoRA's B matrices start at zero.
+    model = select_trainable(model, cfg)
+    check_disk_space(run_dir, model, checkpoints=save_checkpoints)
     collator = UnitCollator(tokenizer.pad_token_id)
     t0 = time.time()
     model.to(args.device)
     precompute_reference(model, encoded, collator, cfg.clo.reference_batch_size or cfg.train.per_device_batch_size,
                          args.device)
     ref_seconds = time.time() - t0
-    model = select_trainable(model, cfg)
     counts = parameter_counts(model)
     log.info("CLO: reference log-probs of %d units computed once in %.1fs; training %d of %d parameters (%s)",
              len(encoded), ref_seconds, counts["trainable_parameters"], counts["total_parameters"],
@@ -161,14 +186,21 @@ def train_clo(cfg: RunConfig, samples: list[Sample] | None = None, *, save_check
         raise PivotuneError("the base model gives non-finite log-probabilities on the CLO data; check its dtype "
                             "(float16 overflows on many models) and weights.")
 
-    trainer = PivotuneTrainer(model=model, args=args, train_dataset=EncodedDataset(encoded), data_collator=collator,
-                              processing_class=tokenizer, objective=build_objective("clo", cfg))
+    trainer = PivotuneTrainer(model=model, args=args, train_dataset=IndexedDataset(EncodedDataset(encoded)),
+                              data_collator=IndexedCollator(collator), processing_class=tokenizer,
+                              objective=build_objective("clo", cfg))
     fingerprint = data_fingerprint([e for u in encoded for e in u.sequences])
     if checkpoint is not None:
         check_resumable(checkpoint, fingerprint, geometry(args))
         log.info("resuming from %s", checkpoint)
+    elif complete_checkpoints(run_dir):
+        log.warning("%s holds checkpoints of an earlier run; starting afresh (pass --resume to continue it)", run_dir)
     trainer.atomic_checkpoints = AtomicCheckpoints(fingerprint)
-    result = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint is not None else None)
+    install_loss_guard(trainer, unit_describer(encoded))
+    try:
+        result = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint is not None else None)
+    except OSError as e:   # disk full or permissions changed mid-run: say where, and what is kept
+        raise output_dir_error(e, run_dir) from e
     langs: dict[str, int] = {}
     for u in encoded:
         langs[u.lang] = langs.get(u.lang, 0) + 1
