@@ -11,6 +11,7 @@ from .errors import PivotuneError
 
 EPILOG_MAIN = """examples:
   pivotune demo --quick                      # the whole study in the toy world, offline on a CPU
+  pivotune sweep --quick --seeds 2           # PROM's pivot layer x alpha x lambda grid (Table 4) there
   pivotune train examples/llama2-7b-thai-xllama.yaml --set train.lr=1e-5
   pivotune export runs/thai-xllama exported/llama2-thai
 """
@@ -21,6 +22,15 @@ def _cmd_demo(args) -> int:
 
     run_demo(quick=args.quick, languages=args.languages, methods=args.methods, seeds=args.seeds,
              out_dir=args.out, rebuild=args.rebuild)
+    return 0
+
+
+def _cmd_sweep(args) -> int:
+    from .toy.sweep import run_sweep
+
+    run_sweep(quick=args.quick, pivot_layers=args.pivot_layers, alphas=args.alphas, lambdas=args.lambdas,
+              languages=args.languages, seeds=args.seeds, out_dir=args.out, steps=args.steps,
+              baseline=args.baseline, regulation=not args.no_regulation)
     return 0
 
 
@@ -72,6 +82,34 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--out", default=None, help="run directory (default: runs/demo[-quick])")
     d.add_argument("--rebuild", action="store_true", help="ignore the cached world and base model")
     d.set_defaults(func=_cmd_demo)
+
+    sw = sub.add_parser("sweep", help="PROM's pivot layer × α × λ grid (the paper's Table 4) in the toy world",
+                        formatter_class=argparse.RawDescriptionHelpFormatter,
+                        description="Train PROM at every grid point on the demo's road (same steps, batch and "
+                                    "seeds), evaluate every language through lm-evaluation-harness, and print a "
+                                    "Table-4-style table (per-language mean of the toy metrics, the targets mean, "
+                                    "best row marked). Writes OUT/sweep.json, OUT/sweep.md and the study page "
+                                    "OUT/report/. λ is prom.lambda_en: by default the regulation still sets "
+                                    "λ_t = 0 for a language whose logit lens shows no English pivot at layer n; "
+                                    "--no-regulation applies λ to every language (method prom-noreg).",
+                        epilog="example:\n  pivotune sweep --pivot-layers 2 3 --alphas 0 0.1 --lambdas 0.5 1 "
+                               "--seeds 2 --baseline")
+    sw.add_argument("--quick", action="store_true", help="the demo's much smaller world and model")
+    sw.add_argument("--pivot-layers", nargs="+", type=int, metavar="N",
+                    help="pivot layers n, 1 <= n < the model's blocks (default: middle to one below the top: "
+                         "2 3, or 1 with --quick)")
+    sw.add_argument("--alphas", nargs="+", type=float, metavar="A",
+                    help="label smoothing α of the pivot term, 0 <= α < 1 (default 0 0.1)")
+    sw.add_argument("--lambdas", nargs="+", type=float, metavar="L",
+                    help="pivot-term weight λ = prom.lambda_en, 0 <= λ <= 100 (default 0.5 1)")
+    sw.add_argument("--languages", nargs="+", help="target languages (default: the world's)")
+    sw.add_argument("--seeds", type=int, default=1, help="training seeds per setting (default 1)")
+    sw.add_argument("--steps", type=int, default=None, help="optimizer steps per run (default: the demo's)")
+    sw.add_argument("--baseline", action="store_true", help="also train xllama (same plan) as a reference row")
+    sw.add_argument("--no-regulation", action="store_true",
+                    help="train prom-noreg: λ for every language, no logit-lens probe")
+    sw.add_argument("--out", default=None, help="output directory (default: runs/sweep[-quick])")
+    sw.set_defaults(func=_cmd_sweep)
 
     t = sub.add_parser("train", help="train a model from a YAML run config",
                        formatter_class=argparse.RawDescriptionHelpFormatter,

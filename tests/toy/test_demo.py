@@ -65,3 +65,32 @@ def test_quick_demo_end_to_end(quick_paths, tmp_path, monkeypatch, capsys):
 def test_demo_rejects_unknown_language(tmp_path, capsys):
     assert main(["demo", "--quick", "--languages", "xx", "--out", str(tmp_path / "d")]) == 2
     assert "no language ['xx']" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_quick_demo_with_seeds_reports_spreads(quick_paths, tmp_path, monkeypatch):
+    """--seeds 2: each method trains twice (different seeds, different weights), and the report's cells are
+    mean ± sd over the two seeds' harness scores."""
+    import statistics
+
+    monkeypatch.setenv("PIVOTUNE_CACHE", str(quick_paths.root.parent.parent))
+    out = tmp_path / "demo"
+    assert main(["demo", "--quick", "--seeds", "2", "--methods", "xllama", "prom", "--languages", "el",
+                 "--out", str(out)]) == 0
+    summary = json.loads((out / "results.json").read_text())
+    md = (out / "report" / "report.md").read_text()
+    header = next(line for line in md.splitlines() if line.startswith("| language | metric |"))
+    columns = [c.strip() for c in header.strip("|").split("|")]
+    for method in ("xllama", "prom"):
+        assert len(summary["scores"][method]) == 2
+        a, b = ((out / f"{method}-seed{s}" / "model" / "model.safetensors").read_bytes() for s in (0, 1))
+        assert a != b                                     # the seeds really differ
+        for s in (0, 1):                                  # each seed's scores are its own harness run's
+            res = json.loads((out / f"{method}-seed{s}" / "results.json").read_text())
+            assert summary["scores"][method][s]["el"]["mgsm"] == pytest.approx(
+                100 * res["results"]["pivotune_toy_mgsm_el"]["accuracy,none"])
+        vals = [s["el"]["mgsm"] for s in summary["scores"][method]]
+        row = next(line for line in md.splitlines() if line.startswith("| el | toy-MGSM acc |"))
+        cell = [c.strip() for c in row.strip("|").split("|")][columns.index(method)]
+        assert cell == f"{statistics.fmean(vals):.1f} ± {statistics.stdev(vals):.1f}"
+    assert "over 2 seed(s)" in md

@@ -3,7 +3,8 @@ regulation decisions, pivot-layer suggestions and interference logs, and finding
 
 Inputs are ``pivotune demo`` output directories (``results.json`` with per-seed ``scores`` and run
 directories ``METHOD-seedN/``), run directories (``config.yaml``, maybe ``eval/results.json``) or harness
-results files. Every number in the findings is computed here from those files; nothing is hand-written.
+results files, and ``pivotune sweep`` output directories (``sweep.json``, read by :mod:`.sweep`). Every
+number in the findings is computed here from those files; nothing is hand-written.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ class Study:
     under: str | None = None                                      # ... and its under-represented one
     runs: list[Run] = field(default_factory=list)
     harness: dict[str, dict] = field(default_factory=dict)        # label -> harness results
+    sweeps: dict[str, dict] = field(default_factory=dict)         # label -> sweep.json (`pivotune sweep`)
 
 
 def _json(path: Path) -> dict:
@@ -110,6 +112,8 @@ def read_inputs(inputs: list[str | Path]) -> Study:
                            if p.is_dir() and ((p / "config.yaml").is_file() or (p / "eval.json").is_file())]
         elif obj is not None and isinstance(obj.get("results"), dict):   # a harness results file
             study.harness[item.stem if item.is_file() else item.name] = obj
+        elif _is_sweep(item):                                         # a `pivotune sweep` output directory
+            _add_sweep(study, item)
         elif item.is_dir() and ((item / "config.yaml").is_file() or (item / "eval").is_dir()):
             run = read_run(item)
             study.runs.append(run)
@@ -117,12 +121,29 @@ def read_inputs(inputs: list[str | Path]) -> Study:
                 study.harness[run.name] = run.harness
         else:
             raise PivotuneError(f"{item}: no results found (looked for a demo's results.json with 'scores', a "
-                                f"harness results.json, or a run directory with config.yaml); run `pivotune "
-                                "demo` or `pivotune train`/`pivotune eval` first.")
-    if not study.scores and not study.harness and not any(r.regulation or r.interference for r in study.runs):
+                                f"harness results.json, a sweep's sweep.json, or a run directory with config.yaml); "
+                                "run `pivotune demo`, `pivotune sweep` or `pivotune train`/`pivotune eval` first.")
+    if not study.scores and not study.harness and not study.sweeps and not any(
+            r.regulation or r.interference for r in study.runs):
         raise PivotuneError(f"{', '.join(map(str, inputs))}: no scores, harness results, regulation decisions "
                             "or interference logs to report.")
     return study
+
+
+def _is_sweep(item: Path) -> bool:
+    from .sweep import SWEEP_FILE
+
+    return (item / SWEEP_FILE).is_file() if item.is_dir() else item.name == SWEEP_FILE
+
+
+def _add_sweep(study: Study, item: Path) -> None:
+    from .sweep import SWEEP_FILE, read_sweep
+
+    path = item / SWEEP_FILE if item.is_dir() else item
+    label = path.parent.name
+    if label in study.sweeps:
+        raise PivotuneError(f"{path}: a sweep named {label!r} (its directory's name) is already among the inputs.")
+    study.sweeps[label] = read_sweep(path)
 
 
 # ---------------------------------------------------------------- numbers

@@ -23,6 +23,7 @@ from .collect import (
     read_inputs,
     win_lose,
 )
+from .sweep import sweep_blocks, sweep_finding
 
 HTML_FILE, MD_FILE, FIG_DIR = "report.html", "report.md", "figures"
 
@@ -123,9 +124,14 @@ def _config_blocks(study: Study) -> list[tuple]:
     return [("h2", "Run configurations"), *cfgs] if cfgs else []
 
 
+def _sweep_findings(study: Study) -> list[str]:
+    return [sweep_finding(s, label if len(study.sweeps) > 1 else "") for label, s in study.sweeps.items()]
+
+
 def build_blocks(study: Study, baseline: str, figures: Path) -> list[tuple]:
-    return [("h2", "Findings"), ("p", "Generated from the numbers below."), ("ul", findings(study, baseline)),
-            *_results_blocks(study, baseline), *_harness_blocks(study, baseline),
+    return [("h2", "Findings"), ("p", "Generated from the numbers below."),
+            ("ul", [*findings(study, baseline), *_sweep_findings(study)]),
+            *_results_blocks(study, baseline), *sweep_blocks(study.sweeps), *_harness_blocks(study, baseline),
             *_regulation_blocks(study, figures), *_interference_blocks(study, figures), *_config_blocks(study)]
 
 
@@ -191,7 +197,8 @@ def write_report(inputs: list[str | Path], out_dir: str | Path, baseline: str = 
 
 def _cmd(args) -> int:
     path = write_report(args.runs, args.out, baseline=args.baseline)
-    print(to_markdown([("ul", findings(read_inputs(args.runs), args.baseline))], "findings"))
+    study = read_inputs(args.runs)
+    print(to_markdown([("ul", [*findings(study, args.baseline), *_sweep_findings(study)])], "findings"))
     print(f"report: {path} (and {Path(args.out) / MD_FILE}, figures in {Path(args.out) / FIG_DIR})")
     return 0
 
@@ -205,7 +212,8 @@ def add_parser(sub) -> None:
                                    "twin: findings generated from the numbers, results as mean ± sd over seeds, "
                                    "wins/losses against --baseline counted only beyond the spread, regulation "
                                    "decisions and pivot-layer suggestions, logit-lens and interference figures, "
-                                   "and each run's configuration. OUT is replaced as a whole.",
+                                   "each run's configuration, and a `pivotune sweep` directory's table (Table 4). "
+                                   "OUT is replaced as a whole.",
                        epilog="example:\n  pivotune report runs/demo --out runs/demo/report")
     p.add_argument("runs", nargs="+", metavar="RUN", help="demo output directories, run directories or results files")
     p.add_argument("--out", required=True, help="output directory (report.html, report.md, figures/)")

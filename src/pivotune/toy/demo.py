@@ -150,6 +150,23 @@ def _print_table(header, rows, title: str) -> None:
         print(markdown_table(header, rows))
 
 
+def train_and_evaluate(raw: dict, world: Path, eval_langs: list[str], plan: DemoPlan) -> tuple[dict, dict]:
+    """Train one run config on the road a real run takes, evaluate its model through lm-evaluation-harness
+    (RUN/results.json, RUN/eval.json); returns (headline scores, timings)."""
+    from ..eval.toy_tasks import evaluate_toy_with_harness, toy_headline
+    from ..train.run import train
+
+    run_dir = Path(raw["output_dir"])
+    t0 = time.perf_counter()
+    train(load_config(base=raw), save_checkpoints=False)
+    t1 = time.perf_counter()
+    res = evaluate_toy_with_harness(run_dir / "model", world, eval_langs, limit=plan.eval_limit, out_dir=run_dir)
+    write_json_atomic(run_dir / "eval.json", res)
+    t2 = time.perf_counter()
+    log.info("%s: trained in %.0fs, evaluated in %.0fs", run_dir.name, t1 - t0, t2 - t1)
+    return toy_headline(res), {"train_s": round(t1 - t0, 1), "eval_s": round(t2 - t1, 1)}
+
+
 #: what `pivotune demo` trains without --methods; lingualift first trains a toy multilingual encoder
 #: (minutes more), so it runs when asked for: --methods ... lingualift
 DEFAULT_METHODS = [m for m in METHODS if m != "lingualift"]
@@ -160,8 +177,6 @@ def run_demo(quick: bool = False, languages: list[str] | None = None, methods: l
              cache_dir: str | Path | None = None) -> dict:
     """Run the study; returns ``{"scores": {method: [per-seed headline]}, ...}`` and writes it to ``out_dir``."""
     from ..eval.compare import compare, to_markdown
-    from ..eval.toy_tasks import evaluate_toy_with_harness, toy_headline
-    from ..train.run import train
 
     started = time.perf_counter()
     world_cfg = WorldConfig.quick() if quick else WorldConfig()
@@ -202,19 +217,8 @@ def run_demo(quick: bool = False, languages: list[str] | None = None, methods: l
                 timings[f"{method}-seed{seed}"] = res["timings"]
                 continue
             raw = run_config(paths.world, paths.base, method, languages, seed, run_dir, plan, world_cfg.seed)
-            cfg = load_config(base=raw)
-            t0 = time.perf_counter()
-            train(cfg, save_checkpoints=False)
-            t1 = time.perf_counter()
-            # through lm-evaluation-harness, as a real run is evaluated (RUN/results.json)
-            res = evaluate_toy_with_harness(run_dir / "model", paths.world, eval_langs, limit=plan.eval_limit,
-                                            out_dir=run_dir)
-            write_json_atomic(run_dir / "eval.json", res)
-            scores.setdefault(method, []).append(toy_headline(res))
-            timings[f"{method}-seed{seed}"] = {"train_s": round(t1 - t0, 1),
-                                               "eval_s": round(time.perf_counter() - t1, 1)}
-            log.info("%s seed %d: trained in %.0fs, evaluated in %.0fs", method, seed, t1 - t0,
-                     time.perf_counter() - t1)
+            headline, timings[run_dir.name] = train_and_evaluate(raw, paths.world, eval_langs, plan)
+            scores.setdefault(method, []).append(headline)
 
     header, rows = results_table(scores, eval_langs)
     title = (f"toy world {'quick' if quick else 'default'} — well represented: {world_cfg.well_represented}, "
@@ -251,4 +255,4 @@ def run_demo(quick: bool = False, languages: list[str] | None = None, methods: l
     return summary
 
 
-__all__ = ["DemoPlan", "retention_table", "run_config", "run_demo", "results_table"]
+__all__ = ["DemoPlan", "retention_table", "run_config", "run_demo", "results_table", "train_and_evaluate"]
