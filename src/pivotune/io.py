@@ -49,3 +49,17 @@ def write_jsonl_atomic(path: str | os.PathLike, rows) -> None:
         with open(tmp, "w", encoding="utf-8") as f:
             for row in rows:
                 f.write(json.dumps(row, ensure_ascii=False) + "\n")
+
+
+def read_json_object(path: str | os.PathLike) -> dict:
+    """A JSON file that must hold an object; errors name the file (a ``PivotuneError``, not a traceback)."""
+    from .errors import PivotuneError
+
+    path = Path(path)
+    try:
+        obj = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as e:
+        raise PivotuneError(f"{path}: not valid JSON ({e}).") from None
+    if not isinstance(obj, dict):
+        raise PivotuneError(f"{path}: expected a JSON object, found {type(obj).__name__}.")
+    return obj

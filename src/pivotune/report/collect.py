@@ -9,12 +9,12 @@ number in the findings is computed here from those files; nothing is hand-writte
 
 from __future__ import annotations
 
-import json
 import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import PivotuneError
+from ..io import read_json_object
 
 METRICS = (("mgsm", "toy-MGSM acc"), ("xquad_em", "toy-XQuAD EM"), ("xquad_f1", "toy-XQuAD F1"))
 #: the paper's t+e baseline and its method, for the three claims
@@ -46,30 +46,20 @@ class Study:
     sweeps: dict[str, dict] = field(default_factory=dict)         # label -> sweep.json (`pivotune sweep`)
 
 
-def _json(path: Path) -> dict:
-    try:
-        obj = json.loads(path.read_text(encoding="utf-8"))
-    except ValueError as e:
-        raise PivotuneError(f"{path}: not valid JSON ({e}).") from None
-    if not isinstance(obj, dict):
-        raise PivotuneError(f"{path}: expected a JSON object, found {type(obj).__name__}.")
-    return obj
-
-
 def read_run(path: Path) -> Run:
     run = Run(path.name, path)
     if (path / "config.yaml").is_file():
         run.config = (path / "config.yaml").read_text(encoding="utf-8")
     if (path / "regulation.json").is_file():
-        run.regulation = _json(path / "regulation.json")
+        run.regulation = read_json_object(path / "regulation.json")
     if (path / "probe" / "probe.json").is_file():
-        run.probe = _json(path / "probe" / "probe.json")
+        run.probe = read_json_object(path / "probe" / "probe.json")
         run.lens_figures = sorted((path / "probe").glob("lens_*.png"))
     if (path / "interference.json").is_file():
-        run.interference = _json(path / "interference.json")
+        run.interference = read_json_object(path / "interference.json")
     harness = path / "eval" / "results.json"
     if harness.is_file():
-        res = _json(harness)
+        res = read_json_object(harness)
         if isinstance(res.get("results"), dict):
             run.harness = res
     return run
@@ -96,7 +86,7 @@ def read_inputs(inputs: list[str | Path]) -> Study:
         if not item.exists():
             raise PivotuneError(f"{item}: no such file or directory.")
         results = item if item.is_file() else item / "results.json"
-        obj = _json(results) if results.is_file() else None
+        obj = read_json_object(results) if results.is_file() else None
         if obj is not None and "scores" in obj:                    # a `pivotune demo` output directory
             _check_scores(results, obj["scores"])
             for method, per_seed in obj["scores"].items():

@@ -8,10 +8,10 @@ file also carries are for readers of the JSON and are not trusted.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from ..errors import PivotuneError
+from ..io import read_json_object
 from .collect import METRICS, mean_sd
 
 SWEEP_FILE = "sweep.json"
@@ -52,12 +52,7 @@ def _check_row(path: Path, where: str, row, languages: list[str]) -> None:
 def read_sweep(path: str | Path) -> dict:
     """Read and check a ``sweep.json``; errors name the file and the field."""
     path = Path(path)
-    try:
-        obj = json.loads(path.read_text(encoding="utf-8"))
-    except ValueError as e:
-        raise PivotuneError(f"{path}: not valid JSON ({e}).") from None
-    if not isinstance(obj, dict):
-        raise PivotuneError(f"{path}: expected a JSON object with 'languages' and 'rows'.")
+    obj = read_json_object(path)
     languages = obj.get("languages")
     if not isinstance(languages, list) or not languages or not all(isinstance(x, str) for x in languages):
         raise PivotuneError(f"{path}: field 'languages' must be a non-empty list of target language codes.")
