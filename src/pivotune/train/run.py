@@ -95,6 +95,9 @@ def training_arguments(cfg: RunConfig, run_dir: Path):
         # Without a GPU, accelerate sets up multi-process (torchrun) training only when told to use the CPU;
         # otherwise every rank would train alone on all the data.
         use_cpu=int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available(),
+        # every trainable weight gets a gradient in each step unless the objective says otherwise (PROM);
+        # transformers' default (True without gradient checkpointing) costs DDP an extra graph pass per step
+        ddp_find_unused_parameters=False,
     )
     return TrainingArguments(**kwargs)
 
