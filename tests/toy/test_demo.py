@@ -52,6 +52,16 @@ def test_quick_demo_end_to_end(quick_paths, tmp_path, monkeypatch, capsys):
     assert "## Paper-style tables" in table and (out / "tables" / "tables.html").exists()
     page = (out / "report" / "report.md").read_text()
     assert "## Findings" in page and (out / "report" / "report.html").exists()
+    # the lens before training (once) and after each method, on PROM's regulation probe: the base probe equals it
+    base_probe = json.loads((out / "probe-base" / "probe.json").read_text())
+    regulation_probe = json.loads((out / "prom-seed0" / "probe" / "probe.json").read_text())
+    assert base_probe["languages"]["el"]["p_en"]["mean"] == pytest.approx(
+        regulation_probe["languages"]["el"]["p_en"]["mean"])
+    for method in ("english", "xllama", "prom"):
+        after = json.loads((out / f"{method}-seed0" / "probe-after" / "probe.json").read_text())
+        assert after["pivot_layer"] == base_probe["pivot_layer"] and set(after["languages"]) == {"el"}
+    assert "## Logit lens before and after training (Figures 1, 3, 4)" in page
+    assert "](figures/lens_before_after_el.png)" in page and "After training, P(en) at layer" in page
     # claim 2's evidence: interference logged for prom and xllama (only), so the finding is measured
     for method in ("xllama", "prom"):
         log = json.loads((out / f"{method}-seed0" / "interference.json").read_text())

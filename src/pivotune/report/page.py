@@ -23,6 +23,7 @@ from .collect import (
     read_inputs,
     win_lose,
 )
+from .lens import lens_blocks, lens_findings
 from .sweep import sweep_blocks, sweep_finding
 
 HTML_FILE, MD_FILE, FIG_DIR = "report.html", "report.md", "figures"
@@ -130,9 +131,10 @@ def _sweep_findings(study: Study) -> list[str]:
 
 def build_blocks(study: Study, baseline: str, figures: Path) -> list[tuple]:
     return [("h2", "Findings"), ("p", "Generated from the numbers below."),
-            ("ul", [*findings(study, baseline), *_sweep_findings(study)]),
+            ("ul", [*findings(study, baseline), *_sweep_findings(study), *lens_findings(study)]),
             *_results_blocks(study, baseline), *sweep_blocks(study.sweeps), *_harness_blocks(study, baseline),
-            *_regulation_blocks(study, figures), *_interference_blocks(study, figures), *_config_blocks(study)]
+            *_regulation_blocks(study, figures), *lens_blocks(study, figures), *_interference_blocks(study, figures),
+            *_config_blocks(study)]
 
 
 def to_markdown(blocks: list[tuple], title: str) -> str:
@@ -198,7 +200,8 @@ def write_report(inputs: list[str | Path], out_dir: str | Path, baseline: str = 
 def _cmd(args) -> int:
     path = write_report(args.runs, args.out, baseline=args.baseline)
     study = read_inputs(args.runs)
-    print(to_markdown([("ul", [*findings(study, args.baseline), *_sweep_findings(study)])], "findings"))
+    print(to_markdown([("ul", [*findings(study, args.baseline), *_sweep_findings(study), *lens_findings(study)])],
+                      "findings"))
     print(f"report: {path} (and {Path(args.out) / MD_FILE}, figures in {Path(args.out) / FIG_DIR})")
     return 0
 

@@ -87,10 +87,29 @@ def run_config(world: Path, base: Path, method: str, languages: list[str], seed:
                                "pairs": [["en", "tgt"]]}
     if method == "prom":
         # regulation evidence: the world's word pairs, probed on the base model before training
-        raw["prom"] = {"probe_pairs": {lang: str(world / "probe" / f"{lang}.tsv") for lang in languages},
-                       "probe_names": {"en": language_name("en", "en", seed=world_seed),
-                                       **{lang: language_name(lang, lang, seed=world_seed) for lang in languages}}}
+        raw["prom"] = probe_settings(world, languages, world_seed)
     return raw
+
+
+def probe_settings(world: Path, languages: list[str], world_seed: int = 0) -> dict:
+    """PROM's regulation probe in the toy world: the world's word pairs and its languages' names."""
+    return {"probe_pairs": {lang: str(world / "probe" / f"{lang}.tsv") for lang in languages},
+            "probe_names": {"en": language_name("en", "en", seed=world_seed),
+                            **{lang: language_name(lang, lang, seed=world_seed) for lang in languages}}}
+
+
+def probe_lens(model_dir: Path, out_dir: Path, world: Path, languages: list[str], world_seed: int,
+               pivot_layer: int | None = None) -> tuple[dict, float]:
+    """The logit lens of ``model_dir`` on PROM's regulation probe (the paper's Figures 1, 3, 4): the base
+    model before training, each trained model after. Probe seed 0 for every model, so all of them see the
+    same prompts. Writes ``out_dir/probe.json``; returns it and the seconds taken."""
+    from ..analysis.probe import run_probe
+
+    t0 = time.perf_counter()
+    s = probe_settings(world, languages, world_seed)
+    report = run_probe(str(model_dir), s["probe_pairs"], out_dir, pivot_layer=pivot_layer, names=s["probe_names"],
+                       seed=0)
+    return report, round(time.perf_counter() - t0, 1)
 
 
 def _mean_sd(values: list[float]) -> tuple[float, float]:
@@ -201,12 +220,16 @@ def run_demo(quick: bool = False, languages: list[str] | None = None, methods: l
     timings = {"world_and_base_s": round(time.perf_counter() - t0, 1)}
     log.info("toy world %s ready (%s)", world_cfg.config_hash(), paths.root)
 
+    # the lens before training, once; each causal-LM method is probed the same way after it (below)
+    base_lens, timings["probe_base_s"] = probe_lens(paths.base, out / "probe-base", paths.world, languages,
+                                                    world_cfg.seed)
     eval_langs = ["en", *languages]
     scores: dict[str, list[dict]] = {}
     for method in methods:
         for seed in range(seeds):
             run_dir = out / f"{method}-seed{seed}"
             if method == "lingualift":   # its own road: a toy encoder, two stages, a bridge model
+                # (no lens after training: the bridge model is no causal LM the lens can read)
                 from .lingualift import train_lingualift_toy
 
                 stage1 = plan.steps // 2   # compute-matched: both stages together take plan.steps
@@ -219,6 +242,8 @@ def run_demo(quick: bool = False, languages: list[str] | None = None, methods: l
             raw = run_config(paths.world, paths.base, method, languages, seed, run_dir, plan, world_cfg.seed)
             headline, timings[run_dir.name] = train_and_evaluate(raw, paths.world, eval_langs, plan)
             scores.setdefault(method, []).append(headline)
+            _, timings[run_dir.name]["probe_s"] = probe_lens(run_dir / "model", run_dir / "probe-after", paths.world,
+                                                             languages, world_cfg.seed, base_lens["pivot_layer"])
 
     header, rows = results_table(scores, eval_langs)
     title = (f"toy world {'quick' if quick else 'default'} — well represented: {world_cfg.well_represented}, "
@@ -255,4 +280,5 @@ def run_demo(quick: bool = False, languages: list[str] | None = None, methods: l
     return summary
 
 
-__all__ = ["DemoPlan", "retention_table", "run_config", "run_demo", "results_table", "train_and_evaluate"]
+__all__ = ["DemoPlan", "probe_lens", "probe_settings", "retention_table", "run_config", "run_demo", "results_table",
+           "train_and_evaluate"]
