@@ -125,16 +125,31 @@ def test_win_needs_to_exceed_the_spread(tmp_path):
     assert "| prom | 0 | 0 | 6 | 6 |" in md
 
 
-def test_interference_claim_and_figure(tmp_path):
-    demo = make_demo(tmp_path / "demo")
-    for method, cos in (("prom", [0.2, 0.4]), ("xllama", [0.1, 0.1])):
-        recs = [{"step": s, "pair": "en~tgt", "mean": c, "sd": 0.01} for s, c in zip((0, 10), cos)]
+def _interference_demo(root: Path, prom: list[float], xllama: list[float]) -> Path:
+    demo = make_demo(root)
+    for method, cos in (("prom", prom), ("xllama", xllama)):
+        recs = [{"step": 10 * i, "pair": "en~tgt", "mean": c, "sd": 0.01} for i, c in enumerate(cos)]
         (demo / f"{method}-seed0" / "interference.json").write_text(
             json.dumps({"method": method, "blocks": [2], "records": recs}))
+    return demo
+
+
+def test_interference_claim_and_figure(tmp_path):
     out = tmp_path / "r"
-    page = parse(write_report([demo], out))
-    assert "reproduced — mean gradient cosine over the logged steps +0.3000 (prom) vs +0.1000" in _claim(page, 2)
+    page = parse(write_report([_interference_demo(tmp_path / "demo", [0.2, 0.4], [0.1, 0.1])], out))
+    # prom 0.3 ± sd([0.2, 0.4]) = 0.1414 against 0.1 ± 0: a difference of 0.2, beyond the spreads' sum
+    assert ("reproduced — mean gradient cosine over the logged steps +0.3000 ± 0.1414 (prom, 2 points) vs "
+            "+0.1000 ± 0.0000 (xllama, 2 points)") in _claim(page, 2)
     assert "figures/interference.png" in page.srcs and (out / "figures" / "interference.png").stat().st_size > 0
+
+
+@pytest.mark.parametrize(("prom", "xllama", "verdict"), [
+    ([0.1, 0.1], [0.2, 0.4], ": not reproduced"),                            # flipped: lower under PROM
+    ([0.2, 0.5], [0.1, 0.3], ": not decided (the difference is within the spread)"),   # 0.1 < 0.212 + 0.141
+])
+def test_interference_claim_follows_the_spread(tmp_path, prom, xllama, verdict):
+    page = parse(write_report([_interference_demo(tmp_path / "demo", prom, xllama)], tmp_path / "r"))
+    assert verdict in _claim(page, 2)
 
 
 def test_clear_errors_and_cli(tmp_path, capsys):

@@ -171,14 +171,20 @@ def win_lose(stats: dict, method: str, baseline: str) -> dict:
     return out
 
 
-def interference_level(run: Run) -> tuple[str, float] | None:
-    """(pair, mean cosine over the logged steps) of the run's first pair with defined values."""
+def interference_points(run: Run) -> tuple[str, list[float]] | None:
+    """(pair, the mean cosine at each logged step) of the run's first pair with defined values."""
     recs = (run.interference or {}).get("records") or []
     for pair in dict.fromkeys(r.get("pair") for r in recs):
         vals = [r["mean"] for r in recs if r.get("pair") == pair and isinstance(r.get("mean"), (int, float))]
         if vals:
-            return pair, statistics.fmean(vals)
+            return pair, vals
     return None
+
+
+def interference_level(run: Run) -> tuple[str, float] | None:
+    """(pair, mean cosine over the logged steps) of the run's first pair with defined values."""
+    got = interference_points(run)
+    return (got[0], statistics.fmean(got[1])) if got else None
 
 
 def _method_of(run: Run) -> str:
@@ -237,16 +243,19 @@ def _claims(study: Study, stats: dict) -> list[str]:
                    f"{'yes' if pivot_w else 'no'}; dropped it (λ = 0) for {u}: {'yes' if pivot_u else 'no'} "
                    f"(over {len(regs)} PROM run(s)).")
     # claim 2: lower interference (higher gradient cosine) under PROM than under t+e
-    levels = {}
+    points: dict[str, list[float]] = {}   # method -> every logged step's mean cosine, over its seeds
     for r in study.runs:
-        lvl = interference_level(r)
-        if lvl is not None:
-            levels.setdefault(_method_of(r), []).append(lvl[1])
-    if PROM in levels and TPLUSE in levels:
-        p, t = statistics.fmean(levels[PROM]), statistics.fmean(levels[TPLUSE])
-        verdict = "reproduced" if p > t else "not reproduced"
+        got = interference_points(r)
+        if got is not None:
+            points.setdefault(_method_of(r), []).extend(got[1])
+    if PROM in points and TPLUSE in points:
+        (p, p_sd), (t, t_sd) = mean_sd(points[PROM]), mean_sd(points[TPLUSE])
+        # the win/lose rule: a difference counts only beyond the two spreads (sd over logged steps and seeds)
+        verdict = ("reproduced" if p - t > p_sd + t_sd else "not reproduced" if t - p > p_sd + t_sd
+                   else "not decided (the difference is within the spread)")
         out.append(f"Claim 2 (lower gradient interference under PROM than t+e): {verdict} — mean gradient cosine "
-                   f"over the logged steps {p:+.4f} ({PROM}) vs {t:+.4f} ({TPLUSE}); higher cosine means less "
+                   f"over the logged steps {p:+.4f} ± {p_sd:.4f} ({PROM}, {len(points[PROM])} points) vs "
+                   f"{t:+.4f} ± {t_sd:.4f} ({TPLUSE}, {len(points[TPLUSE])} points); higher cosine means less "
                    "interference.")
     else:
         out.append(f"Claim 2 (lower gradient interference under PROM than t+e): not measured (no interference "
