@@ -12,7 +12,6 @@ data fingerprint, batch geometry and report); a resumed run skips stage 1 when i
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from dataclasses import dataclass, field
@@ -23,7 +22,7 @@ import torch
 from ..errors import PivotuneError
 from ..io import atomic_path, write_json_atomic
 from ..models.bridge import LinguaLiftModel, load_alignment
-from .resume import RESUME_INFO, TRAINER_STATE, find_resume_checkpoint
+from .resume import RESUME_INFO, TRAINER_STATE, check_same_run, data_fingerprint, find_resume_checkpoint
 from .trainer import PivotuneTrainer
 
 STAGE1_INFO = "pivotune_stage1.json"
@@ -149,24 +148,12 @@ def resume_plan(run_dir: Path, stages, resume: bool | str | None) -> ResumePlan:
 
 def bridge_fingerprint(encoded) -> str:
     """sha256 over a stage's encoded rows in training order (prompt ids, response ids, role, language, weight)."""
-    h = hashlib.sha256()
-    for e in encoded:
-        h.update(json.dumps([e.enc_ids, e.response_ids, e.role, e.lang, e.weight]).encode())
-    return h.hexdigest()
+    return data_fingerprint(encoded, lambda e: [e.enc_ids, e.response_ids, e.role, e.lang, e.weight])
 
 
-def check_same_run(info: dict, fingerprint: str, geo: dict, what: Path) -> None:
-    """Refuse to continue from ``what`` when its stage trained on other data or with another batch geometry."""
-    if info.get("data_fingerprint") != fingerprint:
-        raise PivotuneError(f"Cannot resume from {what}: the stage's training data differ from the data it trained "
-                            "on (data files, their order, lexicons, switch_ratio, max lengths, tokenizers or seed "
-                            "changed). Resume with the same config and data, or start a new run in another "
-                            "output_dir.")
-    changed = [f"{k}: then {info.get('geometry', {}).get(k)}, now {v}" for k, v in geo.items()
-               if info.get("geometry", {}).get(k) != v]
-    if changed:
-        raise PivotuneError(f"Cannot resume from {what} exactly: the batch geometry changed ({'; '.join(changed)}). "
-                            "Resume with that run's settings and number of processes.")
+#: what may have changed when a stage's data fingerprint differs
+STAGE_DATA_CHANGED = ("the stage's training data differ from the data it trained on (data files, their order, "
+                      "lexicons, switch_ratio, max lengths, tokenizers or seed changed)")
 
 
 def is_final(ckpt: Path) -> bool:
@@ -179,7 +166,8 @@ def finish_from(trainer: BridgeTrainer, ckpt: Path, fingerprint: str, geo: dict)
     """A stage whose last step is checkpointed: take its weights and state from there instead of training."""
     from transformers import TrainerState
 
-    check_same_run(json.loads((ckpt / RESUME_INFO).read_text(encoding="utf-8")), fingerprint, geo, ckpt)
+    check_same_run(json.loads((ckpt / RESUME_INFO).read_text(encoding="utf-8")), fingerprint, geo, ckpt,
+                   STAGE_DATA_CHANGED)
     trainer._load_from_checkpoint(str(ckpt))
     trainer.state = TrainerState.load_from_json(str(ckpt / TRAINER_STATE))
 
@@ -195,5 +183,5 @@ def save_stage1(bridge: LinguaLiftModel, d: Path, fingerprint: str, geo: dict, r
 def read_stage1(d: Path, fingerprint: str, geo: dict) -> dict:
     """The report of a finished stage 1 in ``d``, after checking it trained on this run's data and geometry."""
     info = json.loads((d / STAGE1_INFO).read_text(encoding="utf-8"))
-    check_same_run(info, fingerprint, geo, d)
+    check_same_run(info, fingerprint, geo, d, STAGE_DATA_CHANGED)
     return {**info.get("report", {}), "resumed": f"stage 1 not retrained: {d} is complete"}

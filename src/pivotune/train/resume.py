@@ -34,11 +34,11 @@ PARTIAL_PREFIX = ".partial-"
 _CKPT = re.compile(r"^checkpoint-(\d+)$")
 
 
-def data_fingerprint(encoded) -> str:
-    """sha256 over the encoded mixture in training order (ids, labels, role, language, weight)."""
+def data_fingerprint(encoded, fields=lambda e: [e.input_ids, e.labels, e.role, e.lang, e.weight]) -> str:
+    """sha256 over the encoded rows in training order (by default ids, labels, role, language, weight)."""
     h = hashlib.sha256()
     for e in encoded:
-        h.update(json.dumps([e.input_ids, e.labels, e.role, e.lang, e.weight]).encode())
+        h.update(json.dumps(fields(e)).encode())
     return h.hexdigest()
 
 
@@ -107,17 +107,23 @@ def check_resumable(checkpoint: Path, fingerprint: str, geo: dict) -> None:
         raise PivotuneError(f"Nothing to resume: {checkpoint.name} is the last step of its run ({state['global_step']} "
                             f"of {state['max_steps']}); the run finished (its model is in {checkpoint.parent}/model "
                             "unless it was killed while writing it; export from the checkpoint then).")
-    info = json.loads((checkpoint / RESUME_INFO).read_text(encoding="utf-8"))
+    check_same_run(json.loads((checkpoint / RESUME_INFO).read_text(encoding="utf-8")), fingerprint, geo, checkpoint)
+
+
+def check_same_run(info: dict, fingerprint: str, geo: dict, what: Path,
+                   data: str = "the training data differ from the data that run trained on (the encoded mixture's "
+                               "fingerprint changed: data files, their order, template, max_seq_len, tokenizer or "
+                               "seed)") -> None:
+    """Refuse to continue from ``what`` (whose resume info is ``info``) when it trained on other data
+    (``data`` says what may have changed) or with another batch geometry."""
     if info.get("data_fingerprint") != fingerprint:
-        raise PivotuneError(f"Cannot resume from {checkpoint}: the training data differ from the data that run "
-                            "trained on (the encoded mixture's fingerprint changed: data files, their order, "
-                            "template, max_seq_len, tokenizer or seed). Resume with the same config and data, "
-                            "or start a new run in another output_dir.")
+        raise PivotuneError(f"Cannot resume from {what}: {data}. Resume with the same config and data, or start a "
+                            "new run in another output_dir.")
     changed = {k: (info.get("geometry", {}).get(k), v) for k, v in geo.items()
                if info.get("geometry", {}).get(k) != v}
     if changed:
-        what = "; ".join(f"{k}: checkpoint {a}, now {b}" for k, (a, b) in changed.items())
-        raise PivotuneError(f"Cannot resume from {checkpoint} exactly: the batch geometry changed ({what}), so "
+        text = "; ".join(f"{k}: checkpoint {a}, now {b}" for k, (a, b) in changed.items())
+        raise PivotuneError(f"Cannot resume from {what} exactly: the batch geometry changed ({text}), so "
                             "the saved data position no longer names the same samples. Resume with the "
                             "checkpoint's settings and number of processes.")
 
