@@ -35,16 +35,11 @@ from .guards import (
     IndexedCollator,
     IndexedDataset,
     check_disk_space,
-    install_loss_guard,
-    output_dir_error,
+    guarded_train,
 )
 from .resume import (
-    AtomicCheckpoints,
-    check_resumable,
-    complete_checkpoints,
     data_fingerprint,
     find_resume_checkpoint,
-    geometry,
 )
 
 log = logging.getLogger(__name__)
@@ -189,18 +184,8 @@ def train_clo(cfg: RunConfig, samples: list[Sample] | None = None, *, save_check
     trainer = PivotuneTrainer(model=model, args=args, train_dataset=IndexedDataset(EncodedDataset(encoded)),
                               data_collator=IndexedCollator(collator), processing_class=tokenizer,
                               objective=build_objective("clo", cfg))
-    fingerprint = data_fingerprint([e for u in encoded for e in u.sequences])
-    if checkpoint is not None:
-        check_resumable(checkpoint, fingerprint, geometry(args))
-        log.info("resuming from %s", checkpoint)
-    elif complete_checkpoints(run_dir):
-        log.warning("%s holds checkpoints of an earlier run; starting afresh (pass --resume to continue it)", run_dir)
-    trainer.atomic_checkpoints = AtomicCheckpoints(fingerprint)
-    install_loss_guard(trainer, unit_describer(encoded))
-    try:
-        result = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint is not None else None)
-    except OSError as e:   # disk full or permissions changed mid-run: say where, and what is kept
-        raise output_dir_error(e, run_dir) from e
+    result = guarded_train(trainer, run_dir, checkpoint, data_fingerprint([e for u in encoded for e in u.sequences]),
+                           unit_describer(encoded))
     langs: dict[str, int] = {}
     for u in encoded:
         langs[u.lang] = langs.get(u.lang, 0) + 1

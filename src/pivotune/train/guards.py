@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import logging
 import shutil
 from pathlib import Path
 
@@ -19,6 +20,8 @@ import torch
 from transformers import TrainerCallback
 
 from ..errors import PivotuneError
+
+log = logging.getLogger(__name__)
 
 SAMPLE_INDEX = "sample_index"
 
@@ -156,3 +159,23 @@ def output_dir_error(err: OSError, run_dir: Path) -> Exception:
     return PivotuneError(f"Training stopped: writing to output_dir {run_dir} failed ({err.strerror or err}"
                          f"{': ' + str(err.filename) if err.filename else ''}). A half-written checkpoint "
                          f"never replaces a complete one: {kept}.")
+
+
+def guarded_train(trainer, run_dir: Path, checkpoint: Path | None, fingerprint: str, describe):
+    """Every training road's last step: refuse a ``checkpoint`` that would not continue this run exactly (or warn
+    that ``run_dir`` holds an earlier run's), write checkpoints atomically, stop on a non-finite loss (rows
+    named by ``describe``), and turn a write failure into a message naming the surviving checkpoint. Returns
+    ``trainer.train``'s result."""
+    from .resume import AtomicCheckpoints, check_resumable, complete_checkpoints, geometry
+
+    if checkpoint is not None:
+        check_resumable(checkpoint, fingerprint, geometry(trainer.args))
+        log.info("resuming from %s", checkpoint)
+    elif complete_checkpoints(run_dir):
+        log.warning("%s holds checkpoints of an earlier run; starting afresh (pass --resume to continue it)", run_dir)
+    trainer.atomic_checkpoints = AtomicCheckpoints(fingerprint)
+    install_loss_guard(trainer, describe)
+    try:
+        return trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint is not None else None)
+    except OSError as e:   # disk full or permissions changed mid-run: say where, and what is kept
+        raise output_dir_error(e, run_dir) from e

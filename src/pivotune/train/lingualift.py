@@ -55,8 +55,7 @@ from .guards import (
     IndexedCollator,
     IndexedDataset,
     check_disk_space,
-    install_loss_guard,
-    output_dir_error,
+    guarded_train,
     sample_describer,
 )
 from .lingualift_resume import (
@@ -69,9 +68,6 @@ from .lingualift_resume import (
     save_stage1,
 )
 from .resume import (
-    AtomicCheckpoints,
-    check_resumable,
-    complete_checkpoints,
     geometry,
     remove_partials,
 )
@@ -146,22 +142,11 @@ def _run_stage(cfg: RunConfig, bridge: LinguaLiftModel, stage: int, samples: lis
                                                      bridge.lm_tokenizer.pad_token_id)),
         objective=build_objective("lingualift", cfg), save_parts=("alignment",) if stage == 1 else ("alignment", "lm"))
     fingerprint = bridge_fingerprint(encoded)
-    trainer.atomic_checkpoints = AtomicCheckpoints(fingerprint)
-    install_loss_guard(trainer, sample_describer(encoded, samples))
     loss = None
     if checkpoint is not None and is_final(checkpoint):   # stopped after its last checkpoint, before its result
         finish_from(trainer, checkpoint, fingerprint, geometry(args))
     else:
-        if checkpoint is not None:
-            check_resumable(checkpoint, fingerprint, geometry(args))
-            log.info("lingualift stage %d: resuming from %s", stage, checkpoint)
-        elif complete_checkpoints(out):
-            log.warning("%s holds checkpoints of an earlier run; stage %d starts afresh", out, stage)
-        try:
-            loss = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint is not None else None
-                                 ).training_loss
-        except OSError as e:   # disk full or permissions changed mid-run: say where, and what is kept
-            raise output_dir_error(e, out) from e
+        loss = guarded_train(trainer, out, checkpoint, fingerprint, sample_describer(encoded, samples)).training_loss
     return trainer, {"steps": trainer.state.global_step, "train_loss": loss,
                      "resumed_from": checkpoint.name if checkpoint is not None else None,
                      "trainable_parameters": sum(p.numel() for p in bridge.parameters() if p.requires_grad),

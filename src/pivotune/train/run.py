@@ -34,18 +34,13 @@ from .guards import (
     IndexedCollator,
     IndexedDataset,
     check_disk_space,
-    install_loss_guard,
-    output_dir_error,
+    guarded_train,
     sample_describer,
 )
 from .regulation import regulate
 from .resume import (
-    AtomicCheckpoints,
-    check_resumable,
-    complete_checkpoints,
     data_fingerprint,
     find_resume_checkpoint,
-    geometry,
     remove_partials,
 )
 
@@ -173,23 +168,12 @@ def train(cfg: RunConfig, samples: list[Sample] | None = None, *, save_checkpoin
         data_collator=IndexedCollator(Collator(tokenizer.pad_token_id)), processing_class=tokenizer,
         objective=objective,
     )
-    fingerprint = data_fingerprint(encoded)
-    if checkpoint is not None:
-        check_resumable(checkpoint, fingerprint, geometry(args))
-        log.info("resuming from %s", checkpoint)
-    elif complete_checkpoints(run_dir):
-        log.warning("%s holds checkpoints of an earlier run; starting afresh (pass --resume to continue it)", run_dir)
-    trainer.atomic_checkpoints = AtomicCheckpoints(fingerprint)
-    install_loss_guard(trainer, sample_describer(encoded, samples))
     from .interference_callback import (
         attach_interference,  # cfg.interference.every > 0 only
     )
 
     attach_interference(trainer, cfg, encoded, lang_ids, tokenizer.pad_token_id, run_dir)
-    try:
-        result = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint is not None else None)
-    except OSError as e:   # disk full or permissions changed mid-run: say where, and what is kept
-        raise output_dir_error(e, run_dir) from e
+    result = guarded_train(trainer, run_dir, checkpoint, data_fingerprint(encoded), sample_describer(encoded, samples))
     save_run(trainer, tokenizer, cfg, run_dir, extra={
         "mixture": summarize(samples), "encoded": len(encoded),
         "truncated": sum(e.truncated for e in encoded), "train_loss": result.training_loss,
