@@ -153,16 +153,18 @@ def markdown_table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _print_table(header, rows, title: str) -> None:
+def print_table(header, rows, title: str, left: tuple[str, ...] = ("language", "metric"),
+                highlight: int | None = None) -> None:
+    """A table on the terminal: ``left`` columns left-aligned, the others right; row ``highlight`` in bold."""
     try:
         from rich.console import Console
         from rich.table import Table
 
         t = Table(title=title)
         for h in header:
-            t.add_column(h, justify="left" if h in ("language", "metric") else "right")
-        for r in rows:
-            t.add_row(*r)
+            t.add_column(h, justify="left" if h in left else "right")
+        for i, r in enumerate(rows):
+            t.add_row(*r, style="bold green" if i == highlight else None)
         Console().print(t)
     except ImportError:  # rich is a dependency; plain text keeps the demo usable without it
         print(title)
@@ -249,9 +251,9 @@ def run_demo(quick: bool = False, languages: list[str] | None = None, methods: l
     title = (f"toy world {'quick' if quick else 'default'} — well represented: {world_cfg.well_represented}, "
              f"under-represented: {world_cfg.under_represented}; {plan.steps} steps × batch "
              f"{plan.batch_size} per method")
-    _print_table(header, rows, title)
+    print_table(header, rows, title)
     r_header, r_rows = retention_table(scores, languages, world_cfg.under_represented)
-    _print_table(r_header, r_rows, "mean of toy-MGSM acc, toy-XQuAD EM and F1 (%)")
+    print_table(r_header, r_rows, "mean of toy-MGSM acc, toy-XQuAD EM and F1 (%)")
     # the paper-style tables (per-case scores, win/lose against xLLaMA2(t+e)) from the harness results
     evaluated = [m for m in methods if (out / f"{m}-seed0" / "results.json").is_file()]
     tables_md = ""
@@ -280,5 +282,5 @@ def run_demo(quick: bool = False, languages: list[str] | None = None, methods: l
     return summary
 
 
-__all__ = ["DemoPlan", "probe_lens", "probe_settings", "retention_table", "run_config", "run_demo", "results_table",
+__all__ = ["DemoPlan", "print_table", "probe_lens", "probe_settings", "retention_table", "run_config", "run_demo", "results_table",
            "train_and_evaluate"]

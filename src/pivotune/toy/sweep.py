@@ -26,7 +26,7 @@ from ..errors import PivotuneError
 from ..io import write_json_atomic, write_text_atomic
 from ..report import write_report
 from ..report.sweep import point_stats, sweep_finding, sweep_table
-from .demo import DemoPlan, markdown_table, run_config, train_and_evaluate
+from .demo import DemoPlan, markdown_table, print_table, run_config, train_and_evaluate
 from .model import get_or_build
 from .world import WorldConfig
 
@@ -85,18 +85,6 @@ def expand_grid(num_layers: int, pivot_layers, alphas, lambdas) -> list[GridPoin
             raise PivotuneError(f"--lambdas: {lam!r} is outside [0, {MAX_LAMBDA:g}]. λ is the weight of the pivot "
                                 "term (prom.lambda_en); 0 turns it off.")
     return [GridPoint(n, float(a), float(lam)) for n, a, lam in itertools.product(pivot_layers, alphas, lambdas)]
-
-
-def _print_sweep(header: list[str], rows: list[list[str]], best: int, title: str) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    t = Table(title=title)
-    for h in header:
-        t.add_column(h, justify="left" if h in ("method", "best") else "right")
-    for i, r in enumerate(rows):
-        t.add_row(*r, style="bold green" if i == best else None)
-    Console().print(t)
 
 
 def run_sweep(quick: bool = False, pivot_layers: list[int] | None = None, alphas: list[float] | None = None,
@@ -168,7 +156,8 @@ def run_sweep(quick: bool = False, pivot_layers: list[int] | None = None, alphas
     summary["timings"] = timings
     title = (f"PROM sweep, toy world {'quick' if quick else 'default'}: {plan.steps} steps × batch {plan.batch_size} "
              f"per setting, {seeds} seed(s), regulation {'on' if regulation else 'off'}")
-    _print_sweep(header, table_rows, best, title + " — mean of toy-MGSM acc, toy-XQuAD EM and F1 (%)")
+    print_table(header, table_rows, title + " — mean of toy-MGSM acc, toy-XQuAD EM and F1 (%)",
+                left=("method", "best"), highlight=best)
     finding = sweep_finding(summary)
     print(finding)
     write_json_atomic(out / "sweep.json", summary)
