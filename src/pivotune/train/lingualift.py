@@ -62,13 +62,13 @@ from .lingualift_resume import (
     BridgeTrainer,
     bridge_fingerprint,
     finish_from,
-    is_final,
     read_stage1,
     resume_plan,
     save_stage1,
 )
 from .resume import (
     geometry,
+    is_last_step,
     remove_partials,
 )
 from .run import prepare_run_dir, training_arguments
@@ -143,7 +143,7 @@ def _run_stage(cfg: RunConfig, bridge: LinguaLiftModel, stage: int, samples: lis
         objective=build_objective("lingualift", cfg), save_parts=("alignment",) if stage == 1 else ("alignment", "lm"))
     fingerprint = bridge_fingerprint(encoded)
     loss = None
-    if checkpoint is not None and is_final(checkpoint):   # stopped after its last checkpoint, before its result
+    if checkpoint is not None and is_last_step(checkpoint):   # stopped after its last checkpoint, before its result
         finish_from(trainer, checkpoint, fingerprint, geometry(args))
     else:
         loss = guarded_train(trainer, out, checkpoint, fingerprint, sample_describer(encoded, samples)).training_loss

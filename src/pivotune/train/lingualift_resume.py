@@ -22,7 +22,7 @@ import torch
 from ..errors import PivotuneError
 from ..io import atomic_path, write_json_atomic
 from ..models.bridge import LinguaLiftModel, load_alignment
-from .resume import RESUME_INFO, TRAINER_STATE, check_same_run, data_fingerprint, find_resume_checkpoint
+from .resume import RESUME_INFO, TRAINER_STATE, check_same_run, data_fingerprint, find_resume_checkpoint, is_last_step
 from .trainer import PivotuneTrainer
 
 STAGE1_INFO = "pivotune_stage1.json"
@@ -134,7 +134,7 @@ def resume_plan(run_dir: Path, stages, resume: bool | str | None) -> ResumePlan:
         stage, latest = 2, find_resume_checkpoint(s2, "auto")
     if latest is not None:
         plan.checkpoints[stage] = latest
-        if stage == 2 and is_final(latest) and (run_dir / "model" / "bridge.json").is_file():
+        if stage == 2 and is_last_step(latest) and (run_dir / "model" / "bridge.json").is_file():
             raise PivotuneError(f"Nothing to resume: {latest} is stage 2's last step and the run finished (its "
                                 f"bridge is in {run_dir / 'model'}).")
     if done is not None and 2 not in stages:
@@ -154,12 +154,6 @@ def bridge_fingerprint(encoded) -> str:
 #: what may have changed when a stage's data fingerprint differs
 STAGE_DATA_CHANGED = ("the stage's training data differ from the data it trained on (data files, their order, "
                       "lexicons, switch_ratio, max lengths, tokenizers or seed changed)")
-
-
-def is_final(ckpt: Path) -> bool:
-    """The checkpoint of a stage's last step (its run was stopped after saving it, before its result)."""
-    state = json.loads((ckpt / TRAINER_STATE).read_text(encoding="utf-8"))
-    return bool(state.get("max_steps")) and state.get("global_step", 0) >= state["max_steps"]
 
 
 def finish_from(trainer: BridgeTrainer, ckpt: Path, fingerprint: str, geo: dict) -> None:

@@ -99,11 +99,17 @@ def find_resume_checkpoint(run_dir: str | os.PathLike, resume: bool | str | None
     return path
 
 
+def is_last_step(checkpoint: Path) -> bool:
+    """Whether ``checkpoint`` holds its run's last step (the run was done when it was saved)."""
+    state = json.loads((checkpoint / TRAINER_STATE).read_text(encoding="utf-8"))
+    return bool(state.get("max_steps")) and state.get("global_step", 0) >= state["max_steps"]
+
+
 def check_resumable(checkpoint: Path, fingerprint: str, geo: dict) -> None:
     """Refuse to resume when the data or the batch geometry differ from the checkpoint's run, or when the
     checkpoint is the run's last step (the Trainer would train one step past it)."""
-    state = json.loads((checkpoint / TRAINER_STATE).read_text(encoding="utf-8"))
-    if state.get("max_steps") and state.get("global_step", 0) >= state["max_steps"]:
+    if is_last_step(checkpoint):
+        state = json.loads((checkpoint / TRAINER_STATE).read_text(encoding="utf-8"))
         raise PivotuneError(f"Nothing to resume: {checkpoint.name} is the last step of its run ({state['global_step']} "
                             f"of {state['max_steps']}); the run finished (its model is in {checkpoint.parent}/model "
                             "unless it was killed while writing it; export from the checkpoint then).")
