@@ -144,6 +144,11 @@ def mean_sd(values: list[float]) -> tuple[float, float]:
     return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
 
 
+def fmt_mean_sd(mean: float, sd: float, n: int) -> str:
+    """A table cell: the mean, with ± sd when it is over more than one seed."""
+    return f"{mean:.1f}" + (f" ± {sd:.1f}" if n > 1 else "")
+
+
 def cases(study: Study) -> list[tuple[str, str]]:
     """(language, metric) pairs present in every method's every seed."""
     return [(lang, key) for lang in study.languages for key, _ in METRICS

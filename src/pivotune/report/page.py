@@ -19,6 +19,7 @@ from .collect import (
     Study,
     case_stats,
     findings,
+    fmt_mean_sd,
     interference_level,
     read_inputs,
     win_lose,
@@ -33,10 +34,6 @@ WIN_RULE = ("A case (language, metric) is a win when the mean exceeds the baseli
             "standard deviations together, a loss when it falls short by more; otherwise a tie.")
 
 
-def _fmt(mean: float, sd: float, n: int) -> str:
-    return f"{mean:.1f}" + (f" ± {sd:.1f}" if n > 1 else "")
-
-
 def _results_blocks(study: Study, baseline: str) -> list[tuple]:
     if not study.scores:
         return []
@@ -44,7 +41,7 @@ def _results_blocks(study: Study, baseline: str) -> list[tuple]:
     seeds = {m: len(v) for m, v in study.scores.items()}
     names = dict(METRICS)
     seed_note = ", ".join(f"{m}: {n}" for m, n in seeds.items())
-    rows = [[lang, names[key], *(_fmt(*stats[m][(lang, key)], seeds[m]) for m in stats)]
+    rows = [[lang, names[key], *(fmt_mean_sd(*stats[m][(lang, key)], seeds[m]) for m in stats)]
             for lang, key in next(iter(stats.values()))]
     blocks = [("h2", "Results"),
               ("p", f"Mean ± sample standard deviation over seeds, in % ({seed_note} seed(s))."),

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from ..errors import PivotuneError
 from ..io import read_json_object
-from .collect import METRICS, mean_sd
+from .collect import METRICS, fmt_mean_sd, mean_sd
 
 SWEEP_FILE = "sweep.json"
 METRIC_KEYS = tuple(key for key, _ in METRICS)
@@ -69,10 +69,6 @@ def read_sweep(path: str | Path) -> dict:
     return obj
 
 
-def _fmt(mean: float, sd: float, n: int) -> str:
-    return f"{mean:.1f}" + (f" ± {sd:.1f}" if n > 1 else "")
-
-
 def best_worst(sweep: dict) -> tuple[int, int, list[dict]]:
     """Indices of the grid rows with the highest targets mean (the first in grid order on a tie) and the
     lowest (the last on a tie, so that equal settings are two rows, not one), and every row's stats."""
@@ -91,15 +87,15 @@ def sweep_table(sweep: dict) -> tuple[list[str], list[list[str]], int]:
     for i, (r, s) in enumerate(zip(sweep["rows"], stats)):
         n = len(r["scores"])
         rows.append([r["method"], str(r["pivot_layer"]), f"{r['label_smoothing']:g}", f"{r['lambda_en']:g}",
-                     *(_fmt(*s["language_mean"][lang], n) for lang in langs), _fmt(s["targets_mean"],
+                     *(fmt_mean_sd(*s["language_mean"][lang], n) for lang in langs), fmt_mean_sd(s["targets_mean"],
                                                                                   s["targets_sd"], n),
                      "best" if i == best else ""])
     ref = sweep.get("reference")
     if ref:
         s, n = point_stats(ref["scores"], sweep["languages"]), len(ref["scores"])
         rows.append([f"{ref['method']} (reference)", "–", "–", "–",
-                     *(_fmt(*s["language_mean"][lang], n) for lang in langs),
-                     _fmt(s["targets_mean"], s["targets_sd"], n), ""])
+                     *(fmt_mean_sd(*s["language_mean"][lang], n) for lang in langs),
+                     fmt_mean_sd(s["targets_mean"], s["targets_sd"], n), ""])
     return header, rows, best
 
 
@@ -122,9 +118,10 @@ def sweep_finding(sweep: dict, label: str = "") -> str:
         verdict = "one seed, so the spread is not measured (run --seeds 2 or more)"
     else:
         verdict = f"the margin {'exceeds' if margin > spread else 'is within'} the spread ({spread:.1f})"
-    out = (head + f"best {_setting(rows[best])} with targets mean {_fmt(b['targets_mean'], b['targets_sd'], seeds)}, "
+    out = (head + f"best {_setting(rows[best])} with targets mean "
+           f"{fmt_mean_sd(b['targets_mean'], b['targets_sd'], seeds)}, "
            f"{margin:.1f} points above the worst ({_setting(rows[worst])}, "
-           f"{_fmt(w['targets_mean'], w['targets_sd'], seeds)}); {verdict}.")
+           f"{fmt_mean_sd(w['targets_mean'], w['targets_sd'], seeds)}); {verdict}.")
     ref = sweep.get("reference")
     if ref:
         r = point_stats(ref["scores"], sweep["languages"])

@@ -282,5 +282,5 @@ def run_demo(quick: bool = False, languages: list[str] | None = None, methods: l
     return summary
 
 
-__all__ = ["DemoPlan", "print_table", "probe_lens", "probe_settings", "retention_table", "run_config", "run_demo", "results_table",
-           "train_and_evaluate"]
+__all__ = ["DemoPlan", "print_table", "probe_lens", "probe_settings", "retention_table", "run_config", "run_demo",
+           "results_table", "train_and_evaluate"]
