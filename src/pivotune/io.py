@@ -11,6 +11,32 @@ from pathlib import Path
 from typing import Any, Iterator
 
 
+def child_path(base: str | os.PathLike, *parts: str) -> Path:
+    """``base/part/...`` for output names built from codes or user strings, refused (a ``PivotuneError``)
+    unless it stays inside ``base``.
+
+    Each part must be one plain path component: not empty, ``.`` or ``..``, not absolute, without a path
+    separator or NUL. The joined path, resolved (symlinks followed), must lie under ``base`` resolved. This
+    holds even when validation upstream was bypassed (a config constructed in Python, a hand-edited JSON).
+    """
+    from .errors import PivotuneError
+
+    base = Path(base)
+    seps = {"/", "\0", os.sep, *([os.altsep] if os.altsep else [])}
+    for part in parts:
+        if (not isinstance(part, str) or part in ("", ".", "..") or any(s in part for s in seps)
+                or Path(part).is_absolute()):
+            raise PivotuneError(f"Refusing to write {part!r} under {base}: an output name built from a language "
+                                "code or other input must be a single file or folder name (no path separator, "
+                                "'..' or absolute path), so that nothing is written outside the output directory.")
+    path = base.joinpath(*parts)
+    root = base.resolve()
+    if not path.resolve().is_relative_to(root):
+        raise PivotuneError(f"Refusing to write {path}: it resolves to {path.resolve()}, outside {root} "
+                            "(a symbolic link leads out of the output directory).")
+    return path
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary sibling path; rename it onto ``path`` only on success.

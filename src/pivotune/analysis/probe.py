@@ -36,13 +36,16 @@ def run_probe(model_name: str, pairs_files: dict[str, str], out_dir: str | Path,
     and write ``out_dir/probe.json`` and ``out_dir/lens_{lang}.png``. Returns the JSON object.
     ``model``/``tokenizer``: already loaded ones (``model_name`` is then only recorded). ``template``
     replaces the task's prompt line; ``labels``: "Answer" per language for cloze prompts."""
-    from ..io import write_json_atomic
+    from ..io import child_path, write_json_atomic
     from ..models.loading import load_model, load_tokenizer
 
     if task not in TASKS:
         raise PivotuneError(f"Unknown probe task '{task}'; choose {', '.join(TASKS)}.")
     if not pairs_files:
         raise PivotuneError("No languages to probe: pass --pairs LANG=FILE.")
+    # every output path is checked before anything is read or loaded: a name never leaves out_dir
+    report_path = child_path(out_dir, "probe.json")
+    figures = {lang: child_path(out_dir, f"lens_{lang}.png") for lang in pairs_files}
     if task == "cloze":
         cloze_rows = {lang: read_cloze_file(f) for lang, f in pairs_files.items()}
         all_pairs = {lang: [(e, t) for e, t, _ in rows] for lang, rows in cloze_rows.items()}
@@ -69,7 +72,6 @@ def run_probe(model_name: str, pairs_files: dict[str, str], out_dir: str | Path,
     if not 1 <= chosen <= n:
         raise PivotuneError(f"--pivot-layer {chosen} is out of range for this {n}-layer model: valid layers are "
                             f"1..{n} (the output of decoder block n; default round(0.75·N) = {default_pivot_layer(n)}).")
-    out_dir = Path(out_dir)
     report = {"model": str(model_name), "model_type": info.model_type, "num_layers": n, "task": task,
               "source_lang": source_lang if task == "translation" else None, "seed": seed,
               "template": template,
@@ -98,15 +100,14 @@ def run_probe(model_name: str, pairs_files: dict[str, str], out_dir: str | Path,
                           label=shown_labels[lang] if task == "cloze" else "")
         decision = regulation_decision(res, chosen)
         suggestion = suggest_pivot_layer(res)
-        fig_name = f"lens_{lang}.png"
-        plot_language_probabilities(res, out_dir / fig_name, lang=lang, pivot_layer=chosen, decision=decision)
+        plot_language_probabilities(res, figures[lang], lang=lang, pivot_layer=chosen, decision=decision)
         entry = {"pairs_file": str(pairs_files[lang]), "target_name": shown[lang], "items": rep.as_dict(),
                  **_summary(res), "decision": decision.as_dict(), "suggestion": suggestion.as_dict(),
-                 "figure": fig_name}
+                 "figure": figures[lang].name}
         for key, mask in (("single_token_items", res.single_token), ("multi_token_items", ~res.single_token)):
             entry[key] = _summary(res.subset(mask)) if mask.any() else None
         report["languages"][lang] = entry
-    write_json_atomic(out_dir / "probe.json", report)
+    write_json_atomic(report_path, report)
     return report
 
 

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ..errors import PivotuneError
-from ..io import write_json_atomic, write_jsonl_atomic
+from ..io import child_path, write_json_atomic, write_jsonl_atomic
 from . import registry
 
 log = logging.getLogger(__name__)
@@ -122,7 +122,7 @@ def evaluate(model, tasks: Sequence[str], *, tokenizer=None, batch_size: int = 8
     if out_dir is not None:
         out_dir = Path(out_dir)
         for task, rows in samples.items():
-            write_jsonl_atomic(out_dir / "samples" / f"{task}.jsonl",
+            write_jsonl_atomic(child_path(out_dir, "samples", f"{task}.jsonl"),
                                [json.loads(json.dumps(r, default=handle_non_serializable)) for r in rows])
         write_json_atomic(out_dir / "results.json", res)
     if log_samples:

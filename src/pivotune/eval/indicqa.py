@@ -25,7 +25,7 @@ from pathlib import Path
 import yaml
 
 from ..errors import DataError, PivotuneError, located
-from ..io import write_jsonl_atomic, write_text_atomic
+from ..io import child_path, write_jsonl_atomic, write_text_atomic
 from .registry import INDICQA_LANGS, TASKS_DIR
 
 LABELS: dict[str, tuple[str, str, str]] = {    # context, question, answer
@@ -141,13 +141,13 @@ def write_tasks(data_dir: str | Path, langs: list[str], out_dir: str | Path,
     names = []
     for lang in langs:
         rows = read_indicqa(find_file(data_dir, lang))
-        data = out_dir / f"indicqa_{lang}.jsonl"
+        data = child_path(out_dir, f"indicqa_{lang}.jsonl")
         write_jsonl_atomic(data, rows[:limit] if limit else rows)
         ctx, q, a = LABELS[lang]
         name = f"pivotune_indicqa_{lang}"
         cfg = {"include": str(TASKS_DIR / "indicqa" / "pivotune_indicqa_common_yaml"), "task": name,
                "dataset_kwargs": {"data_files": {"test": str(data.resolve())}},
                "doc_to_text": f"{ctx}: {{{{context}}}}\n\n{q}: {{{{question}}}}\n\n{a}:"}
-        write_text_atomic(out_dir / f"{name}.yaml", yaml.safe_dump(cfg, allow_unicode=True, sort_keys=False))
+        write_text_atomic(child_path(out_dir, f"{name}.yaml"), yaml.safe_dump(cfg, allow_unicode=True, sort_keys=False))
         names.append(name)
     return names

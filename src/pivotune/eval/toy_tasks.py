@@ -16,7 +16,7 @@ from pathlib import Path
 import yaml
 
 from ..errors import PivotuneError
-from ..io import write_jsonl_atomic, write_text_atomic
+from ..io import child_path, write_jsonl_atomic, write_text_atomic
 from .registry import TASKS_DIR
 from .toy_scoring import TASKS, load_eval
 
@@ -49,12 +49,12 @@ def write_tasks(world_dir: str | Path, out_dir: str | Path, languages: Sequence[
     for task in tasks:
         for lang in languages:
             rows = [{**r, "lang": lang} for r in load_eval(world_dir, task, lang, limit)]
-            data = out_dir / f"toy_{task}_{lang}.jsonl"
+            data = child_path(out_dir, f"toy_{task}_{lang}.jsonl")   # lang: from world.json
             write_jsonl_atomic(data, rows)
             name = task_name(task, lang)
             cfg = {"include": str(TASKS_DIR / "toy" / f"pivotune_toy_{task}_common_yaml"), "task": name,
                    "dataset_kwargs": {"data_files": {"test": str(data.resolve())}}}
-            write_text_atomic(out_dir / f"{name}.yaml", yaml.safe_dump(cfg, sort_keys=False))
+            write_text_atomic(child_path(out_dir, f"{name}.yaml"), yaml.safe_dump(cfg, sort_keys=False))
             names.append(name)
     return names
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import PivotuneError
-from ..io import read_json_object
+from ..io import child_path, read_json_object
 from .collect import PROM, TPLUSE, Study, _method_of
 
 BASE_DIR, AFTER_DIR, PROBE_FILE = "probe-base", "probe-after", "probe.json"
@@ -212,7 +212,7 @@ def lens_blocks(study: Study, figures: Path) -> list[tuple]:
         blocks.append(("p", f"No run was probed after training (RUN/{AFTER_DIR}/{PROBE_FILE})."))
     for lang in lens.languages:
         name = f"lens_before_after_{re.sub(r'[^A-Za-z0-9_-]', '_', lang)}.png"
-        plot_lens(lens, study, lang, figures / name)
+        plot_lens(lens, study, lang, child_path(figures, name))
         header, rows = lens_table(lens, study, lang)
         blocks += [("h3", lang), ("img", f"{figures.name}/{name}", f"{lang}: logit lens before and after training")]
         if rows:

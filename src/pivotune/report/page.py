@@ -13,7 +13,7 @@ import html
 import shutil
 from pathlib import Path
 
-from ..io import atomic_path
+from ..io import atomic_path, child_path
 from .collect import (
     METRICS,
     Study,
@@ -83,7 +83,7 @@ def _regulation_blocks(study: Study, figures: Path) -> list[tuple]:
                          "λ = 0 (no English pivot)" if d.get("lambda_zero") else "keep λ (English pivot)",
                          "–" if sugg is None else str(sugg)])
         for fig in run.lens_figures:
-            dest = figures / f"{run.name}-{fig.name}"
+            dest = child_path(figures, f"{run.name}-{fig.name}")
             shutil.copyfile(fig, dest)
             images.append(("img", f"{FIG_DIR}/{dest.name}", f"{run.name}: {fig.stem.replace('_', ' ')}"))
     if not rows and not images:

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 from ..data.codeswitch import write_lexicon
-from ..io import write_json_atomic
+from ..io import child_path, write_json_atomic
 from .encoder import EncoderConfig, get_or_build_encoder
 from .language import lexicon
 from .model import ToyPaths
@@ -24,7 +24,7 @@ def write_toy_lexicons(paths: ToyPaths, languages: list[str], out_dir: Path) -> 
     """``out_dir/en-LANG.txt`` per language in the MUSE format; the world's lexicon is exact (a bijection)."""
     files = {}
     for lang in languages:
-        f = out_dir / f"en-{lang}.txt"
+        f = child_path(out_dir, f"en-{lang}.txt")
         write_lexicon(f, sorted(lexicon(lang, paths.config.seed).items()))
         files[lang] = str(f)
     return files

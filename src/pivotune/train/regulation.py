@@ -15,7 +15,7 @@ from pathlib import Path
 
 from ..config import RunConfig
 from ..errors import PivotuneError
-from ..io import write_json_atomic
+from ..io import child_path, write_json_atomic
 
 log = logging.getLogger(__name__)
 
@@ -67,11 +67,12 @@ def regulate(cfg: RunConfig, model, tokenizer, run_dir: Path) -> RunConfig:
                                 f"`languages` needs one (or set prom.lambda_per_language for it).")
         from ..analysis.probe import run_probe
 
-        report = run_probe(cfg.model, {lang: s.probe_pairs[lang] for lang in cfg.languages}, run_dir / "probe",
+        probe_dir = child_path(run_dir, "probe")
+        report = run_probe(cfg.model, {lang: s.probe_pairs[lang] for lang in cfg.languages}, probe_dir,
                            pivot_layer=layer, names=s.probe_names, seed=cfg.seed, model=model, tokenizer=tokenizer,
                            template=s.probe_template)
         decisions = {lang: report["languages"][lang]["decision"] for lang in cfg.languages}
-        evidence = str(run_dir / "probe" / "probe.json")
+        evidence = str(probe_dir / "probe.json")
     else:
         raise PivotuneError(
             "method 'prom' decides λ per language from the logit lens, and this config gives it no evidence: "

@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 from ..data.load import load_instructions
 from ..data.readers import iter_json_file, iter_jsonl
 from ..errors import DataError, PivotuneError
-from ..io import write_json_atomic, write_jsonl_atomic
+from ..io import child_path, write_json_atomic, write_jsonl_atomic
 from .backends import Translator, Unit
 from .cache import TranslationCache
 from .protect import plan, plan_around_spans, rejoin, spans_kept, to_translate
@@ -160,9 +160,9 @@ def translate_records(records: list[Record], translator: Translator, *, src: str
 
 
 def output_path(input_path: str | Path, out_dir: str | Path, lang: str) -> Path:
-    """``OUT_DIR/<input stem>.<lang><input suffix>``: alpaca.jsonl -> out/alpaca.th.jsonl."""
+    """``OUT_DIR/<input stem>.<lang><input suffix>``: alpaca.jsonl -> out/alpaca.th.jsonl (never outside OUT_DIR)."""
     p = Path(input_path)
-    return Path(out_dir) / f"{p.stem}.{lang}{p.suffix.lower()}"
+    return child_path(out_dir, f"{p.stem}.{lang}{p.suffix.lower()}")
 
 
 def translate_file(input_path: str | Path, out_dir: str | Path, langs: list[str], translator: Translator, *,
@@ -173,6 +173,7 @@ def translate_file(input_path: str | Path, out_dir: str | Path, langs: list[str]
     ``cache_path`` defaults to ``OUT_DIR/.translate-cache.sqlite``; rerunning after a crash (or over the same data
     with more languages) reuses every translation already made.
     """
+    outputs = {lang: output_path(input_path, out_dir, lang) for lang in langs}   # each refused before any work
     for lang in langs:
         translator.check_languages(src, lang)
     records, skipped = read_records(input_path, id_field=id_field, skip_invalid=skip_invalid,
@@ -185,7 +186,7 @@ def translate_file(input_path: str | Path, out_dir: str | Path, langs: list[str]
         for lang in langs:
             rows = translate_records(records, translator, src=src, tgt=lang, cache=cache, progress=progress,
                                      result=result)
-            out = output_path(input_path, out_dir, lang)
+            out = outputs[lang]
             if out.suffix == ".json":
                 write_json_atomic(out, rows)
             else:
