@@ -46,7 +46,8 @@ def english_samples(n: int = 24, seed: int = 0) -> list[Sample]:
 
 
 def run_raw(lm_dir, encoder_dir, lexicon, out_dir, *, stages=(1, 2), steps: int = 2, **lingualift) -> dict:
-    return {"model": str(lm_dir), "method": "lingualift", "languages": ["xx"], "output_dir": str(out_dir),
+    return {"model": str(lm_dir), "method": "lingualift", "extra_languages": ["xx"], "languages": ["xx"],
+            "output_dir": str(out_dir),
             "max_seq_len": 64,
             "lingualift": {"encoder": str(encoder_dir), "lexicons": {"xx": str(lexicon)}, "stages": list(stages),
                            "stage1_max_steps": steps, "stage1_lr": 1e-2, "max_encoder_len": 64, **lingualift},

@@ -127,7 +127,8 @@ def test_nll_weight_one_is_sft_on_target_responses(tokenizer, one_thread):
 
 
 def _cfg(model_dir, out, **over):
-    base = {"model": str(model_dir), "method": "clo", "languages": ["xx"], "output_dir": str(out),
+    base = {"model": str(model_dir), "method": "clo", "extra_languages": ["xx"], "languages": ["xx"],
+            "output_dir": str(out),
             "max_seq_len": 256,
             "train": {"lr": 1e-2, "max_steps": 3, "per_device_batch_size": 2, "grad_accum": 1, "warmup_ratio": 0.0,
                       "scheduler": "constant", "logging_steps": 1, "progress_bar": False},

@@ -165,6 +165,6 @@ def test_config_requires_an_encoder_and_known_lexicon_languages(parts, tmp_path)
     with pytest.raises(ConfigError, match="needs lingualift.encoder"):
         load_config(base=raw)
     raw = run_raw(parts["lm"], parts["encoder"], parts["lexicon"], tmp_path)
-    raw["lingualift"]["lexicons"] = {"zz": str(parts["lexicon"])}
-    with pytest.raises(ConfigError, match=r"lexicons names \['zz'\]"):
+    raw["lingualift"]["lexicons"] = {"fr": str(parts["lexicon"])}
+    with pytest.raises(ConfigError, match=r"lexicons names \['fr'\]"):
         load_config(base=raw)

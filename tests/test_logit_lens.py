@@ -311,7 +311,7 @@ def test_cli_probe_end_to_end(tmp_path, tiny_model_dir, capsys):
     f = _pairs_file(tmp_path)
     out = tmp_path / "probe"
     rc = main(["probe", str(tiny_model_dir), "--pairs", f"el={f}", f"xx={f}", "--names", "xx=Xish",
-               "--out", str(out), "--batch-size", "3"])
+               "--extra-languages", "xx", "--out", str(out), "--batch-size", "3"])
     assert rc == 0, capsys.readouterr().err
     rep = json.loads((out / "probe.json").read_text(encoding="utf-8"))
     assert rep["num_layers"] == 2 and rep["pivot_layer"] == 2 and rep["pivot_layer_is_default"]  # round(1.5)
@@ -336,7 +336,8 @@ def test_cli_probe_errors(tmp_path, tiny_model_dir, capsys):
     rc = main(["probe", str(tiny_model_dir), "--pairs", f"el={bad}", "--out", str(tmp_path / "o")])
     err = capsys.readouterr().err
     assert rc == 2 and str(bad) in err and "line 2" in err
-    rc = main(["probe", str(tiny_model_dir), "--pairs", f"qq={f}", "--out", str(tmp_path / "o")])
+    rc = main(["probe", str(tiny_model_dir), "--pairs", f"qq={f}", "--extra-languages", "qq", "--out",
+               str(tmp_path / "o")])
     assert rc == 2 and "--names qq=NAME" in capsys.readouterr().err
     rc = main(["probe", str(tiny_model_dir), "--pairs", f"el{f}", "--out", str(tmp_path / "o")])
     assert rc == 2 and "LANG=VALUE" in capsys.readouterr().err

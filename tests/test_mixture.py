@@ -8,10 +8,11 @@ from collections import Counter
 import pytest
 
 from pivotune.config import load_config
-from pivotune.data.mixture import (MT_INSTRUCTIONS, build_mixture, language_name, load_source,
-                                   mixture_for_config, summarize, translation_samples)
+from pivotune.data.mixture import (MT_INSTRUCTIONS, build_mixture, load_source, mixture_for_config, summarize,
+                                   translation_samples)
 from pivotune.data.records import ParallelPair, Sample
 from pivotune.errors import DataError
+from pivotune.languages import english_name as language_name
 
 
 def _samples(n: int = 4) -> list[Sample]:

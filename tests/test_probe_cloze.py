@@ -95,7 +95,7 @@ def test_cli_probe_cloze(tmp_path, tiny_model_dir, capsys):
     f = _cloze_file(tmp_path)
     out = tmp_path / "probe"
     rc = main(["probe", str(tiny_model_dir), "--task", "cloze", "--pairs", f"fr={f}", f"zz={f}",
-               "--labels", "zz=Ans", "--out", str(out), "--batch-size", "2"])
+               "--labels", "zz=Ans", "--extra-languages", "zz", "--out", str(out), "--batch-size", "2"])
     assert rc == 0, capsys.readouterr().err
     rep = json.loads((out / "probe.json").read_text(encoding="utf-8"))
     assert rep["task"] == "cloze" and set(rep["languages"]) == {"fr", "zz"}
@@ -108,7 +108,8 @@ def test_cli_probe_cloze(tmp_path, tiny_model_dir, capsys):
     rc = main(["probe", str(tiny_model_dir), "--task", "cloze", "--pairs", f"fr={pairs}", "--out", str(out)])
     err = capsys.readouterr().err
     assert rc == 2 and str(pairs) in err and "line 1" in err and "3 tab-separated fields" in err
-    rc = main(["probe", str(tiny_model_dir), "--task", "cloze", "--pairs", f"qq={f}", "--out", str(out)])
+    rc = main(["probe", str(tiny_model_dir), "--task", "cloze", "--pairs", f"qq={f}", "--extra-languages", "qq",
+               "--out", str(out)])
     assert rc == 2 and "--labels qq=WORD" in capsys.readouterr().err
 
 

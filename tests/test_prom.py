@@ -197,7 +197,7 @@ def test_english_lambda_rule_and_settings():
     ({"label_smoothing": 1.0}, "prom", "< 1"),
     ({"lambda_en": -0.1}, "prom", ">= 0"),
     ({"head": "shared"}, "prom", "copy"),
-    ({"lambda_per_language": {"xx": 0.0}}, "prom", "not in languages"),
+    ({"lambda_per_language": {"fr": 0.0}}, "prom", "not in languages"),
     ({"lambda_per_language": {"en": 0.0}}, "prom", "not a target language"),
     ({"lambda_per_language": {"el": 0.0}}, "prom-noreg", "for method 'prom'"),
     ({"chunk_sise": 8}, "prom", "Did you mean 'prom.chunk_size'"),

@@ -8,6 +8,7 @@ import logging
 import sys
 
 from .errors import PivotuneError
+from .languages import add_extra_languages_option
 
 EPILOG_MAIN = """examples:
   pivotune demo --quick                      # the whole study in the toy world, offline on a CPU
@@ -155,7 +156,9 @@ def build_parser() -> argparse.ArgumentParser:
                         epilog="example:\n  pivotune probe meta-llama/Llama-2-7b-hf --pairs th=probe/th.tsv "
                                "ta=probe/ta.tsv --pivot-layer 24 --out runs/probe-llama2")
     pr.add_argument("model", help="model directory or hub name")
-    pr.add_argument("--pairs", nargs="+", required=True, metavar="LANG=FILE", help="word-pair file per language")
+    pr.add_argument("--pairs", nargs="+", required=True, metavar="LANG=FILE",
+                    help="word-pair file per language; LANG is a language code (th, tha, pt-BR), and one outside "
+                         "pivotune's table (ISO 639-1, FLORES-200) is declared with --extra-languages")
     pr.add_argument("--pivot-layer", type=int, default=None,
                     help="PROM pivot layer n, the output of decoder block n (1..N; default round(0.75*N))")
     pr.add_argument("--out", required=True, help="output directory")
@@ -178,6 +181,7 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--seed", type=int, default=0, help="seed for choosing demonstrations (default 0)")
     pr.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], default="float32",
                     help="model weights dtype (default float32)")
+    add_extra_languages_option(pr)
     pr.set_defaults(func=_cmd_probe)
     from .translate.cli import add_parser as add_translate_parser
     add_translate_parser(sub)

@@ -9,13 +9,28 @@ from __future__ import annotations
 
 import copy
 import difflib
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
-from .errors import ConfigError
+from .errors import ConfigError, PivotuneError
+from .languages import check_code, check_syntax
+
+#: A field holding a language code: its shape is checked where it stands (so the error names that field);
+#: whether the language is known or declared (extra_languages) is checked by RunConfig, which sees both.
+LanguageCode = Annotated[str, AfterValidator(check_syntax)]
 
 
 class _Strict(BaseModel):
@@ -29,7 +44,7 @@ class DataSource(_Strict):
     role: Literal["en", "tgt", "mt", "cs"] = Field(
         description="en: English instructions; tgt: target-language instructions; "
         "mt: parallel pairs turned into an English→target translation task; cs: code-switched.")
-    lang: str = Field(description="Language code of the text: 'en' for role en, the target for tgt/mt.")
+    lang: LanguageCode = Field(description="Language code of the text: 'en' for role en, the target for tgt/mt.")
     kind: Literal["instructions", "parallel"] | None = Field(
         None, description="instructions (Alpaca or chat rows) or parallel (sentence pairs). "
         "Default: parallel for role mt, instructions otherwise.")
@@ -108,7 +123,7 @@ class PromSettings(_Strict):
         "reading of layer n at initialisation, with the final head left to the final term. copy_norm: the "
         "same with a private trainable copy of the final norm. tied: the final norm and W_U themselves "
         "(no parameters of its own; W_U then receives both terms' gradients).")
-    lambda_per_language: dict[str, float] | None = Field(
+    lambda_per_language: dict[LanguageCode, float] | None = Field(
         None, description="λ_t per target language, overriding lambda_en (PROM's regulation writes 0 for "
         "a language whose logit lens shows no English pivot). Keys must be in `languages`. English rows "
         "are weighted by the mean of λ_t over the run's target languages (languages missing here count "
@@ -116,11 +131,11 @@ class PromSettings(_Strict):
     probe: str | None = Field(
         None, description="Regulation evidence for method prom: a probe.json written by `pivotune probe` "
         "for this base model; λ_t is decided from its per-layer means at pivot_layer.")
-    probe_pairs: dict[str, str] | None = Field(
+    probe_pairs: dict[LanguageCode, str] | None = Field(
         None, description="Regulation evidence for method prom: word-pair files per target language "
         "(lang: path, `english<TAB>target` lines); the logit-lens probe runs on the base model before "
         "training and writes RUN/probe/.")
-    probe_names: dict[str, str] | None = Field(
+    probe_names: dict[LanguageCode, str] | None = Field(
         None, description="Language names (in their own language) for the probe prompts, for codes "
         "pivotune's table lacks.")
     probe_template: str | None = Field(
@@ -134,6 +149,12 @@ class PromSettings(_Strict):
         True, description="Recompute each chunk's logits in the backward pass (activation checkpointing "
         "per chunk) instead of keeping them: memory for one chunk of logits instead of all of them, "
         "for one more head matmul. Gradients are identical.")
+
+    def language_codes(self) -> Iterator[tuple[str, str]]:
+        """``(field, code)`` for every language code these settings name."""
+        for name, by_lang in (("lambda_per_language", self.lambda_per_language), ("probe_pairs", self.probe_pairs),
+                              ("probe_names", self.probe_names)):
+            yield from ((f"prom.{name}", lang) for lang in by_lang or {})
 
     @field_validator("lambda_per_language")
     @classmethod
@@ -177,7 +198,7 @@ class LinguaLiftSettings(_Strict):
     stage1_from: str | None = Field(
         None, description="Stage-1 output directory that stage 2 starts from when stage 1 does not run here "
         "(default: RUN/stage1/model).")
-    lexicons: dict[str, str] = Field(
+    lexicons: dict[LanguageCode, str] = Field(
         default_factory=dict, description="Bilingual lexicon per target language (lang: path), MUSE's two-column "
         "format: 'english translation' per line. Keys must be in `languages`.")
     switch_ratio: float = Field(
@@ -188,6 +209,10 @@ class LinguaLiftSettings(_Strict):
         "constant", description="Stage-1 schedule (the paper: constant).")
     stage1_epochs: float = Field(1.0, gt=0.0, le=1000.0, description="Stage-1 passes over its data.")
     stage1_max_steps: int = Field(-1, ge=-1, description="Stage-1 optimizer steps; overrides stage1_epochs when > 0.")
+
+    def language_codes(self) -> Iterator[tuple[str, str]]:
+        """``(field, code)`` for every language code these settings name."""
+        return (("lingualift.lexicons", lang) for lang in self.lexicons)
 
 
 class InterferenceSettings(_Strict):
@@ -213,17 +238,24 @@ class InterferenceSettings(_Strict):
                           "(gradients on all blocks).")
     seed: int = Field(0, ge=0, description="Seed of the batch draw.")
 
+    def language_codes(self) -> Iterator[tuple[str, str]]:
+        """``(field, code)`` for every language code these settings name."""
+        from .data.records import parse_source
+
+        for i, pair in enumerate(self.pairs):
+            yield from ((f"interference.pairs[{i}]", lang) for _, lang in map(parse_source, pair) if lang)
+
     @field_validator("pairs")
     @classmethod
     def _sources(cls, v):
-        from .data.records import ROLES
+        from .data.records import parse_source
 
         for pair in v:
             for spec in pair:
-                role, sep, lang = spec.partition(":")
-                if role not in ROLES or (sep and not lang):
-                    raise ValueError(f"source {spec!r}: expected ROLE or ROLE:LANG with ROLE one of "
-                                     f"{', '.join(ROLES)}")
+                try:
+                    parse_source(spec)
+                except PivotuneError as e:   # a ValueError, so pydantic reports it at this field
+                    raise ValueError(str(e)) from None
         return v
 
     @field_validator("layers")
@@ -269,7 +301,11 @@ class RunConfig(_Strict):
         "turn it on only for a source you trust.")
     method: str = Field("xllama", description="english | bactrian | xllama | prom | prom-noreg | clo "
                         "(more in later releases).")
-    languages: list[str] = Field(default_factory=list, description="Target language codes.")
+    extra_languages: list[LanguageCode] = Field(
+        default_factory=list, description="Language codes outside pivotune's table (ISO 639-1, and the ISO 639-3 "
+        "codes of FLORES-200 languages) that this run may use; still codes (2-3 lowercase letters, optional "
+        "-Script/-REGION). Any other unknown code is an error, so a typo never trains silently.")
+    languages: list[LanguageCode] = Field(default_factory=list, description="Target language codes (th, tha, pt-BR).")
     data: list[DataSource] = Field(default_factory=list)
     template: Literal["alpaca", "chat"] = Field("alpaca", description="Prompt template.")
     max_seq_len: int = Field(1024, ge=8, le=1_048_576)
@@ -294,6 +330,31 @@ class RunConfig(_Strict):
             near = difflib.get_close_matches(v, list(METHODS), n=1)
             hint = f" Did you mean '{near[0]}'?" if near else ""
             raise ValueError(f"unknown method '{v}'; choose one of {', '.join(METHODS)}.{hint}")
+        return v
+
+    @staticmethod
+    def _check_known(codes: Iterable[tuple[str, str]], info: ValidationInfo) -> None:
+        # extra_languages is declared before every field that names a language, so it is validated first
+        extra = info.data.get("extra_languages", [])
+        for where, code in codes:
+            check_code(code, where, extra=extra)
+
+    @field_validator("languages")
+    @classmethod
+    def _known_languages(cls, v: list[str], info: ValidationInfo) -> list[str]:
+        cls._check_known((("", code) for code in v), info)   # the error's place is `languages` itself
+        return v
+
+    @field_validator("data")
+    @classmethod
+    def _known_data_languages(cls, v: list[DataSource], info: ValidationInfo) -> list[DataSource]:
+        cls._check_known(((f"data[{i}].lang", d.lang) for i, d in enumerate(v)), info)
+        return v
+
+    @field_validator("prom", "interference", "lingualift")
+    @classmethod
+    def _known_settings_languages(cls, v, info: ValidationInfo):
+        cls._check_known(v.language_codes(), info)
         return v
 
     @model_validator(mode="after")

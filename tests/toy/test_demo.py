@@ -74,7 +74,7 @@ def test_quick_demo_end_to_end(quick_paths, tmp_path, monkeypatch, capsys):
 
 def test_demo_rejects_unknown_language(tmp_path, capsys):
     assert main(["demo", "--quick", "--languages", "xx", "--out", str(tmp_path / "d")]) == 2
-    assert "no language ['xx']" in capsys.readouterr().err
+    assert "--languages: 'xx' is not one of the toy world's languages: el, th, ar" in capsys.readouterr().err
 
 
 @pytest.mark.slow

@@ -54,7 +54,7 @@ def test_invalid_grid_values_are_named(layers, alphas, lambdas, message):
     (["--alphas", "1"], "outside [0, 1)"),
     (["--lambdas", "-0.5"], "outside [0, 100]"),
     (["--seeds", "0"], "--seeds must be a whole number"),
-    (["--languages", "xx"], "no language ['xx']"),
+    (["--languages", "xx"], "'xx' is not one of the toy world's languages"),
 ])
 def test_cli_rejects_bad_values_before_building_anything(argv, message, tmp_path, capsys):
     assert main(["sweep", "--quick", *argv, "--out", str(tmp_path / "s")]) == 2

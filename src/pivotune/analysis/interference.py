@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import torch
 
 from ..data.collate import Collator, Encoded
-from ..data.records import ROLE_IDS, ROLES
+from ..data.records import ROLE_IDS, ROLES, parse_source
 from ..errors import PivotuneError
 from ..models.arch import arch_info
 
@@ -36,15 +36,6 @@ LAYER_WORDS = ("last", "pivot", "all")
 
 
 # ---------------------------------------------------------------- sources and batches
-
-def parse_source(spec: str) -> tuple[str, str | None]:
-    """``ROLE`` or ``ROLE:LANG`` → (role, lang or None)."""
-    role, _, lang = str(spec).partition(":")
-    if role not in ROLES or (":" in str(spec) and not lang):
-        raise PivotuneError(f"interference source {spec!r}: expected ROLE or ROLE:LANG with ROLE one of "
-                            f"{', '.join(ROLES)} (e.g. 'en', 'tgt:el', 'mt').")
-    return role, lang or None
-
 
 def source_items(encoded: list[Encoded], spec: str, lang_ids: dict[str, int]) -> list[Encoded]:
     """The encoded samples of one source; a clear error when it has none."""

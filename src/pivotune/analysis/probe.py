@@ -111,13 +111,17 @@ def run_probe(model_name: str, pairs_files: dict[str, str], out_dir: str | Path,
     return report
 
 
-def _key_values(items, option: str) -> dict[str, str]:
+def _key_values(items, option: str, extra: list[str]) -> dict[str, str]:
+    """``LANG=VALUE`` items as a dict, each LANG checked as a language code (``extra``: declared codes)."""
+    from ..languages import CLI_HATCH, check_code
+
     out: dict[str, str] = {}
     for item in items or []:
         key, sep, value = item.partition("=")
         key, value = key.strip(), value.strip()
-        if not sep or not key or not value:
+        if not sep or not value:
             raise PivotuneError(f"{option} expects LANG=VALUE, got '{item}'.")
+        check_code(key, f"{option} {item!r}", extra=extra, hatch=CLI_HATCH)
         if key in out:
             raise PivotuneError(f"{option}: language '{key}' given twice.")
         out[key] = value
@@ -126,10 +130,14 @@ def _key_values(items, option: str) -> dict[str, str]:
 
 def cli_probe(args) -> int:
     """``pivotune probe`` (the parser lives in :mod:`pivotune.cli`)."""
-    report = run_probe(args.model, _key_values(args.pairs, "--pairs"), args.out, pivot_layer=args.pivot_layer,
-                       task=args.task, batch_size=args.batch_size, names=_key_values(args.names, "--names"),
-                       source_lang=args.source_lang, seed=args.seed, dtype=args.dtype, template=args.template,
-                       labels=_key_values(args.labels, "--labels"))
+    from ..languages import CLI_HATCH, check_code, declared
+
+    extra = declared(args.extra_languages, "--extra-languages")
+    source_lang = check_code(args.source_lang, "--source-lang", extra=extra, hatch=CLI_HATCH)
+    report = run_probe(args.model, _key_values(args.pairs, "--pairs", extra), args.out, pivot_layer=args.pivot_layer,
+                       task=args.task, batch_size=args.batch_size, names=_key_values(args.names, "--names", extra),
+                       source_lang=source_lang, seed=args.seed, dtype=args.dtype, template=args.template,
+                       labels=_key_values(args.labels, "--labels", extra))
     for lang, entry in report["languages"].items():
         items = entry["items"]
         print(f"{lang}: {items['kept']} items ({items['single_token']} single-token, {items['multi_token']} "

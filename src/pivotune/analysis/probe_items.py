@@ -42,20 +42,10 @@ from pathlib import Path
 from typing import Sequence
 
 from ..errors import DataError, PivotuneError, located
+from ..languages import OWN_NAMES
 
 SP_MARKER = "\u2581"  # ▁
 BYTE_LEVEL_MARKER = "\u0120"  # Ġ (the byte-level alphabet's space)
-
-#: Language names written in their own language, for the prompts. Pass ``names=`` for anything else.
-LANGUAGE_NAMES: dict[str, str] = {
-    "en": "English", "fr": "Français", "de": "Deutsch", "es": "Español", "it": "Italiano",
-    "pt": "Português", "nl": "Nederlands", "pl": "Polski", "et": "Eesti", "tr": "Türkçe",
-    "id": "Bahasa Indonesia", "vi": "Tiếng Việt", "sw": "Kiswahili", "yo": "Yorùbá",
-    "zh": "中文", "ja": "日本語", "ko": "한국어", "ru": "Русский", "uk": "Українська", "el": "Ελληνικά",
-    "th": "ไทย", "ar": "العربية", "fa": "فارسی", "he": "עברית", "ur": "اردو",
-    "hi": "हिन्दी", "mr": "मराठी", "ne": "नेपाली", "bn": "বাংলা", "gu": "ગુજરાતી",
-    "ta": "தமிழ்", "te": "తెలుగు", "kn": "ಕನ್ನಡ", "ml": "മലയാളം",
-}
 
 #: "Answer" in each language, for cloze prompts. Pass ``labels=`` for anything else.
 ANSWER_LABELS: dict[str, str] = {
@@ -147,12 +137,13 @@ def read_cloze_file(path: str | Path) -> list[tuple[str, str, str]]:
 # ----------------------------------------------------------------------------------------------------
 
 def language_display_name(lang: str, names: dict[str, str] | None = None) -> str:
-    """The name of ``lang`` in its own language: ``names[lang]`` if given, else :data:`LANGUAGE_NAMES`."""
+    """The name of ``lang`` in its own language: ``names[lang]`` if given, else
+    :data:`pivotune.languages.OWN_NAMES`."""
     if names and lang in names:
         return names[lang]
-    if lang in LANGUAGE_NAMES:
-        return LANGUAGE_NAMES[lang]
-    raise PivotuneError(f"No language name known for '{lang}'; known codes: {', '.join(sorted(LANGUAGE_NAMES))}. "
+    if lang in OWN_NAMES:
+        return OWN_NAMES[lang]
+    raise PivotuneError(f"No language name known for '{lang}'; known codes: {', '.join(sorted(OWN_NAMES))}. "
                         f"Pass the name explicitly (CLI: --names {lang}=NAME).")
 
 

@@ -12,18 +12,11 @@ import logging
 import random
 
 from ..config import DataSource, RunConfig
+from ..languages import english_name
 from ..methods import METHODS
 from .records import ParallelPair, Sample
 
 log = logging.getLogger(__name__)
-
-# English names; the toy world's languages and the paper's are all here.
-LANGUAGE_NAMES = {
-    "en": "English", "ar": "Arabic", "bn": "Bengali", "de": "German", "el": "Greek", "es": "Spanish",
-    "fr": "French", "hi": "Hindi", "id": "Indonesian", "ja": "Japanese", "ko": "Korean",
-    "ml": "Malayalam", "mr": "Marathi", "ru": "Russian", "sw": "Swahili", "ta": "Tamil", "te": "Telugu",
-    "th": "Thai", "tr": "Turkish", "vi": "Vietnamese", "yo": "Yoruba", "zh": "Chinese",
-}
 
 # The pool of instruction phrasings, cycled in order (x-LLaMA uses ~30; a few
 # suffice to keep the model from keying on one string).
@@ -39,17 +32,13 @@ MT_INSTRUCTIONS = (
 )
 
 
-def language_name(code: str) -> str:
-    return LANGUAGE_NAMES.get(code, code)
-
-
 def translation_samples(pairs: list[ParallelPair], tgt_lang: str, *, source: str = "parallel",
                         weight: float = 1.0, instructions: list[str] | None = None) -> list[Sample]:
     """English→target translation-task samples, instructions cycled from the pool.
 
     ``instructions`` replaces the pool; ``{src}``/``{tgt}`` in it are filled with language names.
     """
-    src_name, tgt_name = language_name("en"), language_name(tgt_lang)
+    src_name, tgt_name = english_name("en"), english_name(tgt_lang)
     pool = list(instructions or MT_INSTRUCTIONS)
     out = []
     for i, p in enumerate(pairs):
@@ -108,5 +97,5 @@ def summarize(samples: list[Sample]) -> dict[str, int]:
     return dict(sorted(counts.items()))
 
 
-__all__ = ["MT_INSTRUCTIONS", "LANGUAGE_NAMES", "build_mixture", "language_name", "load_source",
+__all__ = ["MT_INSTRUCTIONS", "build_mixture", "load_source",
            "mixture_for_config", "summarize", "translation_samples"]

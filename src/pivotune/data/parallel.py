@@ -32,9 +32,10 @@ FLORES_SPLITS = ("dev", "devtest")
 
 
 def _flores_code(lang: str) -> str:
-    from ..translate.codes import FLORES_CODES
+    """The corpus file code of ``lang`` (``tha_Thai`` for ``th``; a code the table lacks as given)."""
+    from ..languages import FLORES_CODES, check_syntax
 
-    return FLORES_CODES.get(lang, lang)
+    return FLORES_CODES.get(lang, check_syntax(lang, "language"))
 
 
 def _missing(path: Path, what: str, pattern: str) -> DataError:

@@ -9,9 +9,21 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from ..errors import PivotuneError
+from ..languages import check_syntax
+
 Role = Literal["en", "tgt", "mt", "cs"]
 ROLES: tuple[str, ...] = ("en", "tgt", "mt", "cs")
 ROLE_IDS: dict[str, int] = {r: i for i, r in enumerate(ROLES)}
+
+
+def parse_source(spec: str) -> tuple[str, str | None]:
+    """A data source named by ``ROLE`` or ``ROLE:LANG`` → (role, lang or None); LANG must be a language code."""
+    role, sep, lang = str(spec).partition(":")
+    if role not in ROLES or (sep and not lang):
+        raise PivotuneError(f"source {spec!r}: expected ROLE or ROLE:LANG with ROLE one of {', '.join(ROLES)} "
+                            "(e.g. 'en', 'tgt:el', 'mt').")
+    return role, (check_syntax(lang, f"source {spec!r}") if sep else None)
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from ..errors import PivotuneError
 from ..io import write_text_atomic
+from ..languages import add_extra_languages_option
 from .registry import Case, case_of, headline_scores
 
 
@@ -175,7 +176,11 @@ def compare(paths: list[str], labels: list[str] | None = None, baseline: str | N
 
 
 def _cmd_compare(args) -> int:
-    tables = compare(args.runs, args.labels, args.baseline, args.out, tuple(args.win_lose_skip))
+    from ..languages import CLI_HATCH, check_code, declared
+
+    extra = declared(args.extra_languages, "--extra-languages")
+    skip = tuple(check_code(lang, "--win-lose-skip", extra=extra, hatch=CLI_HATCH) for lang in args.win_lose_skip)
+    tables = compare(args.runs, args.labels, args.baseline, args.out, skip)
     print(to_markdown(tables))
     if args.out:
         print(f"tables: {Path(args.out) / 'tables.md'}, tables.html, table_*.csv")
@@ -198,4 +203,5 @@ def add_parser(sub) -> None:
     c.add_argument("--out", help="directory for tables.md, tables.html and table_N.csv")
     c.add_argument("--win-lose-skip", nargs="+", default=[], metavar="LANG",
                    help="languages left out of the win/lose counts (e.g. en: the paper counts target languages)")
+    add_extra_languages_option(c)
     c.set_defaults(func=_cmd_compare)

@@ -11,7 +11,6 @@ t+e). Every number is read from those files.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,6 +18,7 @@ import numpy as np
 
 from ..errors import PivotuneError
 from ..io import child_path, read_json_object
+from ..languages import check_syntax
 from .collect import PROM, TPLUSE, Study, _method_of
 
 BASE_DIR, AFTER_DIR, PROBE_FILE = "probe-base", "probe-after", "probe.json"
@@ -53,6 +53,7 @@ def read_probe_curves(path: Path) -> dict[str, Curves]:
         raise PivotuneError(f"{path}: field 'pivot_layer' must be an integer layer index, found {pivot!r}{hint}")
     out = {}
     for lang, entry in langs.items():
+        check_syntax(lang, f"{path}: field 'languages'")   # it names a figure file
         curves = []
         for key in ("p_en", "p_tgt"):
             mean = entry.get(key) if isinstance(entry, dict) else None
@@ -211,7 +212,7 @@ def lens_blocks(study: Study, figures: Path) -> list[tuple]:
     if not lens.after:
         blocks.append(("p", f"No run was probed after training (RUN/{AFTER_DIR}/{PROBE_FILE})."))
     for lang in lens.languages:
-        name = f"lens_before_after_{re.sub(r'[^A-Za-z0-9_-]', '_', lang)}.png"
+        name = f"lens_before_after_{lang}.png"
         plot_lens(lens, study, lang, child_path(figures, name))
         header, rows = lens_table(lens, study, lang)
         blocks += [("h3", lang), ("img", f"{figures.name}/{name}", f"{lang}: logit lens before and after training")]

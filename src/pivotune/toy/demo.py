@@ -25,6 +25,7 @@ import yaml
 from ..config import load_config
 from ..errors import PivotuneError
 from ..io import write_json_atomic, write_text_atomic
+from ..languages import check_choice
 from ..methods import METHODS
 from . import grammar
 from .language import language_name
@@ -51,6 +52,12 @@ class DemoPlan:
 
 #: the methods whose gradient interference the demo logs (the paper's Figure 2: PROM against t+e)
 INTERFERENCE_METHODS = ("prom", "xllama")
+
+
+def toy_languages(requested: list[str] | None, world_cfg: WorldConfig) -> list[str]:
+    """``--languages`` of demo and sweep: codes of the toy world's languages (default: all of them)."""
+    have = list(world_cfg.languages)
+    return [check_choice(lang, have, "--languages", what="the toy world's languages") for lang in requested or have]
 
 
 def toy_mt_instructions(lang: str) -> list[str]:
@@ -202,10 +209,7 @@ def run_demo(quick: bool = False, languages: list[str] | None = None, methods: l
     started = time.perf_counter()
     world_cfg = WorldConfig.quick() if quick else WorldConfig()
     plan = DemoPlan.for_world(quick)
-    languages = list(languages or world_cfg.languages)
-    unknown = [lang for lang in languages if lang not in world_cfg.languages]
-    if unknown:
-        raise PivotuneError(f"the toy world has no language {unknown}; it has {list(world_cfg.languages)}")
+    languages = toy_languages(languages, world_cfg)
     methods = list(methods or DEFAULT_METHODS)
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
@@ -283,4 +287,4 @@ def run_demo(quick: bool = False, languages: list[str] | None = None, methods: l
 
 
 __all__ = ["DemoPlan", "print_table", "probe_lens", "probe_settings", "retention_table", "run_config", "run_demo",
-           "results_table", "train_and_evaluate"]
+           "results_table", "toy_languages", "train_and_evaluate"]

@@ -26,7 +26,7 @@ from ..errors import PivotuneError
 from ..io import write_json_atomic, write_text_atomic
 from ..report import write_report
 from ..report.sweep import point_stats, sweep_finding, sweep_table
-from .demo import DemoPlan, markdown_table, print_table, run_config, train_and_evaluate
+from .demo import DemoPlan, markdown_table, print_table, run_config, toy_languages, train_and_evaluate
 from .model import get_or_build
 from .world import WorldConfig
 
@@ -95,10 +95,7 @@ def run_sweep(quick: bool = False, pivot_layers: list[int] | None = None, alphas
     ``out_dir/sweep.json``, ``sweep.md`` and the study page ``out_dir/report/``; returns the sweep."""
     started = time.perf_counter()
     world_cfg = WorldConfig.quick() if quick else WorldConfig()
-    languages = list(languages or world_cfg.languages)
-    unknown = [lang for lang in languages if lang not in world_cfg.languages]
-    if unknown:
-        raise PivotuneError(f"the toy world has no language {unknown}; it has {list(world_cfg.languages)}")
+    languages = toy_languages(languages, world_cfg)
     for flag, v in (("--seeds", seeds), ("--steps", steps), ("eval_limit", eval_limit)):
         if v is not None and (not isinstance(v, int) or v < 1):
             raise PivotuneError(f"{flag} must be a whole number of at least 1, got {v!r}.")

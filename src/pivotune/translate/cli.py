@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Iterable
 from pathlib import Path
 
 from ..errors import PivotuneError
+from ..languages import CLI_HATCH, add_extra_languages_option, check_code, declared
 
 EPILOG = """examples:
   pivotune translate alpaca_data.json --to th sw --model facebook/nllb-200-distilled-600M --out-dir data/mt
@@ -26,7 +28,8 @@ def add_parser(sub) -> None:
                                    "URLs and numbers kept verbatim. Writes OUT_DIR/<name>.<lang>.jsonl with the "
                                    "same ids and fields.")
     t.add_argument("input", help="instruction file (.json array or JSON Lines, .jsonl)")
-    t.add_argument("--to", nargs="+", required=True, metavar="LANG", help="target languages (ISO 639-1, e.g. th sw)")
+    t.add_argument("--to", nargs="+", required=True, metavar="LANG",
+                   help="target language codes (ISO 639-1 such as th sw, a FLORES-200 code such as tha_Thai)")
     t.add_argument("--from", dest="src", default="en", metavar="LANG", help="source language (default en)")
     t.add_argument("--out-dir", required=True, help="output directory")
     t.add_argument("--engine", choices=["hf", "ctranslate2", "pretranslated", "toy"], default="hf",
@@ -46,20 +49,28 @@ def add_parser(sub) -> None:
     t.add_argument("--ct2-dir", help="where the CTranslate2 conversion is kept (default ~/.cache/pivotune/ct2/…)")
     t.add_argument("--skip-invalid", action="store_true", help="drop invalid rows and report them")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_extra_languages_option(t)
     t.set_defaults(func=run)
 
 
-def _pairs(items: list[str]) -> dict[str, str]:
+def _pairs(items: list[str], extra: list[str]) -> dict[str, str]:
     out = {}
     for item in items:
         lang, sep, path = item.partition("=")
-        if not sep or not lang or not path:
+        if not sep or not path:
             raise PivotuneError(f"--pretranslated expects LANG=FILE items, got '{item}'.")
-        out[lang] = path
+        out[check_code(lang, f"--pretranslated {item!r}", extra=extra, hatch=CLI_HATCH)] = path
     return out
 
 
-def build_translator(args):
+def _languages(args) -> tuple[str, list[str], list[str]]:
+    """(source, targets, declared codes), each checked as a language code before anything is read."""
+    extra = declared(args.extra_languages, "--extra-languages")
+    src = check_code(args.src, "--from", extra=extra, hatch=CLI_HATCH)
+    return src, [check_code(lang, "--to", extra=extra, hatch=CLI_HATCH) for lang in args.to], extra
+
+
+def build_translator(args, extra: Iterable[str] = ()):
     if args.batch_size < 1 or args.num_beams < 1 or args.max_new_tokens < 1:
         raise PivotuneError("--batch-size, --num-beams and --max-new-tokens must be at least 1.")
     if args.engine == "toy":
@@ -71,7 +82,7 @@ def build_translator(args):
 
         if not args.pretranslated:
             raise PivotuneError("--engine pretranslated needs --pretranslated LANG=FILE (one per target language).")
-        return PretranslatedTranslator(_pairs(args.pretranslated), id_field=args.id_field)
+        return PretranslatedTranslator(_pairs(args.pretranslated, list(extra)), id_field=args.id_field)
     if not args.model:
         raise PivotuneError(f"--engine {args.engine} needs --model (an MT model directory or hub name).")
     if args.engine == "ctranslate2":
@@ -88,10 +99,11 @@ def build_translator(args):
 def run(args) -> int:
     from .pipeline import read_records, translate_file
 
+    src, targets, extra = _languages(args)
     if args.engine in ("hf", "ctranslate2"):          # bad rows fail before a model loads
         read_records(args.input, id_field=args.id_field, skip_invalid=args.skip_invalid)
-    translator = build_translator(args)
-    result = translate_file(args.input, Path(args.out_dir), list(args.to), translator, src=args.src,
+    translator = build_translator(args, extra)
+    result = translate_file(args.input, Path(args.out_dir), targets, translator, src=src,
                             cache_path=args.cache, id_field=args.id_field, skip_invalid=args.skip_invalid,
                             progress=not args.no_progress)
     skipped = f", {len(result.skipped)} invalid rows skipped" if result.skipped else ""

@@ -70,7 +70,7 @@ class _Seq2Seq(Translator):
 
 
 def _iso3(lang: str) -> str:
-    from .codes import FLORES_CODES
+    from ..languages import FLORES_CODES
 
     return FLORES_CODES.get(lang, "_").split("_")[0]
 
