@@ -85,6 +85,18 @@ def test_trust_remote_code_comes_from_the_config_only(tiny_model_dir, tmp_path, 
 
 # ------------------------------------------------------------------ pickles in checkpoints and model directories
 
+class _Planted:
+    """Unpickling this object calls os.mkdir(marker): harmless, and visible if it ever ran."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        import os
+
+        return os.mkdir, (self.marker,)
+
+
 @pytest.fixture(scope="module")
 def checkpointed_run(tmp_path_factory, tiny_model_dir):
     """(config path, run dir) of a finished 4-step CLI run with checkpoints 2 and 4."""
@@ -98,6 +110,29 @@ def checkpointed_run(tmp_path_factory, tiny_model_dir):
         "warmup_ratio": 0.0, "logging_steps": 1, "progress_bar": False})
     assert main(["train", cfg]) == 0
     return cfg, d / "run"
+
+
+@pytest.mark.parametrize("name", ["optimizer.pt", "scheduler.pt", "rng_state.pth"])
+def test_resume_refuses_a_checkpoint_file_holding_other_pickles(checkpointed_run, tmp_path, capsys, name):
+    """A checkpoint file with pickled objects beyond tensors is refused by name, in one paragraph, exit 2;
+    nothing in it runs."""
+    import shutil
+
+    import torch
+
+    from pivotune.cli import main
+
+    cfg, ref = checkpointed_run
+    run = tmp_path / "run"
+    shutil.copytree(ref / "checkpoint-2", run / "checkpoint-2")
+    marker = tmp_path / "it-ran"
+    torch.save({"state": _Planted(marker)}, run / "checkpoint-2" / name)
+    code = main(["train", cfg, "--output-dir", str(run), "--resume"])
+    err = capsys.readouterr().err
+    assert code == 2 and not marker.exists()
+    assert f"{name} is not trusted" in err and "pickled objects beyond tensors" in err and "posix.mkdir" in err
+    assert "weights_only" in err and "another checkpoint" in err and "Traceback" not in err
+    assert len(err.split("error: ", 1)[1]) < 2000
 
 
 def test_export_refuses_pickled_weights(checkpointed_run, tmp_path, capsys):

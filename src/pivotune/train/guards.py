@@ -18,6 +18,7 @@ import contextlib
 import errno
 import logging
 import os
+import pickle
 import re
 import shutil
 from pathlib import Path
@@ -218,6 +219,7 @@ def guarded_train(trainer, run_dir: Path, checkpoint: Path | None, fingerprint: 
         geometry,
         is_last_step,
         run_id,
+        untrusted_file_error,
     )
 
     if checkpoint is not None:
@@ -229,5 +231,10 @@ def guarded_train(trainer, run_dir: Path, checkpoint: Path | None, fingerprint: 
     install_loss_guard(trainer, describe)
     if checkpoint is not None and is_last_step(checkpoint):   # killed after its last checkpoint: nothing to train
         return finish_from(trainer, checkpoint)
-    with write_failures_reported(run_dir):   # disk full or permissions changed mid-run: say where, what is kept
-        return trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint is not None else None)
+    try:
+        with write_failures_reported(run_dir):   # disk full or permissions changed mid-run: say where, what is kept
+            return trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint is not None else None)
+    except pickle.UnpicklingError as e:   # torch's weights_only loader refused a file of the checkpoint
+        if checkpoint is None:
+            raise
+        raise untrusted_file_error(checkpoint, e) from None

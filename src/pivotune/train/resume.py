@@ -17,6 +17,8 @@ on resume: the checkpoint's weights and trainer state are loaded, nothing is tra
 are written as an uninterrupted run writes them. ``RUN/run.json`` is written last and records the run (an id
 every checkpoint of the run keeps) and the step its outputs came from, so a run that did finish is told apart
 and not rewritten.
+Checkpoint files holding pickles (optimizer, scheduler, RNG states) load with torch's ``weights_only``
+unpickler only; one that holds anything else is named in a clear refusal.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import hashlib
 import json
 import logging
 import os
+import pickle
 import re
 import shutil
 from pathlib import Path
@@ -39,6 +42,8 @@ TRAINER_STATE = "trainer_state.json"
 RUN_INFO = "run.json"
 FINISHED = "finished_from"   # RUN_INFO's record of the state the final outputs were written from
 PARTIAL_PREFIX = ".partial-"
+#: checkpoint files the Trainer unpickles on resume: optimizer, scheduler, grad scaler, RNG states
+PICKLED_STATE = ("optimizer.pt", "scheduler.pt", "scaler.pt", "rng_state*.pth")
 _CKPT = re.compile(r"^checkpoint-(\d+)$")
 
 
@@ -199,6 +204,36 @@ def finish_from(trainer, checkpoint: Path):
     trainer._load_from_checkpoint(str(checkpoint))   # the weights, as train(resume_from_checkpoint) loads them
     trainer.state = TrainerState.load_from_json(str(checkpoint / TRAINER_STATE))
     return TrainOutput(trainer.state.global_step, None, {})
+
+
+def untrusted_file_error(checkpoint: Path, err: pickle.UnpicklingError) -> PivotuneError:
+    """The refusal of a checkpoint file that torch's ``weights_only`` unpickler would not load (``err``): which
+    file (found by loading each pickled one the same way, memory-mapped, so no tensor data is read), and why."""
+    import torch
+    from transformers.trainer_pt_utils import safe_globals
+
+    def refusal(f: Path) -> pickle.UnpicklingError | None:
+        for mmap in (True, False):   # a file of the older, non-zip format cannot be memory-mapped
+            try:
+                with safe_globals():   # numpy's RNG state, allowed as the Trainer allows it
+                    torch.load(f, map_location="cpu", weights_only=True, mmap=mmap)
+                return None
+            except pickle.UnpicklingError as e:
+                return e
+            except Exception:  # noqa: BLE001 - not this refusal; the other load path decides
+                continue
+        return None
+
+    found = next(((f, e) for pattern in PICKLED_STATE for f in sorted(checkpoint.glob(pattern))
+                  if (e := refusal(f)) is not None), None)
+    where, err = (found[0].name, found[1]) if found else ("one of its files", err)
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    why = next((line for line in lines[1:] if not line.startswith("Check the documentation")), lines[0] if lines else "")
+    return PivotuneError(f"Cannot resume from {checkpoint}: {where} is not trusted. It holds pickled objects beyond "
+                         f"tensors ({why[:300]}), and pivotune loads checkpoint files with torch's weights_only "
+                         "unpickler, which refused it before anything in it ran. A checkpoint written by pivotune "
+                         "holds none, so the file was replaced or altered. Resume from another checkpoint "
+                         "(--resume RUN/checkpoint-N) or start the run afresh in a new output_dir.")
 
 
 def check_same_run(info: dict, fingerprint: str, geo: dict, what: Path,
