@@ -5,6 +5,7 @@ mid-run says which complete checkpoint survives."""
 from __future__ import annotations
 
 import errno
+import json
 import os
 from collections import namedtuple
 
@@ -98,3 +99,72 @@ def test_disk_full_while_saving_keeps_the_last_checkpoint(tiny_model_dir, tmp_pa
     with pytest.raises(PivotuneError, match="No space left on device.*checkpoint-2, is intact"):
         train(_cfg(tiny_model_dir, tmp_path / "run", "xllama"), DATA)
     assert [c.name for c in complete_checkpoints(tmp_path / "run")] == ["checkpoint-2"]
+
+
+# what torch.save raised here when the disk filled up part-way through a file (its C++ writer names no errno)
+TORCH_DISK_FULL = "[enforce fail at inline_container.cc:672] . unexpected pos 576 vs 534"
+
+
+def _cli_config(tmp_path, model_dir, max_steps):
+    from test_cli import _write_config
+
+    return _write_config(tmp_path, model_dir, train={
+        "lr": 1e-3, "max_steps": max_steps, "save_steps": 2, "per_device_batch_size": 2, "grad_accum": 1,
+        "warmup_ratio": 0.0, "logging_steps": 1, "progress_bar": False})
+
+
+def test_torch_save_failing_part_way_is_reported_and_leaves_no_partial_checkpoint(tiny_model_dir, tmp_path,
+                                                                                  monkeypatch, capsys):
+    """torch's writer failing mid-file (a full disk) stops the run with the guard's message, exit 2 and no
+    traceback, and removes the half-written checkpoint; --resume then continues from the one before."""
+    from pivotune.cli import main
+
+    real_save = torch.save
+
+    def full_at_checkpoint_4(obj, f, *a, **k):
+        if "checkpoint-4" in str(f):
+            with open(f, "wb") as out:
+                out.write(b"PK\x03\x04 part of a file")
+            raise RuntimeError(TORCH_DISK_FULL)
+        return real_save(obj, f, *a, **k)
+
+    cfg = _cli_config(tmp_path, tiny_model_dir, max_steps=6)
+    monkeypatch.setattr(torch, "save", full_at_checkpoint_4)
+    assert main(["train", cfg]) == 2
+    err = capsys.readouterr().err
+    assert "error: Training stopped: writing to output_dir" in err and "Traceback" not in err
+    assert "disk is full" in err and "checkpoint-2, is intact" in err and "--resume" in err
+    run = tmp_path / "run"
+    assert not list(run.glob(".partial-*")) and [c.name for c in complete_checkpoints(run)] == ["checkpoint-2"]
+    monkeypatch.setattr(torch, "save", real_save)
+    assert main(["train", cfg, "--resume"]) == 0
+    assert json.loads((run / "run.json").read_text())["resumed_from"] == "checkpoint-2"
+
+
+def test_disk_full_while_writing_the_final_model_is_reported_and_resume_finishes(tiny_model_dir, tmp_path,
+                                                                                monkeypatch, capsys):
+    """safetensors failing with ENOSPC on the final model: the guard's message (the last checkpoint is intact),
+    no half-written model left; --resume writes the final model from the last checkpoint."""
+    import transformers.modeling_utils as modeling
+    from safetensors import SafetensorError
+
+    from pivotune.cli import main
+
+    save_file = modeling.safe_save_file
+
+    def full_on_the_final_model(tensors, filename, metadata=None):
+        if f"{os.sep}.model." in str(filename):   # RUN/model's temporary, not a checkpoint
+            raise SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)")
+        return save_file(tensors, filename, metadata=metadata)
+
+    cfg = _cli_config(tmp_path, tiny_model_dir, max_steps=3)
+    monkeypatch.setattr(modeling, "safe_save_file", full_on_the_final_model)
+    assert main(["train", cfg]) == 2
+    err = capsys.readouterr().err
+    assert "No space left on device" in err and "checkpoint-3, is intact" in err and "Traceback" not in err
+    run = tmp_path / "run"
+    assert not (run / "model").exists() and not list(run.glob(".model*")) and not (run / "run.json").exists()
+    monkeypatch.setattr(modeling, "safe_save_file", save_file)
+    assert main(["train", cfg, "--resume"]) == 0
+    assert (run / "model" / "model.safetensors").is_file()
+    assert json.loads((run / "run.json").read_text())["resumed_from"] == "checkpoint-3"

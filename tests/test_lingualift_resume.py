@@ -174,7 +174,7 @@ def test_killed_after_a_stages_last_checkpoint_finishes_from_it(parts, reference
     ref_dir, _ = reference(False)
     run = tmp_path / "run"
     shutil.copytree(ref_dir, run)
-    with pytest.raises(PivotuneError, match="Nothing to resume: .*checkpoint-5 is stage 2's last step"):
+    with pytest.raises(PivotuneError, match="Nothing to resume: checkpoint-5 is the last step of its run"):
         train(_cfg(parts, run), DATA, resume=True)
     shutil.rmtree(run / "model")
     _, log = _train(parts, run, resume=True)
@@ -186,6 +186,24 @@ def test_killed_after_a_stages_last_checkpoint_finishes_from_it(parts, reference
     _, log = _train(parts, run, resume=True)
     assert {s for s, _, _ in log} == {"stage2"}
     _assert_same_weights(ref_dir, run)
+
+
+def test_killed_before_run_json_is_finished_by_resume(parts, reference, tmp_path):
+    """Killed after the bridge was written but before config.yaml and run.json: --resume writes them (and the
+    bridge again, from stage 2's last checkpoint) without training, and removes what the kill left half-written."""
+    ref_dir, _ = reference(False)
+    run = tmp_path / "run"
+    shutil.copytree(ref_dir, run)
+    for name in ("config.yaml", "run.json"):
+        (run / name).unlink()
+    (run / ".run.json.k8t0oixs.tmp").mkdir()   # what a kill inside an atomic write leaves
+    trainer, log = _train(parts, run, resume=True)
+    assert log == [] and not isinstance(trainer, Exception), trainer
+    _assert_same_weights(ref_dir, run)
+    meta = json.loads((run / "run.json").read_text())
+    assert meta["stage2"]["resumed_from"] == "checkpoint-5" and (run / "config.yaml").is_file()
+    assert meta["finished_from"] == json.loads((ref_dir / "run.json").read_text())["finished_from"]
+    assert not list(run.glob(".run.json.*"))
 
 
 def test_resume_refusals(parts, tmp_path):

@@ -5,8 +5,10 @@ The data: 12 samples, 2 per micro-batch, 2 micro-batches per step → 3 optimize
 a checkpoint every 2 steps, a linear schedule with warm-up (so a lost scheduler state would show).
 
 The kill test runs training in subprocesses (this file is the worker script) that SIGKILL themselves at
-chosen points: in the middle of an optimizer step, while a checkpoint's files are being written, and
-after they are written but before the checkpoint is published. Each is resumed with ``resume="auto"``.
+chosen points: in the middle of an optimizer step, while a checkpoint's files are being written, after
+they are written but before the checkpoint is published, and halfway through writing the final model's
+weights (after the last checkpoint). Each is resumed with ``resume="auto"``; the last is finished from the
+last checkpoint without training.
 """
 
 from __future__ import annotations
@@ -80,6 +82,23 @@ def _worker(model_dir: str, run_dir: str, method: str, kill: str, order_log: str
         publish = resume_mod.publish
         resume_mod.publish = lambda staged, final: die() if final.name == f"checkpoint-{at}" else publish(staged,
                                                                                                         final)
+    if where == "final-write":   # half of RUN/model's weights file on disk (the atomic write's temporary), then killed
+        import transformers.modeling_utils as modeling
+        from safetensors.torch import save as serialize
+
+        save_file = modeling.safe_save_file
+
+        def half_then_die(tensors, filename, metadata=None):
+            if f"{os.sep}.model." not in str(filename):   # a checkpoint's weights: written whole
+                return save_file(tensors, filename, metadata=metadata)
+            data = serialize(tensors, metadata=metadata)
+            with open(filename, "wb") as f:
+                f.write(data[: len(data) // 2])
+                f.flush()
+                os.fsync(f.fileno())
+            die()
+
+        modeling.safe_save_file = half_then_die
     train(_cfg(model_dir, run_dir, method), DATA, resume="auto")
 
 
@@ -134,6 +153,8 @@ def _weights(run_dir: Path) -> dict[str, torch.Tensor]:
 
 @pytest.mark.slow
 def test_sigkill_anywhere_then_resume_equals_uninterrupted_run(tiny_model_dir, tmp_path):
+    from safetensors.torch import load_file
+
     ref, run = tmp_path / "ref", tmp_path / "run"
     _run_worker(tmp_path, tiny_model_dir, ref, "none")
     # killed in step 5 (epoch 2) → resumes from checkpoint-4, inside epoch 2
@@ -146,8 +167,20 @@ def test_sigkill_anywhere_then_resume_equals_uninterrupted_run(tiny_model_dir, t
     # killed after checkpoint-8 is written, before it is published → resumes from checkpoint-6 (epoch end)
     assert _run_worker(tmp_path, tiny_model_dir, run, "save-publish:8") == -signal.SIGKILL
     assert _assert_checkpoints_load(run) == ["checkpoint-2", "checkpoint-4", "checkpoint-6"]
+    # killed halfway through the final model's weights, after checkpoint-9 (the last step) was published
+    assert _run_worker(tmp_path, tiny_model_dir, run, "final-write") == -signal.SIGKILL
+    assert not (run / "model").exists() and not (run / "run.json").exists() and list(run.glob(".model.*.tmp"))
+    assert _assert_checkpoints_load(run) == ["checkpoint-6", "checkpoint-8", "checkpoint-9"]
+    # the last checkpoint exports as the final model (its LM; the pivot head stays out)
+    from pivotune.cli import main
+
+    assert main(["export", str(run / "checkpoint-9"), str(tmp_path / "exported")]) == 0
+    exported = load_file(str(tmp_path / "exported" / "model.safetensors"))
+    assert all(torch.equal(v, _weights(ref)[k]) for k, v in exported.items()) and not list(
+        (tmp_path / "exported").glob("pivot_head*"))
+    # resuming finishes the run from checkpoint-9: nothing is trained, the half-written model is removed
     _run_worker(tmp_path, tiny_model_dir, run, "none")
-    assert not list(run.glob(".partial-*"))
+    assert not list(run.glob(".partial-*")) and not list(run.glob(".model.*"))
     assert _assert_checkpoints_load(run) == ["checkpoint-6", "checkpoint-8", "checkpoint-9"]
 
     want, got = _weights(ref), _weights(run)
@@ -158,7 +191,7 @@ def test_sigkill_anywhere_then_resume_equals_uninterrupted_run(tiny_model_dir, t
     ref_order, run_order = _order(tmp_path / "order-ref.jsonl"), _order(tmp_path / "order-run.jsonl")
     assert sorted(ref_order) == list(range(1, STEPS_PER_EPOCH * EPOCHS + 1)) == sorted(run_order)
     assert ref_order == run_order
-    assert json.loads((run / "run.json").read_text())["resumed_from"] == "checkpoint-6"
+    assert json.loads((run / "run.json").read_text())["resumed_from"] == "checkpoint-9"
 
 
 if __name__ == "__main__":   # worker entry point

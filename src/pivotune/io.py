@@ -5,10 +5,15 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
 from typing import Any, Iterator
+
+# what atomic_path leaves beside its target when its process is killed: the temporary directory
+# (".NAME.<8 random characters>.tmp", from mkdtemp) and a replaced directory not yet removed (".NAME.old.PID")
+_LEFTOVER = re.compile(r"^\..+\.(?:[a-z0-9_]{8}\.tmp|old\.\d+)$")
 
 
 def child_path(base: str | os.PathLike, *parts: str) -> Path:
@@ -42,7 +47,8 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary sibling path; rename it onto ``path`` only on success.
 
     Works for files and directories. On an exception the temporary is removed
-    and ``path`` (if it existed) is untouched.
+    and ``path`` (if it existed) is untouched; a killed process leaves what
+    :func:`atomic_leftovers` finds.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -59,6 +65,12 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
             os.replace(target, path)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def atomic_leftovers(directory: str | os.PathLike) -> list[Path]:
+    """What :func:`atomic_path` calls for targets in ``directory`` left behind when their process was killed."""
+    directory = Path(directory)
+    return sorted(p for p in directory.iterdir() if _LEFTOVER.match(p.name)) if directory.is_dir() else []
 
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> None:

@@ -149,3 +149,20 @@ def test_ctranslate2_engine_matches_transformers_greedy(tmp_path, tiny_nllb_dir,
     ct2 = CTranslate2Translator(str(tiny_nllb_dir), ct2_dir=tmp_path / "ct2", device="cpu", max_new_tokens=8)
     units = [Unit(t, "r", "output") for t in ("The sea is blue.", "Hello there, how are you?")]
     assert ct2.translate(units, "en", "th") == tiny_translator.translate(units, "en", "th")
+
+
+def test_pickled_translation_model_is_refused(tiny_nllb_dir, tmp_path, capsys):
+    """A translation model directory with only pickled weights is refused by the one safe-loading rule."""
+    import shutil
+
+    import torch
+
+    model = tmp_path / "pickled-nllb"
+    shutil.copytree(tiny_nllb_dir, model)
+    for f in model.glob("*.safetensors"):
+        f.unlink()
+    torch.save({}, model / "pytorch_model.bin")
+    src = _write(tmp_path / "in.jsonl", ALPACA[:1])
+    rc = main(["translate", str(src), "--to", "th", "--model", str(model), "--out-dir", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "only pickled weights (pytorch_model.bin)" in err and "Traceback" not in err

@@ -22,15 +22,13 @@ LOG_FILE = "interference.json"
 
 def _load_lm(run_dir: Path, cfg):
     """RUN/model as a trainable causal LM (a LoRA adapter on its base model)."""
-    from ..models.loading import load_model
+    from ..models.loading import load_adapter, load_model
 
     model_dir = run_dir / "model"
     if not model_dir.is_dir():
         raise PivotuneError(f"{run_dir} is not a finished pivotune run: {model_dir} is missing.")
     if (model_dir / "adapter_config.json").exists():
-        from peft import PeftModel
-
-        return PeftModel.from_pretrained(load_model(cfg.model), str(model_dir), is_trainable=True)
+        return load_adapter(load_model(cfg.model), model_dir, is_trainable=True)
     return load_model(str(model_dir))
 
 

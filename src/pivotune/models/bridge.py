@@ -236,7 +236,7 @@ class LinguaLiftModel(nn.Module):
     def from_pretrained(cls, path: str | Path, *, dtype: str = "float32", encoder: nn.Module | None = None,
                         lm: nn.Module | None = None) -> "LinguaLiftModel":
         """Load a bridge directory (``encoder``/``lm`` replace the saved or referenced ones when given)."""
-        from .loading import DTYPES, load_encoder, load_model, load_tokenizer
+        from .loading import load_encoder, load_lora_model, load_model, load_tokenizer
 
         path = Path(path)
         meta = read_bridge_meta(path)
@@ -245,9 +245,7 @@ class LinguaLiftModel(nn.Module):
                  for k in keys}
         encoder = encoder if encoder is not None else load_encoder(where["encoder"], dtype)
         if lm is None and (Path(where["lm"]) / "adapter_config.json").is_file():   # a LoRA stage-2 checkpoint
-            from peft import AutoPeftModelForCausalLM
-
-            lm = AutoPeftModelForCausalLM.from_pretrained(where["lm"], dtype=DTYPES[dtype]).merge_and_unload()
+            lm = load_lora_model(where["lm"], dtype=dtype)
         lm = lm if lm is not None else load_model(where["lm"], dtype)
         alignment = AlignmentLayer(meta["d_enc"], meta["d_llm"], meta["projector"])
         load_alignment(alignment, path / "alignment.safetensors")

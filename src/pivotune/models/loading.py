@@ -42,7 +42,7 @@ def source_kwargs(name: str, trust_remote_code: bool = False) -> dict:
     return {"trust_remote_code": trust_remote_code}
 
 
-def _check_safetensors(name: str) -> None:
+def refuse_pickled_weights(name: str) -> None:
     """A local model directory must hold safetensors weights; say so instead of loading pickles."""
     path = Path(name).expanduser()
     if not path.is_dir() or any(path.glob("*.safetensors")):
@@ -69,15 +69,49 @@ def load_tokenizer(name: str, trust_remote_code: bool = False):
     return tok
 
 
-def load_model(name: str, dtype: str = "float32", trust_remote_code: bool = False):
+def load_pretrained(auto_class, name: str, *, what: str = "model", dtype: str | None = "float32",
+                    trust_remote_code: bool = False):
+    """Every model weight load in pivotune: ``auto_class.from_pretrained(name)`` from safetensors only (a local
+    directory of pickled weights is refused before transformers sees it), local paths offline, and a failure as
+    one paragraph naming ``what`` and ``name``. ``dtype`` None keeps the dtype the weights were saved in."""
+    kwargs = source_kwargs(name, trust_remote_code)
+    refuse_pickled_weights(name)
+    try:
+        return auto_class.from_pretrained(name, dtype=DTYPES[dtype] if dtype else "auto", use_safetensors=True,
+                                          **kwargs)
+    except Exception as e:  # noqa: BLE001 - turned into a user-facing message
+        raise _explain(what, name, e) from e
+
+
+def load_model(name: str, dtype: str | None = "float32", trust_remote_code: bool = False):
     from transformers import AutoModelForCausalLM
 
-    kwargs = source_kwargs(name, trust_remote_code)
-    _check_safetensors(name)
+    return load_pretrained(AutoModelForCausalLM, name, dtype=dtype, trust_remote_code=trust_remote_code)
+
+
+def load_adapter(base, adapter_dir: str | Path, *, is_trainable: bool = False):
+    """A LoRA adapter directory (safetensors only, as :func:`load_pretrained`) on the loaded ``base`` model."""
+    from peft import PeftModel
+
+    refuse_pickled_weights(str(adapter_dir))
     try:
-        return AutoModelForCausalLM.from_pretrained(name, dtype=DTYPES[dtype], use_safetensors=True, **kwargs)
+        # peft prefers adapter_model.safetensors; the check above refused a directory with only a pickled one
+        return PeftModel.from_pretrained(base, str(adapter_dir), is_trainable=is_trainable)
     except Exception as e:  # noqa: BLE001
-        raise _explain("model", name, e) from e
+        raise _explain("LoRA adapter", str(adapter_dir), e) from e
+
+
+def load_lora_model(adapter_dir: str | Path, base: str | None = None, dtype: str | None = "float32"):
+    """A LoRA adapter directory merged into its base model (``base``, else the one its adapter_config.json names)
+    as a plain causal LM."""
+    from ..io import read_json_object
+
+    if base is None:
+        base = read_json_object(Path(adapter_dir) / "adapter_config.json").get("base_model_name_or_path")
+        if not base:
+            raise PivotuneError(f"{adapter_dir}/adapter_config.json does not name the adapter's base model "
+                                "(base_model_name_or_path).")
+    return load_adapter(load_model(base, dtype), adapter_dir).merge_and_unload()
 
 
 def load_encoder(name: str, dtype: str = "float32"):
@@ -85,13 +119,13 @@ def load_encoder(name: str, dtype: str = "float32"):
     as mT5 via ``AutoModelForTextEncoding``)."""
     from transformers import AutoConfig, AutoModel, AutoModelForTextEncoding
 
+    kwargs = source_kwargs(name)
     try:
-        kwargs = source_kwargs(name)
         config = AutoConfig.from_pretrained(name, **kwargs)
-        auto = AutoModelForTextEncoding if getattr(config, "is_encoder_decoder", False) else AutoModel
-        return auto.from_pretrained(name, dtype=DTYPES[dtype], use_safetensors=True, **kwargs)
     except Exception as e:  # noqa: BLE001
         raise _explain("encoder", name, e) from e
+    auto = AutoModelForTextEncoding if getattr(config, "is_encoder_decoder", False) else AutoModel
+    return load_pretrained(auto, name, what="encoder", dtype=dtype)
 
 
 def apply_lora(model, lora_cfg):

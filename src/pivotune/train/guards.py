@@ -6,13 +6,20 @@
   after one all-reduce of a flag, so every rank stops together instead of the others hanging.
 * :func:`check_disk_space`: before training, the output directory's file system must hold a
   checkpoint and the final model.
+* :func:`write_failures_reported`: a write that fails mid-run (disk full, permissions; as Python, torch.save
+  or safetensors report it) stops the run with one message naming the last complete checkpoint.
 * :class:`IndexedDataset` / :class:`IndexedCollator`: batches carry ``sample_index`` (the row of the
   encoded mixture), so an error can name the samples a batch held.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import logging
+import os
+import pickle
+import re
 import shutil
 from pathlib import Path
 
@@ -145,37 +152,89 @@ def check_disk_space(run_dir: Path, model, *, checkpoints: bool = True, margin: 
                             "point output_dir at a larger file system.")
 
 
-def output_dir_error(err: OSError, run_dir: Path) -> Exception:
-    """A training-time write failure as a user-facing error that says which checkpoint survives."""
-    import errno
+#: errno values of a write that failed for want of space or permission (not a bug in pivotune)
+WRITE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EACCES, errno.EPERM, errno.EROFS)
+# torch.save's C++ writer raises a bare RuntimeError that names no errno; these mark its failed writes
+TORCH_WRITER_FAILED = ("PytorchStreamWriter failed", "inline_container.cc")
 
+
+def write_failure(err: BaseException) -> str | None:
+    """Why a write failed, when ``err`` is a failed write to disk (full, quota, permissions, read-only) as Python,
+    torch.save or safetensors raise it; None for any other error."""
+    from safetensors import SafetensorError
+
+    text = str(err)
+    first = text.splitlines()[0][:300] if text else type(err).__name__
+    if isinstance(err, OSError):
+        if err.errno not in WRITE_ERRNOS:
+            return None
+        return f"{err.strerror or err}{': ' + str(err.filename) if err.filename else ''}"
+    if isinstance(err, RuntimeError) and any(mark in text for mark in TORCH_WRITER_FAILED):
+        return f"torch's file writer stopped part-way, usually because the disk is full: {first}"
+    code = re.search(r"os error (\d+)", text) if isinstance(err, SafetensorError) else None
+    if code and int(code.group(1)) in WRITE_ERRNOS:
+        return f"{os.strerror(int(code.group(1)))}, in safetensors' writer"
+    return None
+
+
+def output_dir_error(err: BaseException, run_dir: Path) -> BaseException:
+    """A training-time write failure as a user-facing error that says which checkpoint survives (``err`` itself
+    when it is not a write failure)."""
     from .resume import complete_checkpoints
 
-    if err.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS):
+    reason = write_failure(err)
+    if reason is None:
         return err
     done = complete_checkpoints(run_dir)
-    kept = (f"the last complete checkpoint, {done[-1].name}, is intact; resume from it with --resume once "
-            "the problem is fixed" if done else "no complete checkpoint had been written yet")
-    return PivotuneError(f"Training stopped: writing to output_dir {run_dir} failed ({err.strerror or err}"
-                         f"{': ' + str(err.filename) if err.filename else ''}). A half-written checkpoint "
-                         f"never replaces a complete one: {kept}.")
+    kept = (f"the last complete checkpoint, {done[-1].name}, is intact; once the problem is fixed, --resume "
+            "continues from it (or, when it is the run's last step, writes the final model from it)" if done
+            else "no complete checkpoint had been written yet")
+    return PivotuneError(f"Training stopped: writing to output_dir {run_dir} failed ({reason}). A half-written "
+                         f"checkpoint or model never replaces a complete one and is removed: {kept}.")
+
+
+@contextlib.contextmanager
+def write_failures_reported(run_dir: Path):
+    """Run the block; a failed write in it (see :func:`write_failure`) becomes :func:`output_dir_error`'s message."""
+    try:
+        yield
+    except Exception as e:  # noqa: BLE001 - only write failures are replaced; the rest propagate unchanged
+        err = output_dir_error(e, run_dir)
+        if err is e:
+            raise
+        raise err from e
 
 
 def guarded_train(trainer, run_dir: Path, checkpoint: Path | None, fingerprint: str, describe):
     """Every training road's last step: refuse a ``checkpoint`` that would not continue this run exactly (or warn
     that ``run_dir`` holds an earlier run's), write checkpoints atomically, stop on a non-finite loss (rows
-    named by ``describe``), and turn a write failure into a message naming the surviving checkpoint. Returns
-    ``trainer.train``'s result."""
-    from .resume import AtomicCheckpoints, check_resumable, complete_checkpoints, geometry
+    named by ``describe``), and turn a write failure into a message naming the surviving checkpoint. A
+    ``checkpoint`` at the run's last step is not trained past: its weights and state are loaded, for the caller
+    to write the final outputs. Returns ``trainer.train``'s result."""
+    from .resume import (
+        AtomicCheckpoints,
+        check_resumable,
+        complete_checkpoints,
+        finish_from,
+        geometry,
+        is_last_step,
+        run_id,
+        untrusted_file_error,
+    )
 
     if checkpoint is not None:
         check_resumable(checkpoint, fingerprint, geometry(trainer.args))
         log.info("resuming from %s", checkpoint)
     elif complete_checkpoints(run_dir):
         log.warning("%s holds checkpoints of an earlier run; starting afresh (pass --resume to continue it)", run_dir)
-    trainer.atomic_checkpoints = AtomicCheckpoints(fingerprint)
+    trainer.atomic_checkpoints = AtomicCheckpoints(fingerprint, run_id(checkpoint))
     install_loss_guard(trainer, describe)
+    if checkpoint is not None and is_last_step(checkpoint):   # killed after its last checkpoint: nothing to train
+        return finish_from(trainer, checkpoint)
     try:
-        return trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint is not None else None)
-    except OSError as e:   # disk full or permissions changed mid-run: say where, and what is kept
-        raise output_dir_error(e, run_dir) from e
+        with write_failures_reported(run_dir):   # disk full or permissions changed mid-run: say where, what is kept
+            return trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint is not None else None)
+    except pickle.UnpicklingError as e:   # torch's weights_only loader refused a file of the checkpoint
+        if checkpoint is None:
+            raise
+        raise untrusted_file_error(checkpoint, e) from None

@@ -57,18 +57,19 @@ from .guards import (
     check_disk_space,
     guarded_train,
     sample_describer,
+    write_failures_reported,
 )
 from .lingualift_resume import (
     BridgeTrainer,
     bridge_fingerprint,
-    finish_from,
     read_stage1,
     resume_plan,
     save_stage1,
 )
 from .resume import (
+    RUN_INFO,
+    finished_record,
     geometry,
-    is_last_step,
     remove_partials,
 )
 from .run import prepare_run_dir, training_arguments
@@ -141,12 +142,9 @@ def _run_stage(cfg: RunConfig, bridge: LinguaLiftModel, stage: int, samples: lis
         data_collator=IndexedCollator(BridgeCollator(bridge.encoder_tokenizer.pad_token_id,
                                                      bridge.lm_tokenizer.pad_token_id)),
         objective=build_objective("lingualift", cfg), save_parts=("alignment",) if stage == 1 else ("alignment", "lm"))
-    fingerprint = bridge_fingerprint(encoded)
-    loss = None
-    if checkpoint is not None and is_last_step(checkpoint):   # stopped after its last checkpoint, before its result
-        finish_from(trainer, checkpoint, fingerprint, geometry(args))
-    else:
-        loss = guarded_train(trainer, out, checkpoint, fingerprint, sample_describer(encoded, samples)).training_loss
+    # a checkpoint at the stage's last step (stopped before its result was written) is finished from, not trained
+    loss = guarded_train(trainer, out, checkpoint, bridge_fingerprint(encoded),
+                         sample_describer(encoded, samples)).training_loss
     return trainer, {"steps": trainer.state.global_step, "train_loss": loss,
                      "resumed_from": checkpoint.name if checkpoint is not None else None,
                      "trainable_parameters": sum(p.numel() for p in bridge.parameters() if p.requires_grad),
@@ -224,7 +222,8 @@ def train_lingualift(cfg: RunConfig, samples: list[Sample] | None = None, *, sav
                 sum(m["switched"] for m in switched) / max(1, sum(m["content_words"] for m in switched))),
                 content_words_per_sample=statistics.fmean(m["content_words"] for m in switched) if switched else 0.0)
             if main:
-                save_stage1(bridge, dirs[1] / "model", bridge_fingerprint(encoded), geo, report["stage1"])
+                with write_failures_reported(dirs[1]):
+                    save_stage1(bridge, dirs[1] / "model", bridge_fingerprint(encoded), geo, report["stage1"])
     if 2 in ll.stages:
         set_seed(cfg.seed)   # the same start whether stage 1 ran in this process or was resumed past
         set_stage(bridge, 2)
@@ -235,12 +234,15 @@ def train_lingualift(cfg: RunConfig, samples: list[Sample] | None = None, *, sav
         if cfg.lora.enabled:
             bridge.lm = bridge.lm.merge_and_unload()
         if main:
-            bridge.save_pretrained(run_dir / "model")
+            with write_failures_reported(dirs[2]):
+                bridge.save_pretrained(run_dir / "model")
         report["stage2"]["mixture"] = summarize(english)
     import transformers
 
     report.update(seconds=round(time.time() - started, 2),
-                  versions={"torch": torch.__version__, "transformers": transformers.__version__})
-    write_text_atomic(run_dir / "config.yaml", dump_config(cfg))
-    write_json_atomic(run_dir / "run.json", json.loads(json.dumps(report, default=str)))
+                  versions={"torch": torch.__version__, "transformers": transformers.__version__},
+                  **(finished_record(trainer) if trainer is not None else {}))
+    with write_failures_reported(dirs[max(ll.stages)]):
+        write_text_atomic(run_dir / "config.yaml", dump_config(cfg))
+        write_json_atomic(run_dir / RUN_INFO, json.loads(json.dumps(report, default=str)))   # last: see resume
     return trainer

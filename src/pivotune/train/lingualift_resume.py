@@ -22,7 +22,7 @@ import torch
 from ..errors import PivotuneError
 from ..io import atomic_path, write_json_atomic
 from ..models.bridge import LinguaLiftModel, load_alignment
-from .resume import RESUME_INFO, TRAINER_STATE, check_same_run, data_fingerprint, find_resume_checkpoint, is_last_step
+from .resume import RUN_INFO, check_same_run, check_unfinished, data_fingerprint, find_resume_checkpoint
 from .trainer import PivotuneTrainer
 
 STAGE1_INFO = "pivotune_stage1.json"
@@ -126,6 +126,8 @@ def resume_plan(run_dir: Path, stages, resume: bool | str | None) -> ResumePlan:
         if stage == 2 and 1 in stages and done is None:
             raise PivotuneError(f"--resume {path} continues stage 2, but stage 1's result {s1 / 'model'} is missing "
                                 f"or incomplete: resume stage 1 first (--resume with a checkpoint in {s1}).")
+        if stage == 2:
+            check_unfinished(path, run_dir)   # the run's final outputs come from stage 2's last step
         return ResumePlan(done if stage == 2 else None, {stage: path})
     plan = ResumePlan(done)
     if 1 in stages and done is None:
@@ -134,11 +136,11 @@ def resume_plan(run_dir: Path, stages, resume: bool | str | None) -> ResumePlan:
         stage, latest = 2, find_resume_checkpoint(s2, "auto")
     if latest is not None:
         plan.checkpoints[stage] = latest
-        if stage == 2 and is_last_step(latest) and (run_dir / "model" / "bridge.json").is_file():
-            raise PivotuneError(f"Nothing to resume: {latest} is stage 2's last step and the run finished (its "
-                                f"bridge is in {run_dir / 'model'}).")
-    if done is not None and 2 not in stages:
-        raise PivotuneError(f"Nothing to resume: stage 1 finished ({done}) and lingualift.stages has no stage 2.")
+        if stage == 2:
+            check_unfinished(latest, run_dir)
+    if done is not None and 2 not in stages and (run_dir / RUN_INFO).is_file():
+        raise PivotuneError(f"Nothing to resume: stage 1 finished ({done}), lingualift.stages has no stage 2 and "
+                            f"the run's {RUN_INFO} is written.")
     if resume != "auto" and done is None and not plan.checkpoints:
         raise PivotuneError(f"--resume: {run_dir} holds nothing to resume (no complete stage-1 result in "
                             f"{s1 / 'model'}, no complete checkpoint in {s1} or {s2}); train without --resume to "
@@ -154,16 +156,6 @@ def bridge_fingerprint(encoded) -> str:
 #: what may have changed when a stage's data fingerprint differs
 STAGE_DATA_CHANGED = ("the stage's training data differ from the data it trained on (data files, their order, "
                       "lexicons, switch_ratio, max lengths, tokenizers or seed changed)")
-
-
-def finish_from(trainer: BridgeTrainer, ckpt: Path, fingerprint: str, geo: dict) -> None:
-    """A stage whose last step is checkpointed: take its weights and state from there instead of training."""
-    from transformers import TrainerState
-
-    check_same_run(json.loads((ckpt / RESUME_INFO).read_text(encoding="utf-8")), fingerprint, geo, ckpt,
-                   STAGE_DATA_CHANGED)
-    trainer._load_from_checkpoint(str(ckpt))
-    trainer.state = TrainerState.load_from_json(str(ckpt / TRAINER_STATE))
 
 
 def save_stage1(bridge: LinguaLiftModel, d: Path, fingerprint: str, geo: dict, report: dict) -> None:

@@ -3,8 +3,9 @@
 Run directory layout::
 
     RUN/config.yaml        the validated config
-    RUN/run.json           mixture counts, truncations, steps, final loss, versions
-    RUN/checkpoint-*/      Trainer checkpoints (safetensors, optimizer, RNG)
+    RUN/run.json           mixture counts, truncations, steps, final loss, versions; written last
+    RUN/checkpoint-*/      Trainer checkpoints (safetensors, optimizer, RNG); the last step's finishes a run
+                           killed while writing its final outputs (--resume), or exports directly
     RUN/model/             the trained model (full weights, or the LoRA adapter)
     RUN/pivot_head.*       PROM only: the pivot head (safetensors + JSON description),
                            for analysis; never part of RUN/model, not exported
@@ -36,11 +37,14 @@ from .guards import (
     check_disk_space,
     guarded_train,
     sample_describer,
+    write_failures_reported,
 )
 from .regulation import regulate
 from .resume import (
+    RUN_INFO,
     data_fingerprint,
     find_resume_checkpoint,
+    finished_record,
     remove_partials,
 )
 
@@ -185,7 +189,8 @@ def train(cfg: RunConfig, samples: list[Sample] | None = None, *, save_checkpoin
 
 
 def save_run(trainer, tokenizer, cfg: RunConfig, run_dir: Path, extra: dict) -> Path:
-    """Write the final model (atomically), tokenizer, config and run metadata."""
+    """Write the final model (atomically), tokenizer, config and, last, the run metadata (whose record of the
+    run and step tells a finished run from one killed while writing these; see :mod:`pivotune.train.resume`)."""
     import transformers
 
     from .trainer import split_pivoted_state
@@ -197,14 +202,15 @@ def save_run(trainer, tokenizer, cfg: RunConfig, run_dir: Path, extra: dict) -> 
         return run_dir
     model = trainer.accelerator.unwrap_model(trainer.model, keep_torch_compile=False)
     lm_state, head_state = split_pivoted_state(state) if hasattr(model, "save_pivot_head") else (state, None)
-    with atomic_path(run_dir / "model") as tmp:
-        model.save_pretrained(tmp, state_dict=lm_state, safe_serialization=True)   # PROM: its LM only
-        tokenizer.save_pretrained(tmp)
-    if hasattr(model, "save_pivot_head"):
-        model.save_pivot_head(run_dir, state=head_state)
-    write_text_atomic(run_dir / "config.yaml", dump_config(cfg))
-    meta = {"method": cfg.method, "base_model": cfg.model, "lora": cfg.lora.enabled,
-            "versions": {"torch": torch.__version__, "transformers": transformers.__version__},
-            "log_history": trainer.state.log_history, **extra}
-    write_json_atomic(run_dir / "run.json", json.loads(json.dumps(meta, default=str)))
+    with write_failures_reported(run_dir):
+        with atomic_path(run_dir / "model") as tmp:
+            model.save_pretrained(tmp, state_dict=lm_state, safe_serialization=True)   # PROM: its LM only
+            tokenizer.save_pretrained(tmp)
+        if hasattr(model, "save_pivot_head"):
+            model.save_pivot_head(run_dir, state=head_state)
+        write_text_atomic(run_dir / "config.yaml", dump_config(cfg))
+        meta = {"method": cfg.method, "base_model": cfg.model, "lora": cfg.lora.enabled,
+                "versions": {"torch": torch.__version__, "transformers": transformers.__version__},
+                "log_history": trainer.state.log_history, **extra, **finished_record(trainer)}
+        write_json_atomic(run_dir / RUN_INFO, json.loads(json.dumps(meta, default=str)))
     return run_dir

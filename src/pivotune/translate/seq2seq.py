@@ -90,13 +90,11 @@ class HFSeq2SeqTranslator(_Seq2Seq):
                          max_input_tokens=max_input_tokens, engine="hf")
         from transformers import AutoModelForSeq2SeqLM
 
-        from ..models.loading import DTYPES, _explain
+        from ..models.loading import load_pretrained
 
         self.device = device or default_device()
-        try:
-            self.model = AutoModelForSeq2SeqLM.from_pretrained(self.name, dtype=DTYPES[dtype]).to(self.device)
-        except Exception as exc:  # noqa: BLE001
-            raise _explain("translation model", self.name, exc) from exc
+        self.model = load_pretrained(AutoModelForSeq2SeqLM, self.name, what="translation model",
+                                     dtype=dtype).to(self.device)
         self.model.eval()
 
     def translate(self, units: list[Unit], src: str, tgt: str) -> list[str]:
@@ -139,6 +137,9 @@ class CTranslate2Translator(_Seq2Seq):
     def _convert(self) -> None:
         from ctranslate2.converters import TransformersConverter
 
+        from ..models.loading import refuse_pickled_weights
+
+        refuse_pickled_weights(self.name)   # the converter loads the weights with transformers itself
         log.info("converting %s to CTranslate2 format in %s (once)", self.name, self.ct2_dir)
         with atomic_path(self.ct2_dir) as tmp:
             try:
