@@ -108,7 +108,7 @@ def probe_lens(model_dir: Path, out_dir: Path, world: Path, languages: list[str]
     t0 = time.perf_counter()
     s = probe_settings(world, languages, world_seed)
     report = run_probe(str(model_dir), s["probe_pairs"], out_dir, pivot_layer=pivot_layer, names=s["probe_names"],
-                       seed=0)
+                       seed=0, force=True)   # inside the demo's own directory
     return report, round(time.perf_counter() - t0, 1)
 
 
@@ -195,9 +195,11 @@ DEFAULT_METHODS = [m for m in METHODS if m != "lingualift"]
 
 def run_demo(quick: bool = False, languages: list[str] | None = None, methods: list[str] | None = None,
              seeds: int = 1, out_dir: str | Path | None = None, rebuild: bool = False,
-             cache_dir: str | Path | None = None) -> dict:
-    """Run the study; returns ``{"scores": {method: [per-seed headline]}, ...}`` and writes it to ``out_dir``."""
+             cache_dir: str | Path | None = None, force: bool = False) -> dict:
+    """Run the study; returns ``{"scores": {method: [per-seed headline]}, ...}`` and writes it to ``out_dir`` (new,
+    empty or an earlier demo's, unless ``force``; everything in it is the demo's to replace)."""
     from ..eval.compare import compare, to_markdown
+    from ..outputs import claim_output_dir, mark_output
 
     started = time.perf_counter()
     world_cfg = WorldConfig.quick() if quick else WorldConfig()
@@ -213,7 +215,7 @@ def run_demo(quick: bool = False, languages: list[str] | None = None, methods: l
     if seeds < 1:
         raise PivotuneError("--seeds must be at least 1")
     out = Path(out_dir or ("runs/demo-quick" if quick else "runs/demo"))
-    out.mkdir(parents=True, exist_ok=True)
+    mark_output(claim_output_dir(out, "demo", force=force), "demo")
 
     if rebuild:
         shutil.rmtree(entry_dir(world_cfg, cache_dir), ignore_errors=True)
@@ -260,7 +262,7 @@ def run_demo(quick: bool = False, languages: list[str] | None = None, methods: l
     if evaluated:
         tables = compare([str(out / f"{m}-seed0") for m in evaluated], labels=evaluated,
                          baseline="xllama" if "xllama" in evaluated else None, out_dir=out / "tables",
-                         win_lose_skip=("en",))   # as the paper's Table 3: target languages only
+                         win_lose_skip=("en",), force=True)   # as the paper's Table 3: target languages only
         tables_md = to_markdown(tables)
         print(f"\npaper-style tables (seed 0, lm-evaluation-harness), also in {out / 'tables'}:\n")
         print(tables_md)
@@ -277,7 +279,7 @@ def run_demo(quick: bool = False, languages: list[str] | None = None, methods: l
         {"quick": quick, "languages": languages, "methods": methods, "seeds": seeds}, sort_keys=False))
     from ..report import write_report   # the study's page: tables, lens figures, regulation, findings
 
-    report = write_report([str(out)], out / "report", baseline="xllama")
+    report = write_report([str(out)], out / "report", baseline="xllama", force=True)
     print(f"results: {out / 'results.md'}; report: {report} (total {time.perf_counter() - started:.0f}s)")
     return summary
 

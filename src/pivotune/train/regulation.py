@@ -69,7 +69,7 @@ def regulate(cfg: RunConfig, model, tokenizer, run_dir: Path) -> RunConfig:
 
         report = run_probe(cfg.model, {lang: s.probe_pairs[lang] for lang in cfg.languages}, run_dir / "probe",
                            pivot_layer=layer, names=s.probe_names, seed=cfg.seed, model=model, tokenizer=tokenizer,
-                           template=s.probe_template)
+                           template=s.probe_template, force=True)   # RUN/probe: the run owns its directory
         decisions = {lang: report["languages"][lang]["decision"] for lang in cfg.languages}
         evidence = str(run_dir / "probe" / "probe.json")
     else:
