@@ -48,7 +48,7 @@ def _cmd_train(args) -> int:
     if args.check:
         print(f"{args.config}: valid (method {cfg.method}, {len(cfg.data)} data sources)")
         return 0
-    trainer = train(cfg, resume=args.resume or False)
+    trainer = train(cfg, resume=args.resume or False, overwrite=args.overwrite)
     print(f"done: {trainer.state.global_step} steps; run directory {cfg.output_dir}")
     return 0
 
@@ -118,7 +118,10 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("train", help="train a model from a YAML run config",
                        formatter_class=argparse.RawDescriptionHelpFormatter,
                        description="Validate CONFIG (before any model loads), build the method's data "
-                                   "mixture, train, and write the run directory.",
+                                   "mixture, train, and write the run directory: a new or empty output_dir, the "
+                                   "run there with --resume, or an earlier run deleted first with --overwrite. "
+                                   "The directory is locked while the run lasts; a run that fails before its "
+                                   "first complete checkpoint leaves nothing it created.",
                        epilog="example:\n  pivotune train examples/llama2-7b-thai-xllama.yaml "
                               "--set train.lr=1e-5 --set lora.enabled=true")
     t.add_argument("config", help="YAML run config")
@@ -130,6 +133,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--resume", nargs="?", const="latest", metavar="CHECKPOINT",
                    help="continue from the latest complete checkpoint in output_dir (or CHECKPOINT); "
                         "'--resume auto' resumes if there is one and starts afresh otherwise")
+    t.add_argument("--overwrite", action="store_true",
+                   help="delete an earlier run in output_dir and start afresh (without it, or --resume, a "
+                        "directory holding a run's model or checkpoints is refused)")
     t.set_defaults(func=_cmd_train)
 
     e = sub.add_parser("export", help="write a run's model as a plain Hugging Face directory",

@@ -6,7 +6,8 @@ Every command that writes a directory (``report``, ``export``, ``probe``, ``inte
 recognised by the marker file :data:`MARKER` the command writes into it. Anything else is refused with a
 message that says what the directory holds and which flag overrides (``--force``). A command that replaces
 its directory as a whole (:func:`replaced_output_dir`: ``report``, ``export``) never replaces one that is or
-contains one of its inputs, not even with ``--force``.
+contains one of its inputs, not even with ``--force``. Training runs have their own rules on top of the same
+marker (:mod:`pivotune.train.rundir`).
 """
 
 from __future__ import annotations

@@ -173,13 +173,14 @@ def print_table(header, rows, title: str, left: tuple[str, ...] = ("language", "
 
 def train_and_evaluate(raw: dict, world: Path, eval_langs: list[str], plan: DemoPlan) -> tuple[dict, dict]:
     """Train one run config on the road a real run takes, evaluate its model through lm-evaluation-harness
-    (RUN/results.json, RUN/eval.json); returns (headline scores, timings)."""
+    (RUN/results.json, RUN/eval.json); returns (headline scores, timings). RUN lies in the demo's (or sweep's) own
+    directory, so an earlier run there is replaced."""
     from ..eval.toy_tasks import evaluate_toy_with_harness, toy_headline
     from ..train.run import train
 
     run_dir = Path(raw["output_dir"])
     t0 = time.perf_counter()
-    train(load_config(base=raw), save_checkpoints=False)
+    train(load_config(base=raw), save_checkpoints=False, overwrite=True)
     t1 = time.perf_counter()
     res = evaluate_toy_with_harness(run_dir / "model", world, eval_langs, limit=plan.eval_limit, out_dir=run_dir)
     write_json_atomic(run_dir / "eval.json", res)
@@ -239,7 +240,7 @@ def run_demo(quick: bool = False, languages: list[str] | None = None, methods: l
                 stage1 = plan.steps // 2   # compute-matched: both stages together take plan.steps
                 res = train_lingualift_toy(paths, run_dir, plan.steps - stage1, languages=languages, seed=seed,
                                            stage1_steps=stage1, eval_limit=plan.eval_limit,
-                                           batch_size=plan.batch_size, lr=plan.lr)
+                                           batch_size=plan.batch_size, lr=plan.lr, overwrite=True)
                 scores.setdefault(method, []).append(res["headline"])
                 timings[f"{method}-seed{seed}"] = res["timings"]
                 continue

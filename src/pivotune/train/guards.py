@@ -162,17 +162,15 @@ def output_dir_error(err: OSError, run_dir: Path) -> Exception:
 
 
 def guarded_train(trainer, run_dir: Path, checkpoint: Path | None, fingerprint: str, describe):
-    """Every training road's last step: refuse a ``checkpoint`` that would not continue this run exactly (or warn
-    that ``run_dir`` holds an earlier run's), write checkpoints atomically, stop on a non-finite loss (rows
+    """Every training road's last step: refuse a ``checkpoint`` that would not continue this run exactly, write
+    checkpoints atomically, stop on a non-finite loss (rows
     named by ``describe``), and turn a write failure into a message naming the surviving checkpoint. Returns
     ``trainer.train``'s result."""
-    from .resume import AtomicCheckpoints, check_resumable, complete_checkpoints, geometry
+    from .resume import AtomicCheckpoints, check_resumable, geometry
 
-    if checkpoint is not None:
+    if checkpoint is not None:   # (an earlier run's checkpoints are never there otherwise: train.rundir)
         check_resumable(checkpoint, fingerprint, geometry(trainer.args))
         log.info("resuming from %s", checkpoint)
-    elif complete_checkpoints(run_dir):
-        log.warning("%s holds checkpoints of an earlier run; starting afresh (pass --resume to continue it)", run_dir)
     trainer.atomic_checkpoints = AtomicCheckpoints(fingerprint)
     install_loss_guard(trainer, describe)
     try:
