@@ -11,7 +11,6 @@ of the DDP test (under ``torchrun``).
 from __future__ import annotations
 
 import json
-import logging
 import sys
 from collections import namedtuple
 from pathlib import Path
@@ -119,14 +118,19 @@ def test_lora_reference_is_the_base_models(tiny_model_dir, tmp_path, tokenizer):
     assert refs[0] == refs[1]
 
 
-def test_fresh_start_over_old_checkpoints_warns(tiny_model_dir, tmp_path, caplog):
+def test_fresh_start_over_old_checkpoints_needs_overwrite(tiny_model_dir, tmp_path):
+    """CLO's road claims its run directory like every road: an earlier run's checkpoint stops a fresh start
+    (naming --resume and --overwrite); overwrite=True removes it first."""
     old = tmp_path / "run" / "checkpoint-3"
     old.mkdir(parents=True)
     for name in ("trainer_state.json", "pivotune_resume.json"):
         (old / name).write_text("{}")
-    with caplog.at_level(logging.WARNING, logger="pivotune.train.clo"):
-        train(_cfg(tiny_model_dir, tmp_path / "run", **{"train.max_steps": 1}), DATA, save_checkpoints=False)
-    assert "holds checkpoints of an earlier run; starting afresh" in caplog.text
+    cfg = _cfg(tiny_model_dir, tmp_path / "run", **{"train.max_steps": 1})
+    with pytest.raises(PivotuneError, match=r"checkpoint-3/.*--resume.*--overwrite"):
+        train(cfg, DATA, save_checkpoints=False)
+    assert old.is_dir()
+    train(cfg, DATA, save_checkpoints=False, overwrite=True)
+    assert not old.exists() and (tmp_path / "run" / "model").is_dir()
 
 
 def test_crash_in_epoch_2_then_resume_equals_uninterrupted_run(tiny_model_dir, tmp_path, monkeypatch):

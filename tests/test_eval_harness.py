@@ -10,6 +10,7 @@ import pytest
 from pivotune.cli import main
 from pivotune.errors import DataError, PivotuneError
 from pivotune.eval import indicqa, registry, task_utils
+from pivotune.outputs import MARKER
 
 mlqa = pytest.importorskip("lm_eval.tasks.mlqa.utils")
 
@@ -196,7 +197,7 @@ def test_eval_and_compare_end_to_end(tmp_path, tiny_model_dir, one_thread, capsy
     printed = capsys.readouterr().out
     assert "Table 1" in printed and "Table 2" in printed and "Table 3" in printed
     names = sorted(p.name for p in (tmp_path / "tables").iterdir())
-    assert names == ["table_1.csv", "table_2.csv", "table_3.csv", "tables.html", "tables.md"]
+    assert names == [MARKER, "table_1.csv", "table_2.csv", "table_3.csv", "tables.html", "tables.md"]
     wins = (tmp_path / "tables" / "table_3.csv").read_text().splitlines()[1].split(",")
     toy = res["results"]
     expect_wins = sum(1 for t in tasks if any(toy[t].get(k, 1.0) < 1.0

@@ -22,7 +22,7 @@ def _cmd_demo(args) -> int:
     from .toy.demo import run_demo
 
     run_demo(quick=args.quick, languages=args.languages, methods=args.methods, seeds=args.seeds,
-             out_dir=args.out, rebuild=args.rebuild)
+             out_dir=args.out, rebuild=args.rebuild, force=args.force)
     return 0
 
 
@@ -31,7 +31,7 @@ def _cmd_sweep(args) -> int:
 
     run_sweep(quick=args.quick, pivot_layers=args.pivot_layers, alphas=args.alphas, lambdas=args.lambdas,
               languages=args.languages, seeds=args.seeds, out_dir=args.out, steps=args.steps,
-              baseline=args.baseline, regulation=not args.no_regulation)
+              baseline=args.baseline, regulation=not args.no_regulation, force=args.force)
     return 0
 
 
@@ -49,7 +49,7 @@ def _cmd_train(args) -> int:
     if args.check:
         print(f"{args.config}: valid (method {cfg.method}, {len(cfg.data)} data sources)")
         return 0
-    trainer = train(cfg, resume=args.resume or False)
+    trainer = train(cfg, resume=args.resume or False, overwrite=args.overwrite)
     print(f"done: {trainer.state.global_step} steps; run directory {cfg.output_dir}")
     return 0
 
@@ -80,7 +80,9 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--languages", nargs="+", help="target languages (default: the world's)")
     d.add_argument("--methods", nargs="+", help="methods to train (default: all but lingualift, which first trains a toy encoder)")
     d.add_argument("--seeds", type=int, default=1, help="training seeds per method (default 1)")
-    d.add_argument("--out", default=None, help="run directory (default: runs/demo[-quick])")
+    d.add_argument("--out", default=None, help="run directory (default: runs/demo[-quick]): new, empty or an "
+                                               "earlier demo's, whose runs are replaced")
+    d.add_argument("--force", action="store_true", help="write into --out even if it holds other files")
     d.add_argument("--rebuild", action="store_true", help="ignore the cached world and base model")
     d.set_defaults(func=_cmd_demo)
 
@@ -109,13 +111,18 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--baseline", action="store_true", help="also train xllama (same plan) as a reference row")
     sw.add_argument("--no-regulation", action="store_true",
                     help="train prom-noreg: λ for every language, no logit-lens probe")
-    sw.add_argument("--out", default=None, help="output directory (default: runs/sweep[-quick])")
+    sw.add_argument("--out", default=None, help="output directory (default: runs/sweep[-quick]): new, empty or an "
+                                                "earlier sweep's, whose runs are replaced")
+    sw.add_argument("--force", action="store_true", help="write into --out even if it holds other files")
     sw.set_defaults(func=_cmd_sweep)
 
     t = sub.add_parser("train", help="train a model from a YAML run config",
                        formatter_class=argparse.RawDescriptionHelpFormatter,
                        description="Validate CONFIG (before any model loads), build the method's data "
-                                   "mixture, train, and write the run directory.",
+                                   "mixture, train, and write the run directory: a new or empty output_dir, the "
+                                   "run there with --resume, or an earlier run deleted first with --overwrite. "
+                                   "The directory is locked while the run lasts; a run that fails before its "
+                                   "first complete checkpoint leaves nothing it created.",
                        epilog="example:\n  pivotune train examples/llama2-7b-thai-xllama.yaml "
                               "--set train.lr=1e-5 --set lora.enabled=true")
     t.add_argument("config", help="YAML run config")
@@ -127,6 +134,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--resume", nargs="?", const="latest", metavar="CHECKPOINT",
                    help="continue from the latest complete checkpoint in output_dir (or CHECKPOINT); "
                         "'--resume auto' resumes if there is one and starts afresh otherwise")
+    t.add_argument("--overwrite", action="store_true",
+                   help="delete an earlier run in output_dir and start afresh (without it, or --resume, a "
+                        "directory holding a run's model or checkpoints is refused)")
     t.set_defaults(func=_cmd_train)
 
     e = sub.add_parser("export", help="write a run's model as a plain Hugging Face directory",
@@ -137,7 +147,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("run_dir", help="a finished run directory (holds model/)")
     e.add_argument("out_dir", help="where to write the plain model directory")
     e.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], help="cast weights on export")
-    e.add_argument("--force", action="store_true", help="replace out_dir if it exists")
+    e.add_argument("--force", action="store_true",
+                   help="replace out_dir even if it holds something other than an earlier export (never the run "
+                        "itself or a directory holding it)")
     e.set_defaults(func=_cmd_export)
 
     def _cmd_probe(args) -> int:  # lazy: the lens module imports torch
@@ -161,7 +173,8 @@ def build_parser() -> argparse.ArgumentParser:
                          "pivotune's table (ISO 639-1, FLORES-200) is declared with --extra-languages")
     pr.add_argument("--pivot-layer", type=int, default=None,
                     help="PROM pivot layer n, the output of decoder block n (1..N; default round(0.75*N))")
-    pr.add_argument("--out", required=True, help="output directory")
+    pr.add_argument("--out", required=True, help="output directory (new, empty or an earlier probe's)")
+    pr.add_argument("--force", action="store_true", help="write into --out even if it holds other files")
     pr.add_argument("--task", choices=["translation", "repetition", "cloze"], default="translation",
                     help="prompt type (default translation); cloze reads 'english<TAB>target<TAB>sentence "
                          "with ___' files in --pairs")

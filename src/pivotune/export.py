@@ -20,7 +20,7 @@ from pathlib import Path
 import yaml
 
 from .errors import PivotuneError
-from .io import atomic_path
+from .outputs import claim_output_dir, replaced_output_dir
 
 #: LM weights a checkpoint must hold to be exported (full model, sharded full model, or LoRA adapter)
 CHECKPOINT_WEIGHTS = ("model.safetensors", "model.safetensors.index.json", "adapter_model.safetensors")
@@ -50,6 +50,12 @@ def _model_source(path: Path) -> tuple[Path, Path]:
     return model_dir, path
 
 
+def _read_json(path: Path) -> dict:
+    import json
+
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
 def _run_settings(run_dir: Path) -> dict:
     """The run's config.yaml as written at the end of training ({} when it is not there)."""
     path = run_dir / "config.yaml"
@@ -58,18 +64,21 @@ def _run_settings(run_dir: Path) -> dict:
 
 def export(run_dir: str | Path, out_dir: str | Path, dtype: str | None = None, force: bool = False) -> Path:
     """Write the model of ``run_dir`` (a finished run, or a complete checkpoint of one) as a plain model
-    directory at ``out_dir``."""
+    directory at ``out_dir``: a new or empty directory, an earlier export, or with ``force`` any other, but never
+    ``run_dir``, its model, the LoRA base model or a directory holding them."""
     import torch
 
     from .models.loading import load_lora_model, load_model, load_tokenizer
 
     run_dir, out_dir = Path(run_dir), Path(out_dir)
     model_dir, owner = _model_source(run_dir)
-    if out_dir.exists() and any(out_dir.iterdir()) and not force:
-        raise PivotuneError(f"{out_dir} exists and is not empty; choose another directory or pass --force "
-                            "to replace it.")
     settings = _run_settings(owner)
-    if (model_dir / "adapter_config.json").exists():   # the base the run trained on, else the adapter's record
+    is_lora = (model_dir / "adapter_config.json").exists()
+    inputs = [run_dir, model_dir]
+    if is_lora:   # the base model is an input too: never replaced by the export
+        inputs += [settings.get("model"), _read_json(model_dir / "adapter_config.json").get("base_model_name_or_path")]
+    claim_output_dir(out_dir, "export", force=force, inputs=inputs, replaces=True)   # before the model loads
+    if is_lora:   # the base the run trained on, else the adapter's record
         model = load_lora_model(model_dir, base=settings.get("model"), dtype=None)
     else:
         model = load_model(str(model_dir), dtype=None)
@@ -79,7 +88,7 @@ def export(run_dir: str | Path, out_dir: str | Path, dtype: str | None = None, f
     if not (model_dir / "tokenizer_config.json").is_file():   # a checkpoint saved without one: the run's
         tokenizer_from = settings.get("tokenizer") or settings.get("model") or tokenizer_from
     tokenizer = load_tokenizer(tokenizer_from)
-    with atomic_path(out_dir) as tmp:
+    with replaced_output_dir(out_dir, "export", force=force, inputs=inputs) as tmp:
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
     return out_dir

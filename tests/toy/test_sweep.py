@@ -73,7 +73,8 @@ def _fake_road(monkeypatch, tmp_path):
         tmp_path / "cache", tmp_path / "cache" / "world", tmp_path / "cache" / "base", world))
     configs = {}
 
-    def fake_train(cfg, save_checkpoints=True):
+    def fake_train(cfg, save_checkpoints=True, overwrite=False):
+        assert overwrite   # the sweep replaces its own earlier runs
         run = Path(cfg.output_dir)
         run.mkdir(parents=True)
         configs[run.name] = cfg

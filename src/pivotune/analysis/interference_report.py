@@ -161,11 +161,15 @@ def plot_interference(series: list[dict], pairs: list[str], path: str | Path, *,
 def run_interference(inputs: list[str], out_dir: str | Path, *, config: str | None = None,
                      methods: list[str] | None = None, pairs: list[tuple[str, str]] | None = None, batches: int = 4,
                      batch_size: int | None = None, layers: str = "last", profile: bool = False,
-                     block: int | None = None, seed: int = 0, recompute: bool = False) -> dict:
-    """Measure or read each input, write ``out_dir/interference.json`` and ``out_dir/interference.png``."""
+                     block: int | None = None, seed: int = 0, recompute: bool = False, force: bool = False) -> dict:
+    """Measure or read each input, write ``out_dir/interference.json`` and ``out_dir/interference.png`` (``out_dir``:
+    new, empty or an earlier interference output, unless ``force``)."""
     from ..config import load_config
     from ..io import write_json_atomic
     from ..models.loading import load_model, load_tokenizer
+    from ..outputs import claim_output_dir, mark_output
+
+    claim_output_dir(out_dir, "interference", force=force)
 
     pairs = [tuple(p) for p in (pairs or [("en", "tgt")])]
     labels = [f"{a}~{b}" for a, b in pairs]
@@ -214,7 +218,7 @@ def run_interference(inputs: list[str], out_dir: str | Path, *, config: str | No
             tokenizer = load_tokenizer(str(run_dir / "model"))
             model, objective = prepared(cfg, _load_lm(run_dir, cfg), run_dir)
             add_measured(name, cfg, model, objective, tokenizer)
-    out_dir = Path(out_dir)
+    out_dir = mark_output(out_dir, "interference")
     summary = {"pairs": labels, "options": opts, "runs": results, "series": series}
     write_json_atomic(out_dir / "interference.json", summary)
     plot_interference(series, labels, out_dir / "interference.png", title="gradient interference")
@@ -230,7 +234,8 @@ def _cmd(args) -> int:
         pairs.append((a, b))
     summary = run_interference(args.inputs, args.out, config=args.config, methods=args.methods, pairs=pairs,
                                batches=args.batches, batch_size=args.batch_size, layers=args.layers,
-                               profile=args.profile, block=args.block, seed=args.seed, recompute=args.recompute)
+                               profile=args.profile, block=args.block, seed=args.seed, recompute=args.recompute,
+                               force=args.force)
     for s in summary["series"]:
         m, sd = s["mean"][-1], s["sd"][-1]
         where = f"step {s['steps'][-1]}" if s.get("steps") else "measured"
@@ -259,7 +264,9 @@ def add_parser(sub) -> None:
                "--out runs/interference\n  pivotune interference --config th.yaml --methods xllama prom "
                "--layers all --profile --out runs/interference-base")
     p.add_argument("inputs", nargs="*", help="run directories (or base models with --config)")
-    p.add_argument("--out", required=True, help="output directory (interference.json, interference.png)")
+    p.add_argument("--out", required=True, help="output directory (interference.json, interference.png): new, "
+                                                "empty or an earlier interference output")
+    p.add_argument("--force", action="store_true", help="write into --out even if it holds other files")
     p.add_argument("--config", help="run config giving data, languages and template: measure base models")
     p.add_argument("--methods", nargs="+", help="with --config: methods whose objectives to use (default: its own)")
     p.add_argument("--pairs", nargs="+", metavar="A,B", help="source pairs (default en,tgt)")

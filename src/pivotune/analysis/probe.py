@@ -31,13 +31,17 @@ def _summary(res: LensResult) -> dict:
 def run_probe(model_name: str, pairs_files: dict[str, str], out_dir: str | Path, *, pivot_layer: int | None = None,
               task: str = "translation", batch_size: int = 8, names: dict[str, str] | None = None,
               source_lang: str = "en", seed: int = 0, dtype: str = "float32", model=None, tokenizer=None,
-              template: str | None = None, labels: dict[str, str] | None = None) -> dict:
+              template: str | None = None, labels: dict[str, str] | None = None, force: bool = False) -> dict:
     """Probe every language in ``pairs_files`` (lang -> word-pair file; cloze files for ``task="cloze"``)
     and write ``out_dir/probe.json`` and ``out_dir/lens_{lang}.png``. Returns the JSON object.
     ``model``/``tokenizer``: already loaded ones (``model_name`` is then only recorded). ``template``
-    replaces the task's prompt line; ``labels``: "Answer" per language for cloze prompts."""
+    replaces the task's prompt line; ``labels``: "Answer" per language for cloze prompts. ``out_dir`` must be new,
+    empty or an earlier probe's, unless ``force`` (:func:`pivotune.outputs.claim_output_dir`)."""
     from ..io import child_path, write_json_atomic
     from ..models.loading import load_model, load_tokenizer
+    from ..outputs import claim_output_dir, mark_output
+
+    claim_output_dir(out_dir, "probe", force=force)
 
     if task not in TASKS:
         raise PivotuneError(f"Unknown probe task '{task}'; choose {', '.join(TASKS)}.")
@@ -80,6 +84,7 @@ def run_probe(model_name: str, pairs_files: dict[str, str], out_dir: str | Path,
               "layer_convention": "index k = output of decoder block k (HF hidden_states[k]); 0 = embeddings",
               "rule": "lambda_t = 0 when mean P(en) < mean P(target) at the pivot layer, else lambda",
               "sd": "population standard deviation over items", "languages": {}}
+    mark_output(out_dir, "probe")
     for lang, pairs in all_pairs.items():
         if task == "translation" and lang == source_lang:
             continue
@@ -137,7 +142,7 @@ def cli_probe(args) -> int:
     report = run_probe(args.model, _key_values(args.pairs, "--pairs", extra), args.out, pivot_layer=args.pivot_layer,
                        task=args.task, batch_size=args.batch_size, names=_key_values(args.names, "--names", extra),
                        source_lang=source_lang, seed=args.seed, dtype=args.dtype, template=args.template,
-                       labels=_key_values(args.labels, "--labels", extra))
+                       labels=_key_values(args.labels, "--labels", extra), force=args.force)
     for lang, entry in report["languages"].items():
         items = entry["items"]
         print(f"{lang}: {items['kept']} items ({items['single_token']} single-token, {items['multi_token']} "

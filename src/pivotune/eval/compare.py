@@ -160,7 +160,13 @@ def format_results(res: dict) -> str:
 
 
 def compare(paths: list[str], labels: list[str] | None = None, baseline: str | None = None,
-            out_dir: str | Path | None = None, win_lose_skip: tuple[str, ...] = ()) -> list[Table]:
+            out_dir: str | Path | None = None, win_lose_skip: tuple[str, ...] = (), force: bool = False) -> list[Table]:
+    """The paper-style tables of ``paths``' results; written under ``out_dir`` when given (new, empty or earlier
+    tables, unless ``force``)."""
+    from ..outputs import claim_output_dir, mark_output
+
+    if out_dir is not None:
+        claim_output_dir(out_dir, "compare", force=force)
     loaded = [load_results(p) for p in paths]
     if labels:
         if len(labels) != len(loaded):
@@ -171,7 +177,7 @@ def compare(paths: list[str], labels: list[str] | None = None, baseline: str | N
         raise PivotuneError("two runs have the same label; give distinct ones with --labels.")
     tables = build_tables(runs, baseline, win_lose_skip)
     if out_dir is not None:
-        write_tables(tables, out_dir)
+        write_tables(tables, mark_output(out_dir, "compare"))
     return tables
 
 
@@ -180,7 +186,7 @@ def _cmd_compare(args) -> int:
 
     extra = declared(args.extra_languages, "--extra-languages")
     skip = tuple(check_code(lang, "--win-lose-skip", extra=extra, hatch=CLI_HATCH) for lang in args.win_lose_skip)
-    tables = compare(args.runs, args.labels, args.baseline, args.out, skip)
+    tables = compare(args.runs, args.labels, args.baseline, args.out, skip, force=args.force)
     print(to_markdown(tables))
     if args.out:
         print(f"tables: {Path(args.out) / 'tables.md'}, tables.html, table_*.csv")
@@ -200,7 +206,9 @@ def add_parser(sub) -> None:
     c.add_argument("runs", nargs="+", metavar="RUN", help="run directories or results files")
     c.add_argument("--labels", nargs="+", help="row names, one per RUN (default: the run directory names)")
     c.add_argument("--baseline", help="label of the run to count wins and losses against (Table 3)")
-    c.add_argument("--out", help="directory for tables.md, tables.html and table_N.csv")
+    c.add_argument("--out", help="directory for tables.md, tables.html and table_N.csv (new, empty or earlier "
+                                 "tables)")
+    c.add_argument("--force", action="store_true", help="write into --out even if it holds other files")
     c.add_argument("--win-lose-skip", nargs="+", default=[], metavar="LANG",
                    help="languages left out of the win/lose counts (e.g. en: the paper counts target languages)")
     add_extra_languages_option(c)

@@ -132,8 +132,10 @@ def evaluate(model, tasks: Sequence[str], *, tokenizer=None, batch_size: int = 8
 
 def run_eval(target: str, tasks: list[str] | None = None, preset: str | None = None, *,
              out_dir: str | Path | None = None, indicqa_dir: str | Path | None = None,
-             toy_world: str | Path | None = None, **kwargs) -> tuple[dict, Path]:
-    """``pivotune eval``: resolve the model and tasks, write local-data tasks, evaluate, save."""
+             toy_world: str | Path | None = None, force: bool = False, **kwargs) -> tuple[dict, Path]:
+    """``pivotune eval``: resolve the model and tasks, write local-data tasks, evaluate, save (``out_dir``: new, empty
+    or an earlier evaluation's, unless ``force``)."""
+    from ..outputs import claim_output_dir, mark_output
     from . import indicqa, toy_tasks
 
     names = registry.expand(tasks, preset)
@@ -142,6 +144,7 @@ def run_eval(target: str, tasks: list[str] | None = None, preset: str | None = N
         if run_dir is None and not Path(model_dir).is_dir():
             raise PivotuneError(f"{target} is a hub name; say where to write results with --out.")
         out_dir = (run_dir or Path(model_dir)) / "eval"
+    claim_output_dir(out_dir, "eval", force=force)
     work = Path(tempfile.mkdtemp(prefix="pivotune-eval-"))
     try:
         indic = [l for n in names if (l := registry.indicqa_lang(n))]
@@ -161,6 +164,7 @@ def run_eval(target: str, tasks: list[str] | None = None, preset: str | None = N
 
             model_dir = str(export(run_dir, work / "merged"))
         res = evaluate(model_dir, names, out_dir=out_dir, extra_task_dirs=[work], **kwargs)
+        mark_output(out_dir, "eval")
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return res, Path(out_dir)
@@ -169,7 +173,7 @@ def run_eval(target: str, tasks: list[str] | None = None, preset: str | None = N
 def _cmd_eval(args) -> int:
     res, out = run_eval(args.model, args.tasks, args.preset, out_dir=args.out, indicqa_dir=args.indicqa_dir,
                         toy_world=args.toy_world, batch_size=args.batch_size, dtype=args.dtype,
-                        limit=args.limit, log_samples=args.log_samples)
+                        limit=args.limit, log_samples=args.log_samples, force=args.force)
     from .compare import format_results
 
     print(format_results(res))
@@ -192,7 +196,9 @@ def add_parser(sub) -> None:
     e.add_argument("model", help="model directory, run directory or hub name")
     e.add_argument("--tasks", nargs="+", metavar="TASK", help="harness or pivotune task names")
     e.add_argument("--preset", choices=sorted(registry.PRESETS), help="a named task set")
-    e.add_argument("--out", help="results directory (default RUN/eval or MODEL_DIR/eval)")
+    e.add_argument("--out", help="results directory (default RUN/eval or MODEL_DIR/eval): new, empty or an earlier "
+                                 "evaluation's")
+    e.add_argument("--force", action="store_true", help="write into --out even if it holds other files")
     e.add_argument("--indicqa-dir", help="local IndicQA data (see pivotune.eval.indicqa for how to get it)")
     e.add_argument("--toy-world", help="a toy world directory, for pivotune_toy_{mgsm,xquad}_LANG tasks")
     e.add_argument("--batch-size", type=int, default=8, help="generation batch size (default 8, as the paper)")

@@ -13,7 +13,8 @@ import html
 import shutil
 from pathlib import Path
 
-from ..io import atomic_path, child_path
+from ..io import child_path
+from ..outputs import replaced_output_dir
 from .collect import (
     METRICS,
     Study,
@@ -181,12 +182,13 @@ def to_html(blocks: list[tuple], title: str) -> str:
 
 
 def write_report(inputs: list[str | Path], out_dir: str | Path, baseline: str = "xllama",
-                 title: str = "pivotune study report") -> Path:
+                 title: str = "pivotune study report", force: bool = False) -> Path:
     """Write ``out_dir/report.html``, ``report.md`` and ``figures/`` from demo or run directories, replacing
-    ``out_dir`` as a whole; returns the HTML path."""
-    study = read_inputs(inputs)
+    ``out_dir`` as a whole (only a new or empty one, an earlier report, or with ``force`` anything but an input or
+    a directory holding one: :func:`pivotune.outputs.claim_output_dir`); returns the HTML path."""
     out_dir = Path(out_dir)
-    with atomic_path(out_dir) as tmp:
+    study = read_inputs(inputs)
+    with replaced_output_dir(out_dir, "report", force=force, inputs=inputs) as tmp:
         (tmp / FIG_DIR).mkdir(parents=True)
         blocks = build_blocks(study, baseline, tmp / FIG_DIR)
         (tmp / HTML_FILE).write_text(to_html(blocks, title), encoding="utf-8")
@@ -195,7 +197,7 @@ def write_report(inputs: list[str | Path], out_dir: str | Path, baseline: str = 
 
 
 def _cmd(args) -> int:
-    path = write_report(args.runs, args.out, baseline=args.baseline)
+    path = write_report(args.runs, args.out, baseline=args.baseline, force=args.force)
     study = read_inputs(args.runs)
     print(to_markdown([("ul", [*findings(study, args.baseline), *_sweep_findings(study), *lens_findings(study)])],
                       "findings"))
@@ -213,10 +215,13 @@ def add_parser(sub) -> None:
                                    "wins/losses against --baseline counted only beyond the spread, regulation "
                                    "decisions and pivot-layer suggestions, logit-lens and interference figures, "
                                    "each run's configuration, and a `pivotune sweep` directory's table (Table 4). "
-                                   "OUT is replaced as a whole.",
+                                   "OUT is replaced as a whole: it must be new, empty or an earlier report (or "
+                                   "--force), and never a RUN or a directory holding one.",
                        epilog="example:\n  pivotune report runs/demo --out runs/demo/report")
     p.add_argument("runs", nargs="+", metavar="RUN", help="demo output directories, run directories or results files")
     p.add_argument("--out", required=True, help="output directory (report.html, report.md, figures/)")
+    p.add_argument("--force", action="store_true", help="replace OUT even if it holds something other than an "
+                                                        "earlier report (never a RUN or a directory holding one)")
     p.add_argument("--baseline", default="xllama", help="method or run to count wins and losses against "
                                                        "(default xllama)")
     p.set_defaults(func=_cmd)

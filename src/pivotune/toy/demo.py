@@ -115,7 +115,7 @@ def probe_lens(model_dir: Path, out_dir: Path, world: Path, languages: list[str]
     t0 = time.perf_counter()
     s = probe_settings(world, languages, world_seed)
     report = run_probe(str(model_dir), s["probe_pairs"], out_dir, pivot_layer=pivot_layer, names=s["probe_names"],
-                       seed=0)
+                       seed=0, force=True)   # inside the demo's own directory
     return report, round(time.perf_counter() - t0, 1)
 
 
@@ -180,13 +180,14 @@ def print_table(header, rows, title: str, left: tuple[str, ...] = ("language", "
 
 def train_and_evaluate(raw: dict, world: Path, eval_langs: list[str], plan: DemoPlan) -> tuple[dict, dict]:
     """Train one run config on the road a real run takes, evaluate its model through lm-evaluation-harness
-    (RUN/results.json, RUN/eval.json); returns (headline scores, timings)."""
+    (RUN/results.json, RUN/eval.json); returns (headline scores, timings). RUN lies in the demo's (or sweep's) own
+    directory, so an earlier run there is replaced."""
     from ..eval.toy_tasks import evaluate_toy_with_harness, toy_headline
     from ..train.run import train
 
     run_dir = Path(raw["output_dir"])
     t0 = time.perf_counter()
-    train(load_config(base=raw), save_checkpoints=False)
+    train(load_config(base=raw), save_checkpoints=False, overwrite=True)
     t1 = time.perf_counter()
     res = evaluate_toy_with_harness(run_dir / "model", world, eval_langs, limit=plan.eval_limit, out_dir=run_dir)
     write_json_atomic(run_dir / "eval.json", res)
@@ -202,9 +203,11 @@ DEFAULT_METHODS = [m for m in METHODS if m != "lingualift"]
 
 def run_demo(quick: bool = False, languages: list[str] | None = None, methods: list[str] | None = None,
              seeds: int = 1, out_dir: str | Path | None = None, rebuild: bool = False,
-             cache_dir: str | Path | None = None) -> dict:
-    """Run the study; returns ``{"scores": {method: [per-seed headline]}, ...}`` and writes it to ``out_dir``."""
+             cache_dir: str | Path | None = None, force: bool = False) -> dict:
+    """Run the study; returns ``{"scores": {method: [per-seed headline]}, ...}`` and writes it to ``out_dir`` (new,
+    empty or an earlier demo's, unless ``force``; everything in it is the demo's to replace)."""
     from ..eval.compare import compare, to_markdown
+    from ..outputs import claim_output_dir, mark_output
 
     started = time.perf_counter()
     world_cfg = WorldConfig.quick() if quick else WorldConfig()
@@ -217,7 +220,7 @@ def run_demo(quick: bool = False, languages: list[str] | None = None, methods: l
     if seeds < 1:
         raise PivotuneError("--seeds must be at least 1")
     out = Path(out_dir or ("runs/demo-quick" if quick else "runs/demo"))
-    out.mkdir(parents=True, exist_ok=True)
+    mark_output(claim_output_dir(out, "demo", force=force), "demo")
 
     if rebuild:
         shutil.rmtree(entry_dir(world_cfg, cache_dir), ignore_errors=True)
@@ -241,7 +244,7 @@ def run_demo(quick: bool = False, languages: list[str] | None = None, methods: l
                 stage1 = plan.steps // 2   # compute-matched: both stages together take plan.steps
                 res = train_lingualift_toy(paths, run_dir, plan.steps - stage1, languages=languages, seed=seed,
                                            stage1_steps=stage1, eval_limit=plan.eval_limit,
-                                           batch_size=plan.batch_size, lr=plan.lr)
+                                           batch_size=plan.batch_size, lr=plan.lr, overwrite=True)
                 scores.setdefault(method, []).append(res["headline"])
                 timings[f"{method}-seed{seed}"] = res["timings"]
                 continue
@@ -264,7 +267,7 @@ def run_demo(quick: bool = False, languages: list[str] | None = None, methods: l
     if evaluated:
         tables = compare([str(out / f"{m}-seed0") for m in evaluated], labels=evaluated,
                          baseline="xllama" if "xllama" in evaluated else None, out_dir=out / "tables",
-                         win_lose_skip=("en",))   # as the paper's Table 3: target languages only
+                         win_lose_skip=("en",), force=True)   # as the paper's Table 3: target languages only
         tables_md = to_markdown(tables)
         print(f"\npaper-style tables (seed 0, lm-evaluation-harness), also in {out / 'tables'}:\n")
         print(tables_md)
@@ -281,7 +284,7 @@ def run_demo(quick: bool = False, languages: list[str] | None = None, methods: l
         {"quick": quick, "languages": languages, "methods": methods, "seeds": seeds}, sort_keys=False))
     from ..report import write_report   # the study's page: tables, lens figures, regulation, findings
 
-    report = write_report([str(out)], out / "report", baseline="xllama")
+    report = write_report([str(out)], out / "report", baseline="xllama", force=True)
     print(f"results: {out / 'results.md'}; report: {report} (total {time.perf_counter() - started:.0f}s)")
     return summary
 

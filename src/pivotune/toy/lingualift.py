@@ -50,13 +50,14 @@ def lingualift_run_config(paths: ToyPaths, encoder_dir: Path, languages: list[st
 def train_lingualift_toy(paths: ToyPaths, out_dir: str | Path, steps: int, *, languages: list[str] | None = None,
                          seed: int = 0, stage1_steps: int | None = None, eval_limit: int | None = None,
                          encoder_config: EncoderConfig | None = None, save_checkpoints: bool = False,
-                         **run_options) -> dict:
+                         overwrite: bool = False, **run_options) -> dict:
     """Train LinguaLIFT on the toy world and score it like the other methods.
 
     ``steps``: stage-2 optimizer steps (stage 1 takes ``stage1_steps``, default the same); ``run_options`` go
     to :func:`lingualift_run_config` (batch_size, lr, stage1_lr, max_seq_len, switch_ratio). Returns
     ``{"results": the harness results, "headline": per-language percentages, "model_dir", "timings"}``;
-    writes ``out_dir/eval.json`` and the run directory (``out_dir/model`` is the bridge).
+    writes ``out_dir/eval.json`` and the run directory (``out_dir/model`` is the bridge; ``overwrite``: an earlier
+    run there is replaced, see :func:`pivotune.train.run.train`).
     """
     from ..config import load_config
     from ..eval.toy_tasks import evaluate_toy_with_harness, toy_headline
@@ -69,7 +70,7 @@ def train_lingualift_toy(paths: ToyPaths, out_dir: str | Path, steps: int, *, la
     t1 = time.perf_counter()
     raw = lingualift_run_config(paths, encoder_dir, languages, seed, out, steps, stage1_steps=stage1_steps,
                                 **run_options)
-    train(load_config(base=raw), save_checkpoints=save_checkpoints)
+    train(load_config(base=raw), save_checkpoints=save_checkpoints, overwrite=overwrite)
     t2 = time.perf_counter()
     # the same harness path as every method (the bridge goes through its own harness LM class)
     results = evaluate_toy_with_harness(out / "model", paths.world, ["en", *languages], limit=eval_limit,

@@ -24,6 +24,7 @@ from pathlib import Path
 
 from ..errors import PivotuneError
 from ..io import write_json_atomic, write_text_atomic
+from ..outputs import claim_output_dir, mark_output
 from ..report import write_report
 from ..report.sweep import point_stats, sweep_finding, sweep_table
 from .demo import DemoPlan, markdown_table, print_table, run_config, toy_languages, train_and_evaluate
@@ -90,9 +91,11 @@ def expand_grid(num_layers: int, pivot_layers, alphas, lambdas) -> list[GridPoin
 def run_sweep(quick: bool = False, pivot_layers: list[int] | None = None, alphas: list[float] | None = None,
               lambdas: list[float] | None = None, languages: list[str] | None = None, seeds: int = 1,
               out_dir: str | Path | None = None, steps: int | None = None, eval_limit: int | None = None,
-              baseline: bool = False, regulation: bool = True, cache_dir: str | Path | None = None) -> dict:
+              baseline: bool = False, regulation: bool = True, cache_dir: str | Path | None = None,
+              force: bool = False) -> dict:
     """Train and evaluate every grid point (and, with ``baseline``, xllama for reference); writes
-    ``out_dir/sweep.json``, ``sweep.md`` and the study page ``out_dir/report/``; returns the sweep."""
+    ``out_dir/sweep.json``, ``sweep.md`` and the study page ``out_dir/report/``; returns the sweep. ``out_dir``: new,
+    empty or an earlier sweep's, unless ``force`` (everything in it is the sweep's to replace)."""
     started = time.perf_counter()
     world_cfg = WorldConfig.quick() if quick else WorldConfig()
     languages = toy_languages(languages, world_cfg)
@@ -107,7 +110,7 @@ def run_sweep(quick: bool = False, pivot_layers: list[int] | None = None, alphas
     plan = DemoPlan.for_world(quick)
     plan = replace(plan, steps=steps or plan.steps, eval_limit=eval_limit or plan.eval_limit)
     out = Path(out_dir or ("runs/sweep-quick" if quick else "runs/sweep"))
-    out.mkdir(parents=True, exist_ok=True)
+    mark_output(claim_output_dir(out, "sweep", force=force), "sweep")
     t0 = time.perf_counter()
     paths = get_or_build(world_cfg, cache_dir, progress=lambda m: log.info("%s", m))
     timings = {"world_and_base_s": round(time.perf_counter() - t0, 1)}
@@ -160,7 +163,7 @@ def run_sweep(quick: bool = False, pivot_layers: list[int] | None = None, alphas
     write_json_atomic(out / "sweep.json", summary)
     write_text_atomic(out / "sweep.md", f"# {title}\n\nPer language: the mean of toy-MGSM acc, toy-XQuAD EM and "
                       f"F1, mean ± sd over seeds, in %.\n\n" + markdown_table(header, table_rows) + f"\n{finding}\n")
-    report = write_report([str(out)], out / "report", baseline="xllama")
+    report = write_report([str(out)], out / "report", baseline="xllama", force=True)
     print(f"sweep: {out / 'sweep.md'}; report: {report} (total {time.perf_counter() - started:.0f}s)")
     return summary
 

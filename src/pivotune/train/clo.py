@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from pathlib import Path
 
 import torch
 
@@ -139,17 +140,17 @@ def unit_describer(encoded: list[EncodedUnit]):
     return describe
 
 
-def train_clo(cfg: RunConfig, samples: list[Sample] | None = None, *, save_checkpoints: bool = True,
+def train_clo(cfg: RunConfig, run_dir: Path, samples: list[Sample] | None = None, *, save_checkpoints: bool = True,
               resume: bool | str = False):
-    """Run a CLO config; returns the trainer (arguments as :func:`pivotune.train.run.train`).
+    """Run a CLO config in the claimed ``run_dir``; returns the trainer (arguments as
+    :func:`pivotune.train.run.train`, which prepares ``run_dir``).
 
     On resume the reference is the base model's again (the checkpoint's weights load only inside
     ``trainer.train``), so a resumed run's loss is the uninterrupted run's."""
 
-    from .run import prepare_run_dir, save_run, training_arguments
+    from .run import save_run, training_arguments
     from .trainer import PivotuneTrainer
 
-    run_dir = prepare_run_dir(cfg)
     started = time.time()
     units = clo_units(cfg, samples)   # data first: a bad row stops the run before the model loads
     tokenizer = load_tokenizer(cfg.tokenizer or cfg.model)

@@ -206,15 +206,13 @@ def write_failures_reported(run_dir: Path):
 
 
 def guarded_train(trainer, run_dir: Path, checkpoint: Path | None, fingerprint: str, describe):
-    """Every training road's last step: refuse a ``checkpoint`` that would not continue this run exactly (or warn
-    that ``run_dir`` holds an earlier run's), write checkpoints atomically, stop on a non-finite loss (rows
-    named by ``describe``), and turn a write failure into a message naming the surviving checkpoint. A
+    """Every training road's last step: refuse a ``checkpoint`` that would not continue this run exactly, write
+    checkpoints atomically, stop on a non-finite loss (rows named by ``describe``), and turn a write failure into a message naming the surviving checkpoint. A
     ``checkpoint`` at the run's last step is not trained past: its weights and state are loaded, for the caller
     to write the final outputs. Returns ``trainer.train``'s result."""
     from .resume import (
         AtomicCheckpoints,
         check_resumable,
-        complete_checkpoints,
         finish_from,
         geometry,
         is_last_step,
@@ -222,11 +220,9 @@ def guarded_train(trainer, run_dir: Path, checkpoint: Path | None, fingerprint: 
         untrusted_file_error,
     )
 
-    if checkpoint is not None:
+    if checkpoint is not None:   # (an earlier run's checkpoints are never there otherwise: train.rundir)
         check_resumable(checkpoint, fingerprint, geometry(trainer.args))
         log.info("resuming from %s", checkpoint)
-    elif complete_checkpoints(run_dir):
-        log.warning("%s holds checkpoints of an earlier run; starting afresh (pass --resume to continue it)", run_dir)
     trainer.atomic_checkpoints = AtomicCheckpoints(fingerprint, run_id(checkpoint))
     install_loss_guard(trainer, describe)
     if checkpoint is not None and is_last_step(checkpoint):   # killed after its last checkpoint: nothing to train

@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import statistics
 import time
 from pathlib import Path
@@ -72,7 +71,8 @@ from .resume import (
     geometry,
     remove_partials,
 )
-from .run import prepare_run_dir, training_arguments
+from .run import training_arguments
+from .rundir import is_main_process
 
 log = logging.getLogger(__name__)
 
@@ -83,9 +83,14 @@ def set_stage(bridge: LinguaLiftModel, stage: int) -> None:
     (bridge.alignment if stage == 1 else bridge.lm).requires_grad_(True)
 
 
+def stage1_source(cfg: RunConfig) -> Path:
+    """The stage-1 directory a run of stage 2 alone starts from: ``lingualift.stage1_from``, or RUN/stage1/model."""
+    return Path(cfg.lingualift.stage1_from or Path(cfg.output_dir) / "stage1" / "model")
+
+
 def stage1_start(cfg: RunConfig) -> Path:
     """The stage-1 directory stage 2 starts from, checked before any model loads."""
-    d = Path(cfg.lingualift.stage1_from or Path(cfg.output_dir) / "stage1" / "model")
+    d = stage1_source(cfg)
     if not (d / "alignment.safetensors").is_file():
         raise PivotuneError(
             f"lingualift stage 2 starts from a trained stage-1 alignment layer, but {d} holds none "
@@ -176,15 +181,14 @@ def load_stage1(bridge: LinguaLiftModel, d: Path, projector: str) -> None:
     load_alignment(bridge.alignment, d / "alignment.safetensors")
 
 
-def train_lingualift(cfg: RunConfig, samples: list[Sample] | None = None, *, save_checkpoints: bool = True,
-                     resume: bool | str = False):
-    """Run the configured stages; returns the last stage's trainer (its ``model`` is the bridge). ``resume``: see
-    the module docstring."""
+def train_lingualift(cfg: RunConfig, run_dir: Path, samples: list[Sample] | None = None, *,
+                     save_checkpoints: bool = True, resume: bool | str = False):
+    """Run the configured stages in the claimed ``run_dir`` (see :func:`pivotune.train.run.train`); returns the last
+    stage's trainer (its ``model`` is the bridge). ``resume``: see the module docstring."""
     from transformers import set_seed
 
-    run_dir = prepare_run_dir(cfg)
     dirs = {1: run_dir / "stage1", 2: run_dir / "stage2"}
-    main = int(os.environ.get("RANK", "0")) == 0   # one process writes the stages' results
+    main = is_main_process()   # one process writes the stages' results
     if main:
         for d in dirs.values():
             remove_partials(d)

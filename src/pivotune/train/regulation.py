@@ -70,7 +70,7 @@ def regulate(cfg: RunConfig, model, tokenizer, run_dir: Path) -> RunConfig:
         probe_dir = child_path(run_dir, "probe")
         report = run_probe(cfg.model, {lang: s.probe_pairs[lang] for lang in cfg.languages}, probe_dir,
                            pivot_layer=layer, names=s.probe_names, seed=cfg.seed, model=model, tokenizer=tokenizer,
-                           template=s.probe_template)
+                           template=s.probe_template, force=True)   # RUN/probe: the run owns its directory
         decisions = {lang: report["languages"][lang]["decision"] for lang in cfg.languages}
         evidence = str(probe_dir / "probe.json")
     else:

@@ -2,6 +2,8 @@
 
 Run directory layout::
 
+    RUN/.pivotune-lock     held while a run uses RUN (:mod:`pivotune.train.rundir`)
+    RUN/.pivotune-output.json  marks RUN as a pivotune run
     RUN/config.yaml        the validated config
     RUN/run.json           mixture counts, truncations, steps, final loss, versions; written last
     RUN/checkpoint-*/      Trainer checkpoints (safetensors, optimizer, RNG); the last step's finishes a run
@@ -45,21 +47,10 @@ from .resume import (
     data_fingerprint,
     find_resume_checkpoint,
     finished_record,
-    remove_partials,
 )
+from .rundir import run_directory
 
 log = logging.getLogger(__name__)
-
-
-def check_output_dir(path: Path) -> None:
-    """Fail before training (not after hours) when the run directory is unusable."""
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        probe = path / ".write-test"
-        probe.write_text("ok")
-        probe.unlink()
-    except OSError as e:
-        raise PivotuneError(f"Cannot write to output_dir {path}: {e.strerror or e}.") from None
 
 
 def training_arguments(cfg: RunConfig, run_dir: Path):
@@ -101,38 +92,49 @@ def training_arguments(cfg: RunConfig, run_dir: Path):
     return TrainingArguments(**kwargs)
 
 
-def prepare_run_dir(cfg: RunConfig) -> Path:
-    """Every training road's first step: a usable run directory, no partial checkpoint left there by a
-    killed run (rank 0 removes them), and the seed set."""
-    from transformers import set_seed
+def run_inputs(cfg: RunConfig) -> list[str]:
+    """The paths a run reads (model, data, probes, encoder, lexicons, a stage-1 result): never removed from its run
+    directory, wherever they lie. Hub names are listed too; they name no local path."""
+    ll = cfg.lingualift
+    paths = [cfg.model, cfg.tokenizer, cfg.prom.probe, *(cfg.prom.probe_pairs or {}).values(), ll.encoder,
+             ll.encoder_tokenizer, *ll.lexicons.values(), *(p for src in cfg.data for p in (src.path, src.target_path))]
+    if 1 not in ll.stages:   # LinguaLIFT stage 2 alone starts from a stage 1, by default RUN/stage1/model
+        from .lingualift import stage1_source
 
-    run_dir = Path(cfg.output_dir)
-    check_output_dir(run_dir)
-    if int(os.environ.get("RANK", "0")) == 0:
-        remove_partials(run_dir)
-    set_seed(cfg.seed)
-    return run_dir
+        paths.append(str(stage1_source(cfg)))
+    return [p for p in paths if p]
 
 
 def train(cfg: RunConfig, samples: list[Sample] | None = None, *, save_checkpoints: bool = True,
-          resume: bool | str = False):
+          resume: bool | str = False, overwrite: bool = False):
     """Run ``cfg``; returns the trainer (its ``state.log_history`` holds the losses).
 
     ``samples`` replaces loading ``cfg.data`` (the toy world and tests pass
     generated samples straight in). ``resume``: continue from a checkpoint in the run directory
     (``True``/``"latest"``: the latest complete one; ``"auto"``: that one if any; or a checkpoint path;
-    see :mod:`pivotune.train.resume`).
+    see :mod:`pivotune.train.resume`). ``overwrite``: an earlier run in the run directory is deleted first;
+    without it (or ``resume``) a directory holding one is refused. Every road runs inside
+    :func:`pivotune.train.rundir.run_directory`: locked for the run's life, and left as it was when the run fails
+    before its first complete checkpoint.
     """
+    from transformers import set_seed
 
-    if METHODS[cfg.method].own_training == "clo":   # CLO: its own units, reference pass and trainable set
-        from .clo import train_clo
+    with run_directory(cfg.output_dir, resume=resume, overwrite=overwrite, inputs=run_inputs(cfg)) as run_dir:
+        set_seed(cfg.seed)
+        if METHODS[cfg.method].own_training == "clo":   # CLO: its own units, reference pass and trainable set
+            from .clo import train_clo
 
-        return train_clo(cfg, samples, save_checkpoints=save_checkpoints, resume=resume)
-    if METHODS[cfg.method].own_training == "lingualift":   # two stages around an encoder bridge
-        from .lingualift import train_lingualift
+            return train_clo(cfg, run_dir, samples, save_checkpoints=save_checkpoints, resume=resume)
+        if METHODS[cfg.method].own_training == "lingualift":   # two stages around an encoder bridge
+            from .lingualift import train_lingualift
 
-        return train_lingualift(cfg, samples, save_checkpoints=save_checkpoints, resume=resume)
-    run_dir = prepare_run_dir(cfg)
+            return train_lingualift(cfg, run_dir, samples, save_checkpoints=save_checkpoints, resume=resume)
+        return train_sft(cfg, run_dir, samples, save_checkpoints=save_checkpoints, resume=resume)
+
+
+def train_sft(cfg: RunConfig, run_dir: Path, samples: list[Sample] | None, *, save_checkpoints: bool,
+              resume: bool | str):
+    """The SFT road (english, bactrian, xllama, prom, prom-noreg) in the claimed ``run_dir``."""
     started = time.time()
 
     # Data first: a bad row should stop the run before a multi-GB model loads.

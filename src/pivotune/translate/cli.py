@@ -31,7 +31,9 @@ def add_parser(sub) -> None:
     t.add_argument("--to", nargs="+", required=True, metavar="LANG",
                    help="target language codes (ISO 639-1 such as th sw, a FLORES-200 code such as tha_Thai)")
     t.add_argument("--from", dest="src", default="en", metavar="LANG", help="source language (default en)")
-    t.add_argument("--out-dir", required=True, help="output directory")
+    t.add_argument("--out-dir", required=True, help="output directory: new, empty or an earlier translation's")
+    t.add_argument("--force", action="store_true",
+                   help="write into --out-dir (and convert into --ct2-dir) even if it holds other files")
     t.add_argument("--engine", choices=["hf", "ctranslate2", "pretranslated", "toy"], default="hf",
                    help="hf: transformers generate (default); ctranslate2: the same model via CTranslate2; "
                         "pretranslated: join translations made elsewhere by id; toy: the toy world's lexicon")
@@ -89,7 +91,8 @@ def build_translator(args, extra: Iterable[str] = ()):
         from .seq2seq import CTranslate2Translator
 
         return CTranslate2Translator(args.model, ct2_dir=args.ct2_dir, device=args.device, batch_size=args.batch_size,
-                                     num_beams=args.num_beams, max_new_tokens=args.max_new_tokens)
+                                     num_beams=args.num_beams, max_new_tokens=args.max_new_tokens,
+                                     force=args.force)
     from .seq2seq import HFSeq2SeqTranslator
 
     return HFSeq2SeqTranslator(args.model, device=args.device, dtype=args.dtype, batch_size=args.batch_size,
@@ -105,7 +108,7 @@ def run(args) -> int:
     translator = build_translator(args, extra)
     result = translate_file(args.input, Path(args.out_dir), targets, translator, src=src,
                             cache_path=args.cache, id_field=args.id_field, skip_invalid=args.skip_invalid,
-                            progress=not args.no_progress)
+                            progress=not args.no_progress, force=args.force)
     skipped = f", {len(result.skipped)} invalid rows skipped" if result.skipped else ""
     print(f"translated {result.records} records{skipped}: {result.translated} texts translated, "
           f"{result.from_cache} from the cache")

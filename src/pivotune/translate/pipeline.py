@@ -167,13 +167,17 @@ def output_path(input_path: str | Path, out_dir: str | Path, lang: str) -> Path:
 
 def translate_file(input_path: str | Path, out_dir: str | Path, langs: list[str], translator: Translator, *,
                    src: str = "en", cache_path: str | Path | None = None, id_field: str = "id",
-                   skip_invalid: bool = False, progress: bool = False) -> TranslateResult:
+                   skip_invalid: bool = False, progress: bool = False, force: bool = False) -> TranslateResult:
     """Translate ``input_path`` into each of ``langs``; one output file per language, written atomically.
 
     ``cache_path`` defaults to ``OUT_DIR/.translate-cache.sqlite``; rerunning after a crash (or over the same data
-    with more languages) reuses every translation already made.
+    with more languages) reuses every translation already made. ``out_dir`` must be new, empty or an earlier
+    translation's, unless ``force`` (:func:`pivotune.outputs.claim_output_dir`).
     """
     outputs = {lang: output_path(input_path, out_dir, lang) for lang in langs}   # each refused before any work
+    from ..outputs import claim_output_dir, mark_output
+
+    claim_output_dir(out_dir, "translate", force=force)
     for lang in langs:
         translator.check_languages(src, lang)
     records, skipped = read_records(input_path, id_field=id_field, skip_invalid=skip_invalid,
@@ -181,11 +185,14 @@ def translate_file(input_path: str | Path, out_dir: str | Path, langs: list[str]
     result = TranslateResult(records=len(records), skipped=skipped)
     for s in skipped:
         log.warning("skipped invalid row: %s", s)
+    if translator.cached:   # marked before the cache is made: a killed run's directory is still this command's
+        mark_output(out_dir, "translate")
     cache = TranslationCache(cache_path or Path(out_dir) / ".translate-cache.sqlite") if translator.cached else None
     try:
         for lang in langs:
             rows = translate_records(records, translator, src=src, tgt=lang, cache=cache, progress=progress,
                                      result=result)
+            mark_output(out_dir, "translate")
             out = outputs[lang]
             if out.suffix == ".json":
                 write_json_atomic(out, rows)

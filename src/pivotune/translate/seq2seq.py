@@ -14,7 +14,7 @@ import shutil
 from pathlib import Path
 
 from ..errors import PivotuneError
-from ..io import atomic_path
+from ..outputs import replaced_output_dir
 from .backends import Translator, Unit
 from .codes import Convention, convention_for, marian_pair_langs
 
@@ -115,7 +115,7 @@ class CTranslate2Translator(_Seq2Seq):
 
     def __init__(self, model: str, *, ct2_dir: str | Path | None = None, device: str | None = None,
                  compute_type: str = "default", batch_size: int = 32, num_beams: int = 1,
-                 max_new_tokens: int = 256, max_input_tokens: int = 512):
+                 max_new_tokens: int = 256, max_input_tokens: int = 512, force: bool = False):
         try:
             import ctranslate2
         except ImportError:
@@ -126,7 +126,7 @@ class CTranslate2Translator(_Seq2Seq):
         tag = hashlib.sha256(self.name.encode()).hexdigest()[:12]
         self.ct2_dir = Path(ct2_dir) if ct2_dir else Path.home() / ".cache" / "pivotune" / "ct2" / tag
         if not (self.ct2_dir / "model.bin").is_file():
-            self._convert()
+            self._convert(force)
         try:
             self.model = ctranslate2.Translator(str(self.ct2_dir), device=device or default_device(),
                                                 compute_type=compute_type)
@@ -134,14 +134,16 @@ class CTranslate2Translator(_Seq2Seq):
             raise PivotuneError(f"CTranslate2 could not load {self.ct2_dir}: {exc}. Delete that directory to "
                                 "convert the model again.") from None
 
-    def _convert(self) -> None:
+    def _convert(self, force: bool) -> None:
         from ctranslate2.converters import TransformersConverter
 
         from ..models.loading import refuse_pickled_weights
 
         refuse_pickled_weights(self.name)   # the converter loads the weights with transformers itself
         log.info("converting %s to CTranslate2 format in %s (once)", self.name, self.ct2_dir)
-        with atomic_path(self.ct2_dir) as tmp:
+        # --ct2-dir is replaced as a whole: never a directory that holds something else (or the model itself)
+        with replaced_output_dir(self.ct2_dir, "translate --engine ctranslate2", force=force,
+                                 inputs=[self.name]) as tmp:
             try:
                 TransformersConverter(self.name).convert(str(tmp))
             except Exception as exc:  # noqa: BLE001 - the converter raises many types
