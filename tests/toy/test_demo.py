@@ -68,7 +68,7 @@ def test_quick_demo_end_to_end(quick_paths, tmp_path, monkeypatch, capsys):
         assert [r["step"] for r in log["records"]] == [0, 15, 30, 45, 60]   # quick plan: 60 steps, every 15
     assert not (out / "english-seed0" / "interference.json").exists()
     claim2 = next(line for line in page.splitlines() if "Claim 2" in line)
-    assert "not measured" not in claim2 and "(prom, 5 points) vs" in claim2
+    assert "not measured" not in claim2 and "(prom, 5 points; xllama, 5 points;" in claim2
     assert "results:" in capsys.readouterr().out
 
 
