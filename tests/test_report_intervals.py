@@ -46,7 +46,8 @@ def make_item_demo(root: Path, correct: dict[str, list[int]]) -> Path:
                              **{x: vals[x][i] for x in metrics}} for i in range(N)]
                     (run / "samples" / f"pivotune_toy_{task}_{lang}.jsonl").write_text(
                         "".join(json.dumps(r) + "\n" for r in rows))
-                headline[lang] = {"mgsm": 100 * np.mean(vals["accuracy"]), "xquad_em": 100 * np.mean(vals["exact_match"]),
+                headline[lang] = {"mgsm": 100 * np.mean(vals["accuracy"]),
+                                  "xquad_em": 100 * np.mean(vals["exact_match"]),
                                   "xquad_f1": 100 * np.mean(vals["f1"])}
             scores[m].append(headline)
     (root / "results.json").write_text(json.dumps({
@@ -109,7 +110,8 @@ def test_page_prints_every_difference_with_its_interval(tmp_path):
     assert "### Differences against xllama (95 % intervals)" in md
     assert "| el | toy-MGSM acc | +20.0 [" in md and "] (win) |" in md and "| targets | mean | +" in md
     assert "| prom | 6 | 0 | 0 | 6 |" in md
-    assert "Claim 3 (PROM beats t+e on the target languages): reproduced — difference on the target-language mean" in md
+    assert ("Claim 3 (PROM beats t+e on the target languages): reproduced — difference on the target-language "
+            "mean") in md
 
 
 @pytest.mark.parametrize("seeds", [1, 2])

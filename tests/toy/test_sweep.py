@@ -214,4 +214,6 @@ def test_tiny_sweep_end_to_end(quick_paths, tmp_path, monkeypatch, capsys):
                f"{lang_means[1]:.1f} |"
         assert line in page
     assert "Hyper-parameter sweep (Table 4)" in page and (out / "report" / "report.html").exists()
-    assert "sweep:" in capsys.readouterr().out
+    out_text, err = capsys.readouterr()
+    assert "sweep:" in out_text and "train      prom-n1-a0.1-l1 seed 0 · 2 steps · run 2/2" in out_text
+    assert "'loss'" not in out_text + err and "'loss'" in (out / "sweep.log").read_text(encoding="utf-8")
