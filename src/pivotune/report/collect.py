@@ -50,6 +50,7 @@ class Study:
     # method -> per seed {(lang, metric): {item id: score}} from METHOD-seedN/samples/, None where not logged
     items: dict[str, list[dict | None]] = field(default_factory=dict)
     sweeps: dict[str, dict] = field(default_factory=dict)         # label -> sweep.json (`pivotune sweep`)
+    sweep_items: dict[str, dict] = field(default_factory=dict)    # label -> its runs' per-item scores
 
 
 def read_run(path: Path) -> Run:
@@ -146,13 +147,14 @@ def _is_sweep(item: Path) -> bool:
 
 
 def _add_sweep(study: Study, item: Path) -> None:
-    from .sweep import SWEEP_FILE, read_sweep
+    from .sweep import SWEEP_FILE, read_sweep, sweep_items
 
     path = item / SWEEP_FILE if item.is_dir() else item
     label = path.parent.name
     if label in study.sweeps:
         raise PivotuneError(f"{path}: a sweep named {label!r} (its directory's name) is already among the inputs.")
     study.sweeps[label] = read_sweep(path)
+    study.sweep_items[label] = sweep_items(path.parent, study.sweeps[label])
 
 
 # ---------------------------------------------------------------- numbers

@@ -115,13 +115,14 @@ def _config_blocks(study: Study) -> list[tuple]:
 
 
 def _sweep_findings(study: Study) -> list[str]:
-    return [sweep_finding(s, label if len(study.sweeps) > 1 else "") for label, s in study.sweeps.items()]
+    return [sweep_finding(s, label if len(study.sweeps) > 1 else "", study.sweep_items.get(label))
+            for label, s in study.sweeps.items()]
 
 
 def build_blocks(study: Study, baseline: str, figures: Path) -> list[tuple]:
     return [("h2", "Findings"), ("p", "Generated from the numbers below."),
             ("ul", [*findings(study, baseline), *_sweep_findings(study), *lens_findings(study)]),
-            *_results_blocks(study, baseline), *sweep_blocks(study.sweeps), *_harness_blocks(study, baseline),
+            *_results_blocks(study, baseline), *sweep_blocks(study.sweeps, study.sweep_items), *_harness_blocks(study, baseline),
             *_regulation_blocks(study, figures), *lens_blocks(study, figures), *_interference_blocks(study, figures),
             *_config_blocks(study)]
 

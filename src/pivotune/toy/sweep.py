@@ -25,7 +25,7 @@ from pathlib import Path
 from ..errors import PivotuneError
 from ..io import write_json_atomic, write_text_atomic
 from ..report import write_report
-from ..report.sweep import point_stats, sweep_finding, sweep_table
+from ..report.sweep import point_stats, sweep_finding, sweep_items, sweep_table
 from .console import StudyConsole
 from .demo import DemoPlan, markdown_table, print_table, run_config, train_and_evaluate
 from .model import get_or_build
@@ -168,7 +168,7 @@ def run_sweep(quick: bool = False, pivot_layers: list[int] | None = None, alphas
         summary["timings"] = timings
         title = (f"PROM sweep, toy world {'quick' if quick else 'default'}: {plan.steps} steps × batch "
                  f"{plan.batch_size} per setting, {seeds} seed(s), regulation {'on' if regulation else 'off'}")
-        finding = sweep_finding(summary)
+        finding = sweep_finding(summary, items=sweep_items(out, summary))
         write_json_atomic(out / "sweep.json", summary)
         write_text_atomic(out / "sweep.md", f"# {title}\n\nPer language: the mean of toy-MGSM acc, toy-XQuAD EM "
                           f"and F1, mean ± sd over seeds, in %.\n\n" + markdown_table(header, table_rows)
