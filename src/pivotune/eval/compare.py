@@ -222,7 +222,7 @@ def add_parser(sub) -> None:
                        description="Read each RUN's results (RUN/eval/results.json, a directory holding "
                                    "results.json, or the file) and print Table 1 (EM/F1 per QA task and language "
                                    "with averages), Table 2 (accuracy) and, with --baseline, Table 3 (cases a run "
-                                   "wins or loses against the baseline: a 95 %% paired bootstrap interval over the "
+                                   "wins or loses against the baseline: a 95 % paired bootstrap interval over the "
                                    "items, from the samples `pivotune eval --log-samples` writes, excludes zero). "
                                    "--out also writes Markdown, CSV and HTML.",
                        epilog="example:\n  pivotune compare runs/th-bactrian runs/th-xllama runs/th-prom "

@@ -14,14 +14,14 @@ import math
 from dataclasses import dataclass, field
 
 from .collect import METRICS, Run, Study, _method_of, cases, interference_points
-from .stats import Interval, normal_interval, paired_bootstrap, unpaired_bootstrap
+from .stats import ITERATIONS, SEED, Interval, normal_interval, paired_bootstrap, unpaired_bootstrap
 
 Case = tuple[str, str]   # (language, metric key)
 
 WIN_RULE = ("Each difference is the method's mean minus the baseline's with a 95 % interval: a percentile "
-            "bootstrap (2,000 replicates, seed 0) that resamples the evaluation items, paired between the two "
-            "methods, and each method's seeds. A case (target language, metric) is a win when the interval lies "
-            "above zero, a loss when it lies below, and undecided when it contains zero.")
+            f"bootstrap ({ITERATIONS:,} replicates, seed {SEED}) that resamples the evaluation items, paired "
+            "between the two methods, and each method's seeds. A case (target language, metric) is a win when the "
+            "interval lies above zero, a loss when it lies below, and undecided when it contains zero.")
 NO_INTERVAL = "no interval: one seed and no per-item scores"
 
 

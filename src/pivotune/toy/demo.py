@@ -317,7 +317,8 @@ def _study(console: StudyConsole, world_cfg: WorldConfig, plan: DemoPlan, langua
 
 
 LOG_FILE = "demo.log"
-DIFF_TITLE = "difference from xllama, points, with its 95 % interval (paired bootstrap over items and seeds)"
+DIFF_TITLE = ("difference from xllama in points, with its 95 % interval (paired bootstrap); "
+              "(win) or (loss) where the interval excludes zero")
 
 
 def differences(out: Path) -> tuple[list[str], list[list[str]], list[str]]:
