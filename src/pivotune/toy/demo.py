@@ -310,7 +310,7 @@ def _study(console: StudyConsole, world_cfg: WorldConfig, plan: DemoPlan, langua
     printed = [(header, rows, title), (r_header, r_rows, "mean of toy-MGSM acc, toy-XQuAD EM and F1 (%)")]
     if d_rows:
         printed.append((d_header, d_rows, DIFF_TITLE))
-    text = "\n".join(claims_text)
+    text = "\n" + "\n".join(claims_text)
     if tables_md:
         text += f"\n\npaper-style tables (seed 0, lm-evaluation-harness), also in {out / 'tables'}:\n\n{tables_md}"
     return summary, {"tables": printed, "text": text}
