@@ -36,34 +36,57 @@ def test_cases_and_headline_metrics():
     assert headline_scores("xquad_th", {"f1,none": 0.5}) is None
 
 
-def test_dominance_and_win_lose_against_brute_force():
+def _run(items: dict[str, list[tuple]]) -> tuple[dict, dict]:
+    """(harness results, per-item headline scores) from each task's per-item (em, f1) or (acc,) scores in %."""
+    results, per_item = {}, {}
+    for task, vals in items.items():
+        keys = ("acc",) if task.startswith("mgsm") else ("em", "f1")
+        per_item[task] = {f"q{i}": dict(zip(keys, v)) for i, v in enumerate(vals)}
+        means = [statistics.fmean(v[k] for v in vals) / 100 for k in range(len(keys))]
+        results[task] = _mgsm(means[0]) if keys == ("acc",) else _qa(*means)
+    return {"results": results}, per_item
+
+
+def test_win_lose_counts_only_intervals_that_exclude_zero():
+    """Table 3 from per-item scores: a case is won when a metric's paired interval lies above zero and none
+    below; one item answered better of 60, mixed metrics, identical runs and cases without items decide
+    nothing (the old rule counted any higher mean as a win)."""
+    n = 60
+    base = {"pivotune_xquad_th": [(0, 0)] * n, "mgsm_native_cot_sw": [(0,)] * 40 + [(100,)] * 20,
+            "pivotune_xquad_ar": [(100, 100)] * 40 + [(0, 0)] * 20, "pivotune_mlqa_ar": [(0, 100)] * n,
+            "mgsm_native_cot_th": [(100,)] * 30 + [(0,)] * 30, "pivotune_indicqa_ta": [(50, 50)] * n}
+    mine = dict(base)
+    mine["pivotune_xquad_th"] = [(100, 100)] * 30 + [(0, 0)] * 30          # +50 points: a win
+    mine["mgsm_native_cot_sw"] = [(100,)] * 1 + base["mgsm_native_cot_sw"][1:]   # +1.7 points on one item: neither
+    mine["pivotune_xquad_ar"] = [(0, 0)] * n                               # -66.7 points: a loss
+    mine["pivotune_mlqa_ar"] = [(100, 0)] * n                              # EM up, F1 down: neither
+    runs, items = {}, {}
+    for label, scores in (("base", base), ("a", mine)):
+        runs[label], items[label] = _run(scores)
+    del items["a"]["pivotune_indicqa_ta"]                                  # no per-item scores: counted apart
+    table3 = compare.build_tables(runs, baseline="base", items=items)[-1]
+    assert table3.header == ["run", "wins", "losses", "neither", "no items", "cases"]
+    assert table3.rows == [["a", 1, 1, 4, 1, 6]]
+    assert compare.build_tables(runs, baseline="base")[-1].rows == [["a", 0, 0, 6, 6, 6]]   # no items at all
+    # leaving a language out of the win/lose counts drops exactly its cases (th: the win)
+    skipped = compare.build_tables(runs, baseline="base", win_lose_skip=("th",), items=items)[-1]
+    assert skipped.rows == [["a", 0, 1, 3, 1, 4]]
+
+
+def test_case_sign_matches_each_metrics_interval():
+    """case_sign is the rule applied to each metric's own interval, on random per-item scores."""
+    from pivotune.report.stats import paired_bootstrap
+
     rng = random.Random(0)
-    tasks = ["pivotune_xquad_th", "pivotune_xquad_ar", "pivotune_mlqa_ar", "pivotune_indicqa_ta",
-             "mgsm_native_cot_sw", "mgsm_native_cot_th"]
-    for _ in range(30):   # small integer grids make ties common
-        runs = {}
-        for label in ("base", "a", "b"):
-            res = {}
-            for t in tasks:
-                res[t] = _mgsm(rng.randint(0, 2) / 10) if t.startswith("mgsm") else \
-                    _qa(rng.randint(0, 2) / 10, rng.randint(0, 2) / 10)
-            runs[label] = {"results": res}
-        table3 = compare.build_tables(runs, baseline="base")[-1]
-        for row in table3.rows:
-            wins = losses = 0
-            for t in tasks:
-                mine, base = runs[row[0]]["results"][t], runs["base"]["results"][t]
-                keys = [k for k in ("exact_match,none", "f1,none", "exact_match,flexible-extract") if k in mine]
-                ge = all(mine[k] >= base[k] for k in keys)
-                le = all(mine[k] <= base[k] for k in keys)
-                diff = any(mine[k] != base[k] for k in keys)
-                wins += ge and diff
-                losses += le and diff
-            assert row[1:] == [wins, losses, len(tasks) - wins - losses, len(tasks)]
-        # leaving a language out of the win/lose counts drops exactly its cases
-        skipped = compare.build_tables(runs, baseline="base", win_lose_skip=("ar",))[-1]
-        n_ar = sum(case_of(t).lang == "ar" for t in tasks)
-        assert all(r[4] == len(tasks) - n_ar for r in skipped.rows)
+    for _ in range(20):
+        mine = {f"q{i}": {"em": 100.0 * (rng.random() < 0.5), "f1": 100 * rng.random()} for i in range(30)}
+        base = {f"q{i}": {"em": 100.0 * (rng.random() < 0.4), "f1": 100 * rng.random()} for i in range(30)}
+        ids = sorted(mine)   # the items in id order, as case_sign takes them
+        signs = {k: paired_bootstrap([[mine[i][k] for i in ids]], [[base[i][k] for i in ids]]).sign
+                 for k in ("em", "f1")}
+        expected = 1 if 1 in signs.values() and -1 not in signs.values() else \
+            -1 if -1 in signs.values() and 1 not in signs.values() else 0
+        assert compare.case_sign(mine, base) == expected
 
 
 def test_tables_averages_and_missing_cells():
@@ -88,13 +111,22 @@ def test_outputs_and_loading(tmp_path):
     tables = compare.compare([str(tmp_path / "r1"), str(tmp_path / "r2")], labels=["<b>", "r2"],
                              baseline="<b>", out_dir=tmp_path / "out")
     md = (tmp_path / "out" / "tables.md").read_text()
-    assert "| <b> | 10.0 | 20.0 | 10.0 | 20.0 |" in md and "| r2 | 1 | 0 | 0 | 1 |" in md
+    # r2's EM is 10 points higher, but nothing logged its items: no interval, so neither a win nor a loss
+    assert "| <b> | 10.0 | 20.0 | 10.0 | 20.0 |" in md and "| r2 | 0 | 0 | 1 | 1 | 1 |" in md
     page = (tmp_path / "out" / "tables.html").read_text()
     assert "&lt;b&gt;" in page and "<b>" not in page and page.count("<table>") == 2
     rows = list(csv.reader(io.StringIO((tmp_path / "out" / "table_1.csv").read_text())))
     assert rows[1] == ["<b>", "10.0", "20.0", "10.0", "20.0"]
     assert compare.load_results(tmp_path / "r1")[0] == "r1"
-    assert tables[-1].rows == [["r2", 1, 0, 0, 1]]
+    assert tables[-1].rows == [["r2", 0, 0, 1, 1, 1]]
+    # with the samples the harness logs (RUN/eval/samples, DIR/samples) the items pair up by their ids
+    for folder, em in ((tmp_path / "r1" / "eval" / "samples", 0.0), (tmp_path / "r2" / "samples", 1.0)):
+        folder.mkdir()
+        (folder / "pivotune_xquad_th.jsonl").write_text("".join(json.dumps(
+            {"doc_id": i, "doc": {"id": f"x{i}"}, "filter": "none", "metrics": ["exact_match", "f1"],
+             "exact_match": em if i < 20 else 0.0, "f1": 0.2}) + "\n" for i in range(40)))
+    assert compare.compare([str(tmp_path / "r1"), str(tmp_path / "r2")], labels=["<b>", "r2"],
+                           baseline="<b>")[-1].rows == [["r2", 1, 0, 0, 0, 1]]
 
     with pytest.raises(PivotuneError, match="no results found"):
         compare.load_results(tmp_path / "r3")
@@ -103,3 +135,24 @@ def test_outputs_and_loading(tmp_path):
         compare.load_results(tmp_path / "bad.json")
     with pytest.raises(PivotuneError, match="same label"):
         compare.compare([str(tmp_path / "r1"), str(tmp_path / "r1")])
+
+
+def test_item_scores_keep_ids_merge_filters_and_name_bad_lines(tmp_path):
+    """Items are keyed by the document's own id (else its index); an item's filter rows merge into its headline
+    score (MGSM: flexible-extract); a malformed line is an error naming the file and line."""
+    from pivotune.eval.harness import read_item_scores
+
+    (tmp_path / "samples").mkdir()
+    rows = [{"doc_id": i, "doc": {"question": "q"}, "filter": f, "metrics": ["exact_match"],
+             "exact_match": float(f == "flexible-extract" and i == 1)}
+            for i in range(2) for f in ("strict-match", "flexible-extract")]
+    rows += [{"doc_id": 0, "doc": {"id": "x-7"}, "filter": "none", "metrics": ["exact_match", "f1"],
+              "exact_match": 1.0, "f1": 0.5}]
+    (tmp_path / "samples" / "mgsm_native_cot_th.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows[:4]))
+    (tmp_path / "samples" / "pivotune_xquad_th.jsonl").write_text(json.dumps(rows[4]) + "\n")
+    assert read_item_scores(tmp_path) == {"mgsm_native_cot_th": {"0": {"acc": 0.0}, "1": {"acc": 100.0}},
+                                          "pivotune_xquad_th": {"x-7": {"em": 100.0, "f1": 50.0}}}
+    assert read_item_scores(tmp_path / "nothing") == {}
+    (tmp_path / "samples" / "pivotune_xquad_th.jsonl").write_text(json.dumps(rows[4]) + "\n{\"doc_id\": 1}\n")
+    with pytest.raises(PivotuneError, match=r"pivotune_xquad_th.jsonl, line 2: not a harness sample record"):
+        read_item_scores(tmp_path)

@@ -9,7 +9,8 @@ import pytest
 
 from pivotune.cli import main
 from pivotune.errors import DataError, PivotuneError
-from pivotune.eval import indicqa, registry, task_utils
+from pivotune.eval import compare, indicqa, registry, task_utils
+from pivotune.eval.harness import read_item_scores
 from pivotune.outputs import MARKER
 
 mlqa = pytest.importorskip("lm_eval.tasks.mlqa.utils")
@@ -198,8 +199,17 @@ def test_eval_and_compare_end_to_end(tmp_path, tiny_model_dir, one_thread, capsy
     assert "Table 1" in printed and "Table 2" in printed and "Table 3" in printed
     names = sorted(p.name for p in (tmp_path / "tables").iterdir())
     assert names == [MARKER, "table_1.csv", "table_2.csv", "table_3.csv", "tables.html", "tables.md"]
-    wins = (tmp_path / "tables" / "table_3.csv").read_text().splitlines()[1].split(",")
-    toy = res["results"]
-    expect_wins = sum(1 for t in tasks if any(toy[t].get(k, 1.0) < 1.0
-                                              for k in ("exact_match,none", "f1,none", "accuracy,none")))
-    assert wins == ["perfect", str(expect_wins), "0", str(4 - expect_wins), "4"]
+    # "perfect" logged no per-item scores: its higher means decide nothing (counted under "no items")
+    row = (tmp_path / "tables" / "table_3.csv").read_text().splitlines()[1].split(",")
+    assert row == ["perfect", "0", "0", "4", "4", "4"]
+    # with its samples (every item scored 1), a case is won wherever tiny scored 0 on every item
+    (tmp_path / "perfect" / "samples").mkdir()
+    for f in (out / "samples").iterdir():
+        rows = [json.loads(line) for line in f.read_text().splitlines()]
+        (tmp_path / "perfect" / "samples" / f.name).write_text("".join(
+            json.dumps({**r, **{m: 1.0 for m in r["metrics"]}}) + "\n" for r in rows))
+    tiny_items = read_item_scores(out)
+    all_zero = sum(all(v == 0 for scores in tiny_items[t].values() for v in scores.values()) for t in tasks)
+    table3 = compare.compare([str(tmp_path / "tiny"), str(tmp_path / "perfect")], baseline="tiny")[-1]
+    (_, wins, losses, neither, no_items, cases), = table3.rows
+    assert wins >= all_zero and losses == 0 and no_items == 0 and wins + neither == cases == 4

@@ -23,7 +23,18 @@ def _headline(base: float) -> dict:
             for i, lang in enumerate(["en", "el", "th"])}
 
 
-def make_demo(root: Path, prom_base: float = 40.0, xllama_base: float = 20.0, lambda_zero_th: bool = True) -> Path:
+def _lens_entry(p_en: float, p_tgt: float, spreads: bool = True) -> dict:
+    """A probe.json language entry: the means at layers 0..3 (the pivot layer is 2), spreads over 50 items."""
+    entry = {"suggestion": {"layer": 2}, "p_en": {"mean": [0.0, 0.0, p_en, 0.0]},
+             "p_tgt": {"mean": [0.0, 0.0, p_tgt, 0.0]}}
+    if spreads:
+        entry["n_items"] = 50
+        entry["p_en"]["sd"] = entry["p_tgt"]["sd"] = [0.0, 0.0, 0.1, 0.0]
+    return entry
+
+
+def make_demo(root: Path, prom_base: float = 40.0, xllama_base: float = 20.0, lambda_zero_th: bool = True,
+              spreads: bool = True) -> Path:
     scores = {"xllama": [_headline(xllama_base), _headline(xllama_base + 2)],
               "prom": [_headline(prom_base), _headline(prom_base + 3)]}
     root.mkdir(parents=True)
@@ -43,8 +54,10 @@ def make_demo(root: Path, prom_base: float = 40.0, xllama_base: float = 20.0, la
                     "pivot_layer": 2, "lambda_en": 0.1, "decisions": decisions,
                     "lambda_per_language": {k: 0.0 if d["lambda_zero"] else 0.1 for k, d in decisions.items()}}))
                 (run / "probe").mkdir()
-                (run / "probe" / "probe.json").write_text(json.dumps(
-                    {"languages": {"el": {"suggestion": {"layer": 3}}, "th": {"suggestion": {"layer": 2}}}}))
+                th = (0.1, 0.3) if lambda_zero_th else (0.3, 0.1)
+                (run / "probe" / "probe.json").write_text(json.dumps({"pivot_layer": 2, "languages": {
+                    "el": {**_lens_entry(0.3, 0.1, spreads), "suggestion": {"layer": 3}},
+                    "th": _lens_entry(*th, spreads)}}))
                 (run / "probe" / "lens_el.png").write_bytes(PNG)
     return root
 
@@ -109,20 +122,35 @@ def _claim(page: _Page, n: int) -> str:
 
 
 def test_findings_follow_the_numbers(tmp_path):
+    """Each claim is reproduced, refuted or not decided by its interval, and says so with the interval."""
     good = parse(write_report([make_demo(tmp_path / "a")], tmp_path / "ra"))
-    assert "prom against xllama over 2 seed(s): 6 wins, 0 losses" in " ".join(good.items)
-    assert ": reproduced" in _claim(good, 1) and ": reproduced" in _claim(good, 3)
+    assert "prom against xllama over 2 seed(s): 6 wins, 0 losses, 0 undecided of 6" in " ".join(good.items)
+    # claim 1: P(en) - P(target) = +0.2 for el, -0.2 for th; half width 1.96 * 0.2 * sqrt(50/49) / sqrt(50)
+    assert (": reproduced — mean P(en) − P(target) at the pivot layer of the base model +0.200 [+0.144, +0.256] "
+            "for el and -0.200 [-0.256, -0.144] for th") in _claim(good, 1)
+    assert ": reproduced — difference on the target-language mean +" in _claim(good, 3)
+    assert "over seeds (2), no per-item scores" in _claim(good, 3)
     assert "not measured" in _claim(good, 2)      # no interference logs
     flipped = parse(write_report([make_demo(tmp_path / "b", prom_base=10.0, xllama_base=30.0,
                                             lambda_zero_th=False)], tmp_path / "rb"))
     assert "prom against xllama over 2 seed(s): 0 wins, 6 losses" in " ".join(flipped.items)
-    assert "not reproduced" in _claim(flipped, 1) and "not reproduced" in _claim(flipped, 3)
+    assert ": refuted (the interval excludes zero the other way)" in _claim(flipped, 1)
+    assert ": refuted (the interval excludes zero the other way)" in _claim(flipped, 3)
 
 
-def test_win_needs_to_exceed_the_spread(tmp_path):
-    demo = make_demo(tmp_path / "demo", prom_base=21.0, xllama_base=20.0)   # +1 point, sd ~2 each: ties
+def test_lens_claim_without_spreads_states_the_rule(tmp_path):
+    """A probe that logged no spreads decides nothing; the claim says what the regulation's rule gave."""
+    page = parse(write_report([make_demo(tmp_path / "a", spreads=False)], tmp_path / "r"))
+    assert ": not decided — the probe logged no spreads" in _claim(page, 1)
+    assert "kept λ > 0 for el in 2 and set λ = 0 for th in 2 of 2 PROM run(s)" in _claim(page, 1)
+
+
+def test_win_needs_an_interval_that_excludes_zero(tmp_path):
+    """+1 point with seeds 2 points apart, no per-item scores: the seed bootstrap's intervals contain zero."""
+    demo = make_demo(tmp_path / "demo", prom_base=21.0, xllama_base=20.0)
     md = write_report([demo], tmp_path / "r").with_suffix(".md").read_text(encoding="utf-8")
     assert "| prom | 0 | 0 | 6 | 6 |" in md
+    assert ": not decided — difference on the target-language mean" in md
 
 
 def _interference_demo(root: Path, prom: list[float], xllama: list[float]) -> Path:
@@ -137,15 +165,15 @@ def _interference_demo(root: Path, prom: list[float], xllama: list[float]) -> Pa
 def test_interference_claim_and_figure(tmp_path):
     out = tmp_path / "r"
     page = parse(write_report([_interference_demo(tmp_path / "demo", [0.2, 0.4], [0.1, 0.1])], out))
-    # prom 0.3 ± sd([0.2, 0.4]) = 0.1414 against 0.1 ± 0: a difference of 0.2, beyond the spreads' sum
-    assert ("reproduced — mean gradient cosine over the logged steps +0.3000 ± 0.1414 (prom, 2 points) vs "
-            "+0.1000 ± 0.0000 (xllama, 2 points)") in _claim(page, 2)
+    # prom's resampled means are 0.2, 0.3 or 0.4 (a quarter of the replicates at each end), xllama's 0.1
+    assert ("reproduced — mean gradient cosine prom minus xllama +0.2000 [+0.1000, +0.3000] (prom, 2 points; "
+            "xllama, 2 points;") in _claim(page, 2)
     assert "figures/interference.png" in page.srcs and (out / "figures" / "interference.png").stat().st_size > 0
 
 
 @pytest.mark.parametrize(("prom", "xllama", "verdict"), [
-    ([0.1, 0.1], [0.2, 0.4], ": not reproduced"),                            # flipped: lower under PROM
-    ([0.2, 0.5], [0.1, 0.3], ": not decided (the difference is within the spread)"),   # 0.1 < 0.212 + 0.141
+    ([0.1, 0.1], [0.2, 0.4], ": refuted (the interval excludes zero the other way)"),   # lower under PROM
+    ([0.2, 0.5], [0.1, 0.3], ": not decided — mean gradient cosine prom minus xllama +0.1500 [-0.1000, +0.4000]"),
 ])
 def test_interference_claim_follows_the_spread(tmp_path, prom, xllama, verdict):
     page = parse(write_report([_interference_demo(tmp_path / "demo", prom, xllama)], tmp_path / "r"))

@@ -22,7 +22,8 @@ def _cmd_demo(args) -> int:
     from .toy.demo import run_demo
 
     run_demo(quick=args.quick, languages=args.languages, methods=args.methods, seeds=args.seeds,
-             out_dir=args.out, rebuild=args.rebuild, force=args.force)
+             out_dir=args.out, rebuild=args.rebuild, force=args.force,
+             verbose=args.verbose)
     return 0
 
 
@@ -31,7 +32,8 @@ def _cmd_sweep(args) -> int:
 
     run_sweep(quick=args.quick, pivot_layers=args.pivot_layers, alphas=args.alphas, lambdas=args.lambdas,
               languages=args.languages, seeds=args.seeds, out_dir=args.out, steps=args.steps,
-              baseline=args.baseline, regulation=not args.no_regulation, force=args.force)
+              baseline=args.baseline, regulation=not args.no_regulation, force=args.force,
+              verbose=args.verbose)
     return 0
 
 
@@ -68,7 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Adapt English-centric LLMs to other languages by instruction tuning "
                     "(PROM and the baselines Bactrian+(t) and xLLaMA2(t+e); CLO and LinguaLIFT are being added), "
                     "with an offline toy world for a CPU.")
-    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    p.add_argument("-v", "--verbose", action="store_true",
+                   help="debug logging; demo and sweep also show the libraries' logs and progress bars on the "
+                        "console (otherwise only in OUT/demo.log or OUT/sweep.log)")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     d = sub.add_parser("demo", help="run the study end to end in the synthetic toy world (offline, CPU)",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 import yaml
@@ -23,7 +24,7 @@ def test_demo_run_config_validates_and_names_real_files(quick_paths, tmp_path):
 
 def test_quick_demo_end_to_end(quick_paths, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("PIVOTUNE_CACHE", str(quick_paths.root.parent.parent))
-    out = tmp_path / "demo"
+    out = out_dir = tmp_path / "demo"
     code = main(["demo", "--quick", "--methods", "english", "xllama", "prom", "--languages", "el",
                  "--out", str(out)])
     assert code == 0
@@ -68,8 +69,22 @@ def test_quick_demo_end_to_end(quick_paths, tmp_path, monkeypatch, capsys):
         assert [r["step"] for r in log["records"]] == [0, 15, 30, 45, 60]   # quick plan: 60 steps, every 15
     assert not (out / "english-seed0" / "interference.json").exists()
     claim2 = next(line for line in page.splitlines() if "Claim 2" in line)
-    assert "not measured" not in claim2 and "(prom, 5 points) vs" in claim2
-    assert "results:" in capsys.readouterr().out
+    assert "not measured" not in claim2 and "(prom, 5 points; xllama, 5 points;" in claim2
+    # the console: one plain line per stage (not a terminal) naming method, seed and steps, then the tables;
+    # the Trainer's dicts, the harness's bars and the libraries' logs are in OUT/demo.log only
+    out, err = capsys.readouterr()
+    assert "results:" in out and f"log: {out_dir / 'demo.log'}" in out
+    for method in ("english", "xllama", "prom"):
+        assert f"train      {method} seed 0 · 60 steps" in out and f"evaluate   {method} seed 0" in out
+    assert "report" in out and "difference from xllama" in out and "Claim 3 (PROM beats t+e" in out
+    log = (out_dir / "demo.log").read_text(encoding="utf-8")
+    for noise in ("{'loss'", "'loss': ", "Generating test split", "Running generate_until requests", "INFO lm_eval"):
+        assert noise not in out + err
+    assert re.search(r"train prom seed 0 step \d+/60: \{'loss'", log) and "Running generate_until requests: 100%" in log
+    assert " lm_eval.evaluator: " in log
+    # every evaluation item's scores, keyed by the world's item ids, for the paired intervals
+    samples = (out_dir / "prom-seed0" / "samples" / "pivotune_toy_mgsm_el.jsonl").read_text().splitlines()
+    assert json.loads(samples[0])["doc"]["id"] == "toy-mgsm-0000"
 
 
 def test_demo_rejects_unknown_language(tmp_path, capsys):

@@ -13,6 +13,7 @@ import yaml
 
 from pivotune.cli import main
 from pivotune.errors import PivotuneError
+from pivotune.report.stats import paired_bootstrap
 from pivotune.report.sweep import read_sweep, sweep_finding
 from pivotune.toy import sweep as sweep_mod
 from pivotune.toy.demo import DemoPlan
@@ -155,15 +156,20 @@ def test_sweep_numbers_are_recomputed_from_the_runs_harness_results(monkeypatch,
     for name, line in lines.items():   # the same table in sweep.md and on the page, the best row marked
         line += "best |" if name == best else " |"
         assert line in md.splitlines() and line in page.splitlines()
-    # the finding: best, margin over the worst, spread
+    # the finding: best, margin over the worst with its interval (no items logged: over the two seeds)
     margin = grid[best] - grid[worst]
     finding = next(ln for ln in page.splitlines() if ln.startswith("- Sweep"))
-    spread = sds[best] + sds[worst]
     assert f"{margin:.1f} points above the worst" in finding and "2 seed(s)" in finding
-    assert f"the margin {'exceeds' if margin > spread else 'is within'} the spread ({spread:.1f})" in finding
-    d = grid[best] - targets["xllama"]
-    assert (f"reference scores {targets['xllama']:.1f}; the best setting is {abs(d):.1f} points "
-            f"{'above' if d >= 0 else 'below'} it") in finding
+    rows = {r["name"]: r for r in [*saved["rows"], saved["reference"]]}
+
+    def interval(a, b):
+        target = [(lang, k) for lang in ("el", "th") for k in KEYS]
+        return paired_bootstrap([[[s[lang][k]] for s in rows[a]["scores"]] for lang, k in target],
+                                [[[s[lang][k]] for s in rows[b]["scores"]] for lang, k in target])
+
+    assert f"best minus worst {interval(best, worst).fmt()}: its 95 % interval" in finding
+    assert (f"reference scores {targets['xllama']:.1f}; best setting minus reference "
+            f"{interval(best, 'xllama').fmt()}: ") in finding
     assert "targets mean" in capsys.readouterr().out   # the table, printed
 
 
@@ -172,15 +178,17 @@ def _row(name: str, n: int, targets_per_seed: list[float]) -> dict:
             "scores": [{lang: dict.fromkeys(KEYS, v) for lang in ("en", "el")} for v in targets_per_seed]}
 
 
-def test_finding_says_whether_the_margin_exceeds_the_spread():
+def test_finding_puts_an_interval_on_the_margin():
+    """The best-minus-worst margin carries its 95 % interval over the seeds: decided only when it excludes
+    zero (the seeds' resampled means reach 40..42 against 20..22, but 30..40 against 28..36 overlap)."""
     clear = {"languages": ["el"], "rows": [_row("a", 2, [40.0, 42.0]), _row("b", 3, [20.0, 22.0])]}
     assert "best n=2, α=0.1, λ=0.5 with targets mean 41.0 ± 1.4, 20.0 points above the worst" in sweep_finding(clear)
-    assert "the margin exceeds the spread (2.8)" in sweep_finding(clear)
+    assert "best minus worst +20.0 [+18.0, +22.0]: its 95 % interval excludes zero" in sweep_finding(clear)
     noisy = {"languages": ["el"], "rows": [_row("a", 2, [30.0, 40.0]), _row("b", 3, [28.0, 36.0])]}
     assert "3.0 points above the worst" in sweep_finding(noisy)
-    assert "the margin is within the spread (12.7)" in sweep_finding(noisy)
+    assert "best minus worst +3.0 [-6.0, +12.0]: its 95 % interval contains zero: not decided" in sweep_finding(noisy)
     one_seed = {"languages": ["el"], "rows": [_row("a", 2, [30.0]), _row("b", 3, [28.0])]}
-    assert "one seed, so the spread is not measured" in sweep_finding(one_seed)
+    assert "no interval: one seed and no per-item scores (run --seeds 2 or more)" in sweep_finding(one_seed)
 
 
 def test_read_sweep_names_the_bad_field(tmp_path):
@@ -215,4 +223,6 @@ def test_tiny_sweep_end_to_end(quick_paths, tmp_path, monkeypatch, capsys):
                f"{lang_means[1]:.1f} |"
         assert line in page
     assert "Hyper-parameter sweep (Table 4)" in page and (out / "report" / "report.html").exists()
-    assert "sweep:" in capsys.readouterr().out
+    out_text, err = capsys.readouterr()
+    assert "sweep:" in out_text and "train      prom-n1-a0.1-l1 seed 0 · 2 steps · run 2/2" in out_text
+    assert "'loss'" not in out_text + err and "'loss'" in (out / "sweep.log").read_text(encoding="utf-8")

@@ -2,9 +2,12 @@
 
 - Table 1 (QA): EM/F1 per benchmark and language, with the averages over the QA cases.
 - Table 2 (accuracy, MGSM-style): accuracy per language, with the average.
-- Table 3 (win/lose): against a baseline run, over every case both runs have, a run *wins* a case
-  when its scores dominate the baseline's (each at least as high, one higher: EM and F1 for QA,
-  accuracy for MGSM) and *loses* when the baseline's dominate its own; anything else is neither.
+- Table 3 (win/lose): against a baseline run, over every case both runs have, each headline score's
+  difference (EM and F1 for QA, accuracy for MGSM) gets a 95 % paired bootstrap interval over the
+  items both runs answered (:mod:`pivotune.report.stats`, from the samples the harness logged with
+  ``--log-samples``). A run *wins* a case when one of its intervals lies above zero and none below,
+  *loses* it in the mirror case; anything else is neither. A case without per-item scores on both
+  sides is neither, and counted apart ("no items"): a difference in the means alone decides nothing.
 
 Written as Markdown, CSV (one file per table) and one HTML page; ``pivotune compare RUN...``.
 """
@@ -24,6 +27,9 @@ from ..io import write_text_atomic
 from ..languages import add_extra_languages_option
 from .registry import Case, case_of, headline_scores
 
+#: {task: {item id: headline scores}} per run, as :func:`pivotune.eval.harness.read_item_scores` reads them
+Items = dict[str, dict[str, dict[str, float]]]
+
 
 @dataclass
 class Table:
@@ -36,21 +42,31 @@ class Table:
                  (str(c) if isinstance(c, int) else f"{c:.{digits}f}")) for c in r] for r in self.rows]
 
 
+def _results_file(path: str | Path) -> Path | None:
+    p = Path(path)
+    return next((c for c in (p, p / "results.json", p / "eval" / "results.json") if c.is_file()), None)
+
+
+def results_dir(path: str | Path) -> Path:
+    """The directory holding ``path``'s results file (where the harness's ``samples/`` go)."""
+    found = _results_file(path)
+    return found.parent if found is not None else Path(path)
+
+
 def load_results(path: str | Path) -> tuple[str, dict]:
     """``(label, results)`` from a results JSON, a directory holding one, or a run (``RUN/eval``)."""
-    p = Path(path)
-    for cand in (p, p / "results.json", p / "eval" / "results.json"):
-        if cand.is_file():
-            try:
-                res = json.loads(cand.read_text(encoding="utf-8"))
-            except ValueError as e:
-                raise PivotuneError(f"{cand}: not valid JSON ({e}).") from None
-            if not isinstance(res, dict) or not isinstance(res.get("results"), dict):
-                raise PivotuneError(f"{cand}: not a harness results file (no 'results' object).")
-            run = cand.parent.parent if cand.parent.name == "eval" else cand.parent
-            return (run.name if cand.name == "results.json" else cand.stem), res
-    raise PivotuneError(f"{p}: no results found (looked for {p}/results.json and {p}/eval/results.json; "
-                        "run `pivotune eval` first).")
+    p, cand = Path(path), _results_file(path)
+    if cand is None:
+        raise PivotuneError(f"{p}: no results found (looked for {p}/results.json and {p}/eval/results.json; "
+                            "run `pivotune eval` first).")
+    try:
+        res = json.loads(cand.read_text(encoding="utf-8"))
+    except ValueError as e:
+        raise PivotuneError(f"{cand}: not valid JSON ({e}).") from None
+    if not isinstance(res, dict) or not isinstance(res.get("results"), dict):
+        raise PivotuneError(f"{cand}: not a harness results file (no 'results' object).")
+    run = cand.parent.parent if cand.parent.name == "eval" else cand.parent
+    return (run.name if cand.name == "results.json" else cand.stem), res
 
 
 def scores_by_case(res: dict) -> dict[Case, dict[str, float]]:
@@ -62,10 +78,22 @@ def scores_by_case(res: dict) -> dict[Case, dict[str, float]]:
     return out
 
 
-def dominates(a: dict[str, float], b: dict[str, float]) -> bool:
-    """Every score of ``a`` at least ``b``'s and one higher (a Pareto win)."""
-    keys = a.keys() & b.keys()
-    return bool(keys) and all(a[k] >= b[k] for k in keys) and any(a[k] > b[k] for k in keys)
+def case_sign(mine: dict[str, dict[str, float]], base: dict[str, dict[str, float]]) -> int:
+    """+1 (win), -1 (loss) or 0 for one case from both runs' per-item headline scores ``{item id: {metric:
+    score}}``: each metric's paired interval over the shared items; a win when one lies above zero and none
+    below."""
+    from ..report.stats import paired_bootstrap
+
+    ids = sorted(mine.keys() & base.keys())
+    if not ids:
+        return 0
+    signs = {paired_bootstrap([[mine[i][k] for i in ids]], [[base[i][k] for i in ids]]).sign
+             for k in mine[ids[0]].keys() & base[ids[0]].keys()}
+    return 1 if 1 in signs and -1 not in signs else -1 if -1 in signs and 1 not in signs else 0
+
+
+def _items_by_case(items: Items | None) -> dict[Case, dict[str, dict[str, float]]]:
+    return {case: per_item for task, per_item in (items or {}).items() if (case := case_of(task)) is not None}
 
 
 def _mean(values: list[float]) -> float | None:
@@ -73,10 +101,12 @@ def _mean(values: list[float]) -> float | None:
 
 
 def build_tables(runs: dict[str, dict], baseline: str | None = None,
-                 win_lose_skip: tuple[str, ...] = ()) -> list[Table]:
+                 win_lose_skip: tuple[str, ...] = (), items: dict[str, Items] | None = None) -> list[Table]:
     """Tables 1-3 for ``{label: harness results}`` (Table 3 only with a ``baseline`` label).
-    ``win_lose_skip``: languages left out of Table 3 (the paper counts target languages only)."""
+    ``win_lose_skip``: languages left out of Table 3 (the paper counts target languages only);
+    ``items``: each run's per-item scores, for Table 3's intervals."""
     by_run = {label: scores_by_case(res) for label, res in runs.items()}
+    item_cases = {label: _items_by_case((items or {}).get(label)) for label in runs}
     cases = sorted({c for s in by_run.values() for c in s}, key=lambda c: (c.benchmark, c.lang))
     qa = [c for c in cases if c.kind == "qa"]
     acc = [c for c in cases if c.kind == "acc"]
@@ -97,17 +127,18 @@ def build_tables(runs: dict[str, dict], baseline: str | None = None,
     if baseline is not None:
         if baseline not in by_run:
             raise PivotuneError(f"baseline {baseline!r} is not one of the runs: {', '.join(by_run)}.")
-        base = by_run[baseline]
+        base, base_items = by_run[baseline], item_cases[baseline]
         rows = []
         for label, s in by_run.items():
             if label == baseline:
                 continue
             shared = [c for c in cases if c in s and c in base and c.lang not in win_lose_skip]
-            wins = sum(dominates(s[c], base[c]) for c in shared)
-            losses = sum(dominates(base[c], s[c]) for c in shared)
-            rows.append([label, wins, losses, len(shared) - wins - losses, len(shared)])
-        tables.append(Table(f"Table 3: wins / losses against {baseline}",
-                            ["run", "wins", "losses", "neither", "cases"], rows))
+            mine = item_cases[label]
+            signs = [case_sign(mine[c], base_items[c]) for c in shared if c in mine and c in base_items]
+            wins, losses = signs.count(1), signs.count(-1)
+            rows.append([label, wins, losses, len(shared) - wins - losses, len(shared) - len(signs), len(shared)])
+        tables.append(Table(f"Table 3: wins / losses against {baseline} (95 % paired bootstrap interval over "
+                            "items excludes zero)", ["run", "wins", "losses", "neither", "no items", "cases"], rows))
     return tables
 
 
@@ -164,6 +195,7 @@ def compare(paths: list[str], labels: list[str] | None = None, baseline: str | N
     """The paper-style tables of ``paths``' results; written under ``out_dir`` when given (new, empty or earlier
     tables, unless ``force``)."""
     from ..outputs import claim_output_dir, mark_output
+    from .harness import read_item_scores
 
     if out_dir is not None:
         claim_output_dir(out_dir, "compare", force=force)
@@ -175,7 +207,8 @@ def compare(paths: list[str], labels: list[str] | None = None, baseline: str | N
     runs = dict(loaded)
     if len(runs) != len(loaded):
         raise PivotuneError("two runs have the same label; give distinct ones with --labels.")
-    tables = build_tables(runs, baseline, win_lose_skip)
+    items = {label: read_item_scores(results_dir(p)) for (label, _), p in zip(loaded, paths)}
+    tables = build_tables(runs, baseline, win_lose_skip, items)
     if out_dir is not None:
         write_tables(tables, mark_output(out_dir, "compare"))
     return tables
@@ -198,9 +231,10 @@ def add_parser(sub) -> None:
                        formatter_class=argparse.RawDescriptionHelpFormatter,
                        description="Read each RUN's results (RUN/eval/results.json, a directory holding "
                                    "results.json, or the file) and print Table 1 (EM/F1 per QA task and language "
-                                   "with averages), Table 2 (accuracy) and, with --baseline, Table 3 (cases where a "
-                                   "run's scores dominate the baseline's, or are dominated). --out also writes "
-                                   "Markdown, CSV and HTML.",
+                                   "with averages), Table 2 (accuracy) and, with --baseline, Table 3 (cases a run "
+                                   "wins or loses against the baseline: a 95 % paired bootstrap interval over the "
+                                   "items, from the samples `pivotune eval --log-samples` writes, excludes zero). "
+                                   "--out also writes Markdown, CSV and HTML.",
                        epilog="example:\n  pivotune compare runs/th-bactrian runs/th-xllama runs/th-prom "
                               "--baseline th-xllama --out reports/th")
     c.add_argument("runs", nargs="+", metavar="RUN", help="run directories or results files")

@@ -3,7 +3,8 @@ backend), results saved as JSON.
 
 ``OUT/results.json`` holds the harness's own output (``results``, ``configs``, ``versions``,
 ``n-samples``, ...) plus a ``pivotune`` block (model, tasks, settings, seconds); with
-``--log-samples`` each task's prompts and generations go to ``OUT/samples/TASK.jsonl``.
+``--log-samples`` each task's prompts and generations go to ``OUT/samples/TASK.jsonl``, from which
+:func:`read_item_scores` reads each item's headline scores (for paired intervals between two runs).
 """
 
 from __future__ import annotations
@@ -128,6 +129,41 @@ def evaluate(model, tasks: Sequence[str], *, tokenizer=None, batch_size: int = 8
     if log_samples:
         res["samples"] = samples
     return res
+
+
+SAMPLES_DIR = "samples"
+
+
+def item_id(row: dict) -> str:
+    """A logged sample's stable item id: the document's own ``id`` where it has one, else its index."""
+    doc = row.get("doc")
+    own = doc.get("id") if isinstance(doc, dict) else None
+    return str(own) if isinstance(own, (str, int)) and not isinstance(own, bool) else str(row.get("doc_id"))
+
+
+def read_item_scores(results_dir: str | Path) -> dict[str, dict[str, dict[str, float]]]:
+    """``{task: {item id: headline scores}}`` (``{"em", "f1"}`` or ``{"acc"}`` in %, as the tables) from the
+    samples the harness logged beside ``results_dir/results.json``; ``{}`` where none were logged. A task
+    whose samples have no headline metric is left out; a malformed file is an error naming it."""
+    folder = Path(results_dir) / SAMPLES_DIR
+    out: dict[str, dict[str, dict[str, float]]] = {}
+    for path in sorted(folder.glob("*.jsonl")) if folder.is_dir() else []:
+        per_item: dict[str, dict[str, float]] = {}
+        with open(path, encoding="utf-8") as f:
+            for line_no, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                try:
+                    row = json.loads(line)
+                    metrics = {f"{m},{row.get('filter', 'none')}": row[m] for m in row["metrics"]}
+                except (ValueError, KeyError, TypeError) as e:
+                    raise PivotuneError(f"{path}, line {line_no}: not a harness sample record ({e!r}); "
+                                        "re-run the evaluation with --log-samples.") from None
+                per_item.setdefault(item_id(row), {}).update(metrics)
+        scores = {i: registry.headline_scores(path.stem, m) for i, m in per_item.items()}
+        if scores and all(v is not None for v in scores.values()):
+            out[path.stem] = scores
+    return out
 
 
 def run_eval(target: str, tasks: list[str] | None = None, preset: str | None = None, *,

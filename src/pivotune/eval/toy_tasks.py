@@ -17,7 +17,7 @@ import yaml
 
 from ..errors import PivotuneError
 from ..io import child_path, write_jsonl_atomic, write_text_atomic
-from .registry import TASKS_DIR
+from .registry import TASKS_DIR, toy_task
 from .toy_scoring import TASKS, load_eval
 
 
@@ -66,15 +66,42 @@ def evaluate_toy_with_harness(model, world_dir: str | Path, languages: Sequence[
     """Evaluate ``model`` (a directory, or a loaded model with ``tokenizer``) on the toy tasks.
 
     Returns the harness's results (see :func:`pivotune.eval.harness.evaluate`); with ``out_dir``
-    they are also written to ``out_dir/results.json``; ``log_samples`` adds each item's output. :func:`toy_headline` turns them into the
-    demo's ``{lang: {"mgsm", "xquad_em", "xquad_f1"}}`` rows.
+    they are also written to ``out_dir/results.json``, and every item's output and scores to
+    ``out_dir/samples/`` (the report's paired intervals read them: :func:`toy_item_scores`);
+    ``log_samples`` also returns them. :func:`toy_headline` turns the results into the demo's
+    ``{lang: {"mgsm", "xquad_em", "xquad_f1"}}`` rows.
     """
     from .harness import evaluate
 
     with tempfile.TemporaryDirectory(prefix="pivotune-toy-tasks-") as tmp:
         names = write_tasks(world_dir, tmp, languages, tasks, limit)
-        return evaluate(model, names, tokenizer=tokenizer, batch_size=batch_size, out_dir=out_dir,
-                        extra_task_dirs=[Path(tmp)], bootstrap_iters=0, log_samples=log_samples)
+        res = evaluate(model, names, tokenizer=tokenizer, batch_size=batch_size, out_dir=out_dir,
+                       extra_task_dirs=[Path(tmp)], bootstrap_iters=0, log_samples=True)
+    if not log_samples:
+        res.pop("samples", None)
+    return res
+
+
+#: the toy headline key of each per-item headline score, per toy task
+ITEM_KEYS = {"mgsm": {"acc": "mgsm"}, "xquad": {"em": "xquad_em", "f1": "xquad_f1"}}
+
+
+def toy_item_scores(results_dir: str | Path) -> dict[str, dict[str, dict[str, float]]]:
+    """``{lang: {"mgsm" | "xquad_em" | "xquad_f1": {item id: score in %}}}`` from the samples an evaluation
+    logged in ``results_dir`` (the per-item counterpart of :func:`toy_headline`; their means are its
+    numbers); ``{}`` where none were logged. Item ids are the world's (``toy-mgsm-0007``): one item has
+    the same id in every language, so two runs' items pair up."""
+    from .harness import read_item_scores
+
+    out: dict[str, dict[str, dict[str, float]]] = {}
+    for name, items in read_item_scores(results_dir).items():
+        got = toy_task(name)
+        if got is None:
+            continue
+        task, lang = got
+        for score, key in ITEM_KEYS[task].items():
+            out.setdefault(lang, {})[key] = {i: s[score] for i, s in items.items()}
+    return out
 
 
 def toy_headline(results: dict) -> dict[str, dict[str, float]]:

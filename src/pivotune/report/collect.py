@@ -1,10 +1,12 @@
-"""What the study report reads and computes: demo scores over seeds, wins beyond the spread, the runs'
-regulation decisions, pivot-layer suggestions and interference logs, and findings derived from them.
+"""What the study report reads: demo scores over seeds and their per-item scores, the runs' regulation
+decisions, pivot-layer suggestions and interference logs (intervals and findings: :mod:`.differences`,
+:mod:`.findings`).
 
 Inputs are ``pivotune demo`` output directories (``results.json`` with per-seed ``scores`` and run
-directories ``METHOD-seedN/``), run directories (``config.yaml``, maybe ``eval/results.json``) or harness
-results files, and ``pivotune sweep`` output directories (``sweep.json``, read by :mod:`.sweep`). Every
-number in the findings is computed here from those files; nothing is hand-written.
+directories ``METHOD-seedN/``, whose ``samples/`` hold every evaluation item's scores), run directories
+(``config.yaml``, maybe ``eval/results.json``) or harness results files, and ``pivotune sweep`` output
+directories (``sweep.json``, read by :mod:`.sweep`). Every number in the findings is computed from those
+files; nothing is hand-written.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import PivotuneError
+from ..eval.harness import read_item_scores
 from ..io import read_json_object
 
 METRICS = (("mgsm", "toy-MGSM acc"), ("xquad_em", "toy-XQuAD EM"), ("xquad_f1", "toy-XQuAD F1"))
@@ -43,7 +46,11 @@ class Study:
     under: str | None = None                                      # ... and its under-represented one
     runs: list[Run] = field(default_factory=list)
     harness: dict[str, dict] = field(default_factory=dict)        # label -> harness results
+    harness_items: dict[str, dict] = field(default_factory=dict)  # label -> its logged per-item scores
+    # method -> per seed {(lang, metric): {item id: score}} from METHOD-seedN/samples/, None where not logged
+    items: dict[str, list[dict | None]] = field(default_factory=dict)
     sweeps: dict[str, dict] = field(default_factory=dict)         # label -> sweep.json (`pivotune sweep`)
+    sweep_items: dict[str, dict] = field(default_factory=dict)    # label -> its runs' per-item scores
 
 
 def read_run(path: Path) -> Run:
@@ -63,6 +70,14 @@ def read_run(path: Path) -> Run:
         if isinstance(res.get("results"), dict):
             run.harness = res
     return run
+
+
+def read_items(run_dir: Path) -> dict[tuple[str, str], dict[str, float]] | None:
+    """``{(lang, metric): {item id: score in %}}`` from a demo run's logged evaluation samples, or None."""
+    from ..eval.toy_tasks import toy_item_scores
+
+    got = toy_item_scores(run_dir) if run_dir.is_dir() else {}
+    return {(lang, key): items for lang, per_key in got.items() for key, items in per_key.items()} or None
 
 
 def _check_scores(path: Path, scores) -> None:
@@ -100,8 +115,12 @@ def read_inputs(inputs: list[str | Path]) -> Study:
             study.under = study.under or world.get("under_represented")
             study.runs += [read_run(p) for p in sorted(results.parent.iterdir())
                            if p.is_dir() and ((p / "config.yaml").is_file() or (p / "eval.json").is_file())]
+            for method, per_seed in obj["scores"].items():
+                study.items[method] = [read_items(results.parent / f"{method}-seed{i}")
+                                       for i in range(len(per_seed))]
         elif obj is not None and isinstance(obj.get("results"), dict):   # a harness results file
-            study.harness[item.stem if item.is_file() else item.name] = obj
+            label = item.stem if item.is_file() else item.name
+            study.harness[label], study.harness_items[label] = obj, read_item_scores(results.parent)
         elif _is_sweep(item):                                         # a `pivotune sweep` output directory
             _add_sweep(study, item)
         elif item.is_dir() and ((item / "config.yaml").is_file() or (item / "eval").is_dir()):
@@ -109,6 +128,7 @@ def read_inputs(inputs: list[str | Path]) -> Study:
             study.runs.append(run)
             if run.harness is not None:
                 study.harness[run.name] = run.harness
+                study.harness_items[run.name] = read_item_scores(run.path / "eval")
         else:
             raise PivotuneError(f"{item}: no results found (looked for a demo's results.json with 'scores', a "
                                 f"harness results.json, a sweep's sweep.json, or a run directory with config.yaml); "
@@ -127,13 +147,14 @@ def _is_sweep(item: Path) -> bool:
 
 
 def _add_sweep(study: Study, item: Path) -> None:
-    from .sweep import SWEEP_FILE, read_sweep
+    from .sweep import SWEEP_FILE, read_sweep, sweep_items
 
     path = item / SWEEP_FILE if item.is_dir() else item
     label = path.parent.name
     if label in study.sweeps:
         raise PivotuneError(f"{path}: a sweep named {label!r} (its directory's name) is already among the inputs.")
     study.sweeps[label] = read_sweep(path)
+    study.sweep_items[label] = sweep_items(path.parent, study.sweeps[label])
 
 
 # ---------------------------------------------------------------- numbers
@@ -161,21 +182,6 @@ def case_stats(study: Study) -> dict[str, dict[tuple[str, str], tuple[float, flo
             for m, per_seed in study.scores.items()}
 
 
-def win_lose(stats: dict, method: str, baseline: str) -> dict:
-    """A case is a win when ``method``'s mean exceeds the baseline's by more than the two spreads
-    together (sd_method + sd_baseline), a loss when it falls short by more; anything else is a tie.
-    Target languages only: the paper's Table 3 counts the languages being adapted, not English."""
-    out = {"wins": [], "losses": [], "ties": [], "diffs": {}}
-    for c, (m, sd) in stats[method].items():
-        if c[0] == "en":
-            continue
-        bm, bsd = stats[baseline][c]
-        d = m - bm
-        out["diffs"][c] = d
-        out["wins" if d > sd + bsd else "losses" if -d > sd + bsd else "ties"].append(c)
-    return out
-
-
 def interference_points(run: Run) -> tuple[str, list[float]] | None:
     """(pair, the mean cosine at each logged step) of the run's first pair with defined values."""
     recs = (run.interference or {}).get("records") or []
@@ -194,85 +200,3 @@ def interference_level(run: Run) -> tuple[str, float] | None:
 
 def _method_of(run: Run) -> str:
     return run.name.rsplit("-seed", 1)[0]
-
-
-def findings(study: Study, baseline: str) -> list[str]:
-    """Sentences derived from the numbers only; 'not measured' where the data are missing."""
-    out: list[str] = []
-    seeds = {m: len(v) for m, v in study.scores.items()}
-    stats = case_stats(study) if study.scores else {}
-    if stats and baseline in stats:
-        for m in stats:
-            if m == baseline:
-                continue
-            wl = win_lose(stats, m, baseline)
-            diffs = list(wl["diffs"].values())
-            avg = statistics.fmean(diffs) if diffs else 0.0
-            out.append(f"{m} against {baseline} over {min(seeds[m], seeds[baseline])} seed(s): "
-                       f"{len(wl['wins'])} wins, {len(wl['losses'])} losses, {len(wl['ties'])} within the spread "
-                       f"of {len(diffs)} cases; mean difference {avg:+.1f} points.")
-    elif stats:
-        out.append(f"Win/lose counts: not measured (baseline {baseline!r} is not among the methods "
-                   f"{', '.join(stats)}).")
-    if stats:
-        for lang in study.languages:
-            means = {m: statistics.fmean(v for (lg, _), (v, _sd) in s.items() if lg == lang)
-                     for m, s in stats.items() if any(lg == lang for lg, _ in s)}
-            if means:
-                ranked = sorted(means.items(), key=lambda kv: -kv[1])
-                gap = ranked[0][1] - ranked[1][1] if len(ranked) > 1 else 0.0
-                out.append(f"Best on {lang} (mean of the metrics): {ranked[0][0]} at {ranked[0][1]:.1f}"
-                           + (f", {gap:.1f} points above {ranked[1][0]}." if len(ranked) > 1 else "."))
-    out += _claims(study, stats)
-    return out
-
-
-def _claims(study: Study, stats: dict) -> list[str]:
-    out = []
-    # claim 1: English pivot (λ kept) in the well-represented language, none (λ = 0) in the under-represented one
-    regs = [r.regulation for r in study.runs if r.regulation and "decisions" in r.regulation]
-    decided = {}
-    for reg in regs:
-        for lang, d in reg["decisions"].items():
-            decided.setdefault(lang, set()).add(bool(d.get("lambda_zero")))
-    w, u = study.well, study.under
-    if not regs or w not in decided or u not in decided:
-        out.append("Claim 1 (English pivot in the well-represented language, not in the under-represented one): "
-                   "not measured (no regulation decisions for " + (f"{w} and {u}" if w and u else
-                                                                  "the world's languages") + ").")
-    else:
-        pivot_w, pivot_u = decided[w] == {False}, decided[u] == {True}
-        verdict = "reproduced" if pivot_w and pivot_u else "not reproduced"
-        out.append(f"Claim 1 (English pivot in the well-represented language, not in the under-represented one): "
-                   f"{verdict} — the regulation kept the English pivot (λ > 0) for {w}: "
-                   f"{'yes' if pivot_w else 'no'}; dropped it (λ = 0) for {u}: {'yes' if pivot_u else 'no'} "
-                   f"(over {len(regs)} PROM run(s)).")
-    # claim 2: lower interference (higher gradient cosine) under PROM than under t+e
-    points: dict[str, list[float]] = {}   # method -> every logged step's mean cosine, over its seeds
-    for r in study.runs:
-        got = interference_points(r)
-        if got is not None:
-            points.setdefault(_method_of(r), []).extend(got[1])
-    if PROM in points and TPLUSE in points:
-        (p, p_sd), (t, t_sd) = mean_sd(points[PROM]), mean_sd(points[TPLUSE])
-        # the win/lose rule: a difference counts only beyond the two spreads (sd over logged steps and seeds)
-        verdict = ("reproduced" if p - t > p_sd + t_sd else "not reproduced" if t - p > p_sd + t_sd
-                   else "not decided (the difference is within the spread)")
-        out.append(f"Claim 2 (lower gradient interference under PROM than t+e): {verdict} — mean gradient cosine "
-                   f"over the logged steps {p:+.4f} ± {p_sd:.4f} ({PROM}, {len(points[PROM])} points) vs "
-                   f"{t:+.4f} ± {t_sd:.4f} ({TPLUSE}, {len(points[TPLUSE])} points); higher cosine means less "
-                   "interference.")
-    else:
-        out.append(f"Claim 2 (lower gradient interference under PROM than t+e): not measured (no interference "
-                   f"logs for both {PROM} and {TPLUSE} runs; set interference.every > 0).")
-    # claim 3: PROM beats t+e more often than it loses
-    if PROM in stats and TPLUSE in stats:
-        wl = win_lose(stats, PROM, TPLUSE)
-        nw, nl = len(wl["wins"]), len(wl["losses"])
-        verdict = "reproduced" if nw > nl else "not reproduced"
-        out.append(f"Claim 3 (PROM beats t+e more often than it loses): {verdict} — {nw} wins, {nl} losses, "
-                   f"{len(wl['ties'])} within the spread against {TPLUSE}.")
-    else:
-        out.append(f"Claim 3 (PROM beats t+e more often than it loses): not measured (scores for both {PROM} "
-                   f"and {TPLUSE} are needed).")
-    return out

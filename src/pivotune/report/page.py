@@ -15,24 +15,13 @@ from pathlib import Path
 
 from ..io import child_path
 from ..outputs import replaced_output_dir
-from .collect import (
-    METRICS,
-    Study,
-    case_stats,
-    findings,
-    fmt_mean_sd,
-    interference_level,
-    read_inputs,
-    win_lose,
-)
+from .collect import METRICS, Study, case_stats, fmt_mean_sd, interference_level, read_inputs
+from .differences import WIN_RULE, difference_table, win_lose
+from .findings import findings
 from .lens import lens_blocks, lens_findings
 from .sweep import sweep_blocks, sweep_finding
 
 HTML_FILE, MD_FILE, FIG_DIR = "report.html", "report.md", "figures"
-
-
-WIN_RULE = ("A case (language, metric) is a win when the mean exceeds the baseline's by more than the two "
-            "standard deviations together, a loss when it falls short by more; otherwise a tie.")
 
 
 def _results_blocks(study: Study, baseline: str) -> list[tuple]:
@@ -51,12 +40,14 @@ def _results_blocks(study: Study, baseline: str) -> list[tuple]:
         wl_rows = []
         for m in stats:
             if m != baseline:
-                wl = win_lose(stats, m, baseline)
-                wl_rows.append([m, str(len(wl["wins"])), str(len(wl["losses"])), str(len(wl["ties"])),
-                                str(len(wl["diffs"]))])
-        blocks += [("h3", f"Wins / losses against {baseline}"),
-                   ("p", WIN_RULE),
-                   ("table", ["method", "wins", "losses", "ties", "cases"], wl_rows)]
+                wl = win_lose(study, m, baseline)
+                wl_rows.append([m, str(len(wl.wins)), str(len(wl.losses)), str(len(wl.undecided)),
+                                str(len(wl.intervals))])
+        blocks += [("h3", f"Differences against {baseline} (95 % intervals)"),
+                   ("p", WIN_RULE + " The last row is the difference on the mean over the target languages."),
+                   ("table", *difference_table(study, baseline)),
+                   ("h3", f"Wins / losses against {baseline}"),
+                   ("table", ["method", "wins", "losses", "undecided", "cases"], wl_rows)]
     return blocks
 
 
@@ -65,7 +56,8 @@ def _harness_blocks(study: Study, baseline: str) -> list[tuple]:
         return []
     from ..eval.compare import build_tables
 
-    tables = build_tables(study.harness, baseline if baseline in study.harness else None)
+    tables = build_tables(study.harness, baseline if baseline in study.harness else None,
+                          items=study.harness_items)
     blocks: list[tuple] = [("h2", "Evaluation tables")]
     for t in tables:
         blocks += [("h3", t.title), ("table", t.header, t.cells())]
@@ -124,13 +116,14 @@ def _config_blocks(study: Study) -> list[tuple]:
 
 
 def _sweep_findings(study: Study) -> list[str]:
-    return [sweep_finding(s, label if len(study.sweeps) > 1 else "") for label, s in study.sweeps.items()]
+    return [sweep_finding(s, label if len(study.sweeps) > 1 else "", study.sweep_items.get(label))
+            for label, s in study.sweeps.items()]
 
 
 def build_blocks(study: Study, baseline: str, figures: Path) -> list[tuple]:
     return [("h2", "Findings"), ("p", "Generated from the numbers below."),
             ("ul", [*findings(study, baseline), *_sweep_findings(study), *lens_findings(study)]),
-            *_results_blocks(study, baseline), *sweep_blocks(study.sweeps), *_harness_blocks(study, baseline),
+            *_results_blocks(study, baseline), *sweep_blocks(study.sweeps, study.sweep_items), *_harness_blocks(study, baseline),
             *_regulation_blocks(study, figures), *lens_blocks(study, figures), *_interference_blocks(study, figures),
             *_config_blocks(study)]
 
@@ -212,7 +205,8 @@ def add_parser(sub) -> None:
                        description="Read `pivotune demo` output directories (results.json and METHOD-seedN runs), "
                                    "run directories or harness results, and write one HTML page with a Markdown "
                                    "twin: findings generated from the numbers, results as mean ± sd over seeds, "
-                                   "wins/losses against --baseline counted only beyond the spread, regulation "
+                                   "differences from --baseline with 95 % paired bootstrap intervals (a win or "
+                                   "loss only where the interval excludes zero), regulation "
                                    "decisions and pivot-layer suggestions, logit-lens and interference figures, "
                                    "each run's configuration, and a `pivotune sweep` directory's table (Table 4). "
                                    "OUT is replaced as a whole: it must be new, empty or an earlier report (or "

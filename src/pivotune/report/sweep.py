@@ -3,7 +3,9 @@
 ``sweep.json`` (written by ``pivotune sweep``) holds one row per grid point (pivot layer n, label smoothing
 α, λ = prom.lambda_en) with its per-seed toy scores, and optionally a baseline row for reference. Every
 number in the table and the finding is recomputed here from those per-seed scores; the summary fields the
-file also carries are for readers of the JSON and are not trusted.
+file also carries are for readers of the JSON and are not trusted. The finding's differences (best setting
+minus worst, best minus the reference) carry 95 % intervals (:mod:`.differences`), from the per-item scores
+the runs beside ``sweep.json`` logged, or from the seeds alone where there are none.
 """
 
 from __future__ import annotations
@@ -103,9 +105,39 @@ def _setting(row: dict) -> str:
     return f"n={row['pivot_layer']}, α={row['label_smoothing']:g}, λ={row['lambda_en']:g}"
 
 
-def sweep_finding(sweep: dict, label: str = "") -> str:
-    """One sentence: the best setting, its margin over the worst, and whether the margin exceeds the spread
-    (the two settings' sds over seeds together, the rule the win/lose counts use)."""
+def sweep_items(folder: Path, sweep: dict) -> dict[str, list]:
+    """``{row name: per seed {(lang, metric): {item id: score}} or None}`` from the run directories the rows
+    name (``runs``), beside ``sweep.json`` in ``folder``."""
+    from .collect import read_items
+
+    rows = [*sweep["rows"], *([sweep["reference"]] if sweep.get("reference") else [])]
+    return {r["name"]: [read_items(folder / str(run)) for run in r.get("runs") or []] for r in rows}
+
+
+def _difference(sweep: dict, items: dict, row: dict, other: dict):
+    """``row`` minus ``other`` on the targets mean, with its interval (None where none can be had)."""
+    from .collect import Study
+    from .differences import difference, target_cases
+
+    study = Study(scores={"a": row["scores"], "b": other["scores"]}, languages=["en", *sweep["languages"]],
+                  items={"a": items.get(row["name"]) or [], "b": items.get(other["name"]) or []})
+    return difference(study, "a", "b", target_cases(study))
+
+
+def _decided(iv) -> str:
+    from .differences import NO_INTERVAL
+
+    if iv is None:
+        return f"{NO_INTERVAL} (run --seeds 2 or more)"
+    return "its 95 % interval excludes zero" if iv.sign else "its 95 % interval contains zero: not decided"
+
+
+def sweep_finding(sweep: dict, label: str = "", items: dict | None = None) -> str:
+    """One sentence: the best setting, its margin over the worst with the margin's 95 % interval, and the
+    best setting against the reference row (if any) with its interval. ``items``: :func:`sweep_items`."""
+    from .differences import fmt
+
+    items = items or {}
     best, worst, stats = best_worst(sweep)
     rows = sweep["rows"]
     b, w = stats[best], stats[worst]
@@ -113,26 +145,24 @@ def sweep_finding(sweep: dict, label: str = "") -> str:
     head = f"Sweep{f' {label}' if label else ''} ({rows[best]['method']}, {len(rows)} setting(s), {seeds} seed(s)): "
     if len(rows) == 1:
         return head + f"one setting only ({_setting(rows[0])}, targets mean {b['targets_mean']:.1f}); no margin."
-    margin, spread = b["targets_mean"] - w["targets_mean"], b["targets_sd"] + w["targets_sd"]
-    if seeds < 2:
-        verdict = "one seed, so the spread is not measured (run --seeds 2 or more)"
-    else:
-        verdict = f"the margin {'exceeds' if margin > spread else 'is within'} the spread ({spread:.1f})"
+    margin = _difference(sweep, items, rows[best], rows[worst])
     out = (head + f"best {_setting(rows[best])} with targets mean "
            f"{fmt_mean_sd(b['targets_mean'], b['targets_sd'], seeds)}, "
-           f"{margin:.1f} points above the worst ({_setting(rows[worst])}, "
-           f"{fmt_mean_sd(w['targets_mean'], w['targets_sd'], seeds)}); {verdict}.")
+           f"{b['targets_mean'] - w['targets_mean']:.1f} points above the worst ({_setting(rows[worst])}, "
+           f"{fmt_mean_sd(w['targets_mean'], w['targets_sd'], seeds)}); best minus worst {fmt(margin)}: "
+           f"{_decided(margin)}.")
     ref = sweep.get("reference")
     if ref:
         r = point_stats(ref["scores"], sweep["languages"])
-        d = b["targets_mean"] - r["targets_mean"]
-        out += (f" The {ref['method']} reference scores {r['targets_mean']:.1f}; the best setting is "
-                f"{abs(d):.1f} points {'above' if d >= 0 else 'below'} it.")
+        d = _difference(sweep, items, rows[best], ref)
+        out += (f" The {ref['method']} reference scores {r['targets_mean']:.1f}; best setting minus reference "
+                f"{fmt(d)}: {_decided(d)}.")
     return out
 
 
-def sweep_blocks(sweeps: dict[str, dict]) -> list[tuple]:
-    """The report section: a Table-4-style table and the finding per sweep (``{label: sweep}``)."""
+def sweep_blocks(sweeps: dict[str, dict], items: dict[str, dict] | None = None) -> list[tuple]:
+    """The report section: a Table-4-style table and the finding per sweep (``{label: sweep}``; ``items``:
+    ``{label: sweep_items(...)}``)."""
     if not sweeps:
         return []
     blocks: list[tuple] = [("h2", "Hyper-parameter sweep (Table 4)")]
@@ -146,5 +176,5 @@ def sweep_blocks(sweeps: dict[str, dict]) -> list[tuple]:
         blocks += [("p", f"Columns per language: the mean of toy-MGSM acc, toy-XQuAD EM and F1, mean ± sd over "
                          f"seeds, in %; targets mean over {', '.join(sweep['languages'])}. n is the pivot layer, "
                          f"α the pivot term's label smoothing, λ its weight ({reg})."),
-                   ("table", header, rows), ("p", sweep_finding(sweep, label if len(sweeps) > 1 else ""))]
+                   ("table", header, rows), ("p", sweep_finding(sweep, label if len(sweeps) > 1 else "", (items or {}).get(label)))]
     return blocks

@@ -28,6 +28,7 @@ from ..io import write_json_atomic, write_text_atomic
 from ..languages import check_choice
 from ..methods import METHODS
 from . import grammar
+from .console import StudyConsole
 from .language import language_name
 from .model import entry_dir, get_or_build
 from .world import WorldConfig
@@ -178,10 +179,12 @@ def print_table(header, rows, title: str, left: tuple[str, ...] = ("language", "
         print(markdown_table(header, rows))
 
 
-def train_and_evaluate(raw: dict, world: Path, eval_langs: list[str], plan: DemoPlan) -> tuple[dict, dict]:
+def train_and_evaluate(raw: dict, world: Path, eval_langs: list[str], plan: DemoPlan,
+                       console: StudyConsole | None = None) -> tuple[dict, dict]:
     """Train one run config on the road a real run takes, evaluate its model through lm-evaluation-harness
-    (RUN/results.json, RUN/eval.json); returns (headline scores, timings). RUN lies in the demo's (or sweep's) own
-    directory, so an earlier run there is replaced."""
+    (RUN/results.json, RUN/eval.json, every item's scores in RUN/samples/); returns (headline scores, timings).
+    ``console`` is told when evaluation begins. RUN lies in the demo's (or sweep's) own directory, so an earlier
+    run there is replaced."""
     from ..eval.toy_tasks import evaluate_toy_with_harness, toy_headline
     from ..train.run import train
 
@@ -189,6 +192,8 @@ def train_and_evaluate(raw: dict, world: Path, eval_langs: list[str], plan: Demo
     t0 = time.perf_counter()
     train(load_config(base=raw), save_checkpoints=False, overwrite=True)
     t1 = time.perf_counter()
+    if console is not None:
+        console.stage("evaluate", raw["method"], raw["seed"])
     res = evaluate_toy_with_harness(run_dir / "model", world, eval_langs, limit=plan.eval_limit, out_dir=run_dir)
     write_json_atomic(run_dir / "eval.json", res)
     t2 = time.perf_counter()
@@ -203,10 +208,11 @@ DEFAULT_METHODS = [m for m in METHODS if m != "lingualift"]
 
 def run_demo(quick: bool = False, languages: list[str] | None = None, methods: list[str] | None = None,
              seeds: int = 1, out_dir: str | Path | None = None, rebuild: bool = False,
-             cache_dir: str | Path | None = None, force: bool = False) -> dict:
+             cache_dir: str | Path | None = None, force: bool = False, verbose: bool = False) -> dict:
     """Run the study; returns ``{"scores": {method: [per-seed headline]}, ...}`` and writes it to ``out_dir`` (new,
-    empty or an earlier demo's, unless ``force``; everything in it is the demo's to replace)."""
-    from ..eval.compare import compare, to_markdown
+    empty or an earlier demo's, unless ``force``; everything in it is the demo's to replace). The console shows
+    the progress (:mod:`.console`); the libraries' logs go to ``out_dir/demo.log`` (``verbose``: on the console
+    too, as they come)."""
     from ..outputs import claim_output_dir, mark_output
 
     started = time.perf_counter()
@@ -224,19 +230,39 @@ def run_demo(quick: bool = False, languages: list[str] | None = None, methods: l
 
     if rebuild:
         shutil.rmtree(entry_dir(world_cfg, cache_dir), ignore_errors=True)
+    with StudyConsole(out / LOG_FILE, runs=len(methods) * seeds, verbose=verbose) as console:
+        summary, printed = _study(console, world_cfg, plan, languages, methods, seeds, out, cache_dir, quick, started)
+    for header, rows, title in printed["tables"]:
+        print_table(header, rows, title)
+    print(printed["text"])
+    print(f"results: {out / 'results.md'}; report: {out / 'report' / 'report.html'}; log: {out / LOG_FILE} "
+          f"(total {time.perf_counter() - started:.0f}s)")
+    return summary
+
+
+def _study(console: StudyConsole, world_cfg: WorldConfig, plan: DemoPlan, languages: list[str], methods: list[str],
+           seeds: int, out: Path, cache_dir, quick: bool, started: float) -> tuple[dict, dict]:
+    """Everything the demo computes and writes; returns the summary and what to print once the console is
+    done (tables, text)."""
+    from ..eval.compare import compare, to_markdown
+
+    console.stage("world/base", note="built once, then read from the cache")
     t0 = time.perf_counter()
-    paths = get_or_build(world_cfg, cache_dir, progress=lambda m: log.info("%s", m))
+    paths = get_or_build(world_cfg, cache_dir, progress=console.note)
     timings = {"world_and_base_s": round(time.perf_counter() - t0, 1)}
     log.info("toy world %s ready (%s)", world_cfg.config_hash(), paths.root)
 
     # the lens before training, once; each causal-LM method is probed the same way after it (below)
+    console.stage("probe", note="the base model's logit lens")
     base_lens, timings["probe_base_s"] = probe_lens(paths.base, out / "probe-base", paths.world, languages,
                                                     world_cfg.seed)
     eval_langs = ["en", *languages]
     scores: dict[str, list[dict]] = {}
+    console.first_run()
     for method in methods:
         for seed in range(seeds):
             run_dir = out / f"{method}-seed{seed}"
+            console.stage("train", method, seed, steps=plan.steps)
             if method == "lingualift":   # its own road: a toy encoder, two stages, a bridge model
                 # (no lens after training: the bridge model is no causal LM the lens can read)
                 from .lingualift import train_lingualift_toy
@@ -247,20 +273,22 @@ def run_demo(quick: bool = False, languages: list[str] | None = None, methods: l
                                            batch_size=plan.batch_size, lr=plan.lr, overwrite=True)
                 scores.setdefault(method, []).append(res["headline"])
                 timings[f"{method}-seed{seed}"] = res["timings"]
+                console.run_done()
                 continue
             raw = run_config(paths.world, paths.base, method, languages, seed, run_dir, plan, world_cfg.seed)
-            headline, timings[run_dir.name] = train_and_evaluate(raw, paths.world, eval_langs, plan)
+            headline, timings[run_dir.name] = train_and_evaluate(raw, paths.world, eval_langs, plan, console)
             scores.setdefault(method, []).append(headline)
+            console.stage("probe", method, seed)
             _, timings[run_dir.name]["probe_s"] = probe_lens(run_dir / "model", run_dir / "probe-after", paths.world,
                                                              languages, world_cfg.seed, base_lens["pivot_layer"])
+            console.run_done()
 
+    console.stage("report")
     header, rows = results_table(scores, eval_langs)
     title = (f"toy world {'quick' if quick else 'default'} — well represented: {world_cfg.well_represented}, "
              f"under-represented: {world_cfg.under_represented}; {plan.steps} steps × batch "
              f"{plan.batch_size} per method")
-    print_table(header, rows, title)
     r_header, r_rows = retention_table(scores, languages, world_cfg.under_represented)
-    print_table(r_header, r_rows, "mean of toy-MGSM acc, toy-XQuAD EM and F1 (%)")
     # the paper-style tables (per-case scores, win/lose against xLLaMA2(t+e)) from the harness results
     evaluated = [m for m in methods if (out / f"{m}-seed0" / "results.json").is_file()]
     tables_md = ""
@@ -269,24 +297,46 @@ def run_demo(quick: bool = False, languages: list[str] | None = None, methods: l
                          baseline="xllama" if "xllama" in evaluated else None, out_dir=out / "tables",
                          win_lose_skip=("en",), force=True)   # as the paper's Table 3: target languages only
         tables_md = to_markdown(tables)
-        print(f"\npaper-style tables (seed 0, lm-evaluation-harness), also in {out / 'tables'}:\n")
-        print(tables_md)
     timings["total_s"] = round(time.perf_counter() - started, 1)
     summary = {"world": world_cfg.to_dict(), "world_hash": world_cfg.config_hash(), "plan": plan.__dict__,
                "languages": languages, "methods": methods, "seeds": seeds, "scores": scores,
                "timings": timings}
     write_json_atomic(out / "results.json", summary)
+    d_header, d_rows, claims_text = differences(out)
     write_text_atomic(out / "results.md", f"# {title}\n\n" + markdown_table(header, rows)
                       + "\n## English retention (mean of toy-MGSM acc, toy-XQuAD EM and F1, %)\n\n"
                       + markdown_table(r_header, r_rows)
+                      + (f"\n## {DIFF_TITLE}\n\n" + markdown_table(d_header, d_rows) if d_rows else "")
+                      + "\n## Claims\n\n" + "".join(f"- {c}\n" for c in claims_text)
                       + (f"\n## Paper-style tables (seed 0)\n\n{tables_md}\n" if tables_md else ""))
     write_text_atomic(out / "demo.yaml", yaml.safe_dump(
         {"quick": quick, "languages": languages, "methods": methods, "seeds": seeds}, sort_keys=False))
     from ..report import write_report   # the study's page: tables, lens figures, regulation, findings
 
-    report = write_report([str(out)], out / "report", baseline="xllama", force=True)
-    print(f"results: {out / 'results.md'}; report: {report} (total {time.perf_counter() - started:.0f}s)")
-    return summary
+    write_report([str(out)], out / "report", baseline="xllama", force=True)
+    printed = [(header, rows, title), (r_header, r_rows, "mean of toy-MGSM acc, toy-XQuAD EM and F1 (%)")]
+    if d_rows:
+        printed.append((d_header, d_rows, DIFF_TITLE))
+    text = "\n" + "\n".join(claims_text)
+    if tables_md:
+        text += f"\n\npaper-style tables (seed 0, lm-evaluation-harness), also in {out / 'tables'}:\n\n{tables_md}"
+    return summary, {"tables": printed, "text": text}
+
+
+LOG_FILE = "demo.log"
+DIFF_TITLE = ("difference from xllama in points, with its 95 % interval (paired bootstrap); "
+              "(win) or (loss) where the interval excludes zero")
+
+
+def differences(out: Path) -> tuple[list[str], list[list[str]], list[str]]:
+    """The differences table against xllama (empty without it) and the three claims, from the demo's files."""
+    from ..report.collect import TPLUSE, read_inputs
+    from ..report.differences import difference_table
+    from ..report.findings import claims
+
+    study = read_inputs([out])
+    header, rows = difference_table(study, TPLUSE) if TPLUSE in study.scores else ([], [])
+    return header, rows, claims(study)
 
 
 __all__ = ["DemoPlan", "print_table", "probe_lens", "probe_settings", "retention_table", "run_config", "run_demo",

@@ -26,7 +26,8 @@ from ..errors import PivotuneError
 from ..io import write_json_atomic, write_text_atomic
 from ..outputs import claim_output_dir, mark_output
 from ..report import write_report
-from ..report.sweep import point_stats, sweep_finding, sweep_table
+from ..report.sweep import point_stats, sweep_finding, sweep_items, sweep_table
+from .console import StudyConsole
 from .demo import DemoPlan, markdown_table, print_table, run_config, toy_languages, train_and_evaluate
 from .model import get_or_build
 from .world import WorldConfig
@@ -36,6 +37,7 @@ log = logging.getLogger(__name__)
 DEFAULT_ALPHAS = (0.0, 0.1)
 DEFAULT_LAMBDAS = (0.5, 1.0)
 MAX_LAMBDA = 100.0   # prom.lambda_en's bound in the run config
+LOG_FILE = "sweep.log"
 
 
 @dataclass(frozen=True)
@@ -92,10 +94,12 @@ def run_sweep(quick: bool = False, pivot_layers: list[int] | None = None, alphas
               lambdas: list[float] | None = None, languages: list[str] | None = None, seeds: int = 1,
               out_dir: str | Path | None = None, steps: int | None = None, eval_limit: int | None = None,
               baseline: bool = False, regulation: bool = True, cache_dir: str | Path | None = None,
-              force: bool = False) -> dict:
+              force: bool = False, verbose: bool = False) -> dict:
     """Train and evaluate every grid point (and, with ``baseline``, xllama for reference); writes
-    ``out_dir/sweep.json``, ``sweep.md`` and the study page ``out_dir/report/``; returns the sweep. ``out_dir``: new,
-    empty or an earlier sweep's, unless ``force`` (everything in it is the sweep's to replace)."""
+    ``out_dir/sweep.json``, ``sweep.md`` and the study page ``out_dir/report/``; returns the sweep. The console
+    shows the progress (:mod:`.console`); the libraries' logs go to ``out_dir/sweep.log`` (``verbose``: on the
+    console too). ``out_dir``: new, empty or an earlier sweep's, unless ``force`` (everything in it is the
+    sweep's to replace)."""
     started = time.perf_counter()
     world_cfg = WorldConfig.quick() if quick else WorldConfig()
     languages = toy_languages(languages, world_cfg)
@@ -111,60 +115,69 @@ def run_sweep(quick: bool = False, pivot_layers: list[int] | None = None, alphas
     plan = replace(plan, steps=steps or plan.steps, eval_limit=eval_limit or plan.eval_limit)
     out = Path(out_dir or ("runs/sweep-quick" if quick else "runs/sweep"))
     mark_output(claim_output_dir(out, "sweep", force=force), "sweep")
-    t0 = time.perf_counter()
-    paths = get_or_build(world_cfg, cache_dir, progress=lambda m: log.info("%s", m))
-    timings = {"world_and_base_s": round(time.perf_counter() - t0, 1)}
-    eval_langs = ["en", *languages]
+    with StudyConsole(out / LOG_FILE, runs=len(grid) * seeds + (seeds if baseline else 0), verbose=verbose,
+                      name="sweep") as console:
+        console.stage("world/base", note="built once, then read from the cache")
+        t0 = time.perf_counter()
+        paths = get_or_build(world_cfg, cache_dir, progress=console.note)
+        timings = {"world_and_base_s": round(time.perf_counter() - t0, 1)}
+        eval_langs = ["en", *languages]
 
-    def fit(method: str, name: str, seed: int, prom: dict | None = None) -> dict:
-        """Train one run on the demo's road, evaluate it through the harness; its headline scores."""
-        run_dir = out / f"{name}-seed{seed}"
-        raw = run_config(paths.world, paths.base, method, languages, seed, run_dir, plan, world_cfg.seed)
-        if prom:
-            raw.setdefault("prom", {}).update(prom)
-        # the demo logs gradient interference for its claim 2; the sweep reports scores only, so it skips that
-        # extra compute (it does not change training)
-        raw.pop("interference", None)
-        headline, timings[run_dir.name] = train_and_evaluate(raw, paths.world, eval_langs, plan)
-        return headline
+        def fit(method: str, name: str, seed: int, prom: dict | None = None) -> dict:
+            """Train one run on the demo's road, evaluate it through the harness; its headline scores."""
+            run_dir = out / f"{name}-seed{seed}"
+            console.stage("train", name, seed, steps=plan.steps)
+            raw = run_config(paths.world, paths.base, method, languages, seed, run_dir, plan, world_cfg.seed)
+            if prom:
+                raw.setdefault("prom", {}).update(prom)
+            # the demo logs gradient interference for its claim 2; the sweep reports scores only, so it skips that
+            # extra compute (it does not change training)
+            raw.pop("interference", None)
+            headline, timings[run_dir.name] = train_and_evaluate(raw, paths.world, eval_langs, plan, console)
+            console.run_done()
+            return headline
 
-    method = "prom" if regulation else "prom-noreg"
-    rows = []
-    for i, point in enumerate(grid):
-        log.info("sweep setting %d/%d: %s %s", i + 1, len(grid), method, point.name)
-        name = f"{method}-{point.name}"
-        per_seed = [fit(method, name, seed, asdict(point)) for seed in range(seeds)]
-        lambdas_t = None
-        if regulation:   # what the probe made of λ for each language (it may differ with the pivot layer)
-            lambdas_t = [json.loads((out / f"{name}-seed{s}" / "regulation.json").read_text())
-                         ["lambda_per_language"] for s in range(seeds)]
-        rows.append({"name": name, "method": method, **asdict(point),
-                     "runs": [f"{name}-seed{s}" for s in range(seeds)], "lambda_per_language": lambdas_t,
-                     "scores": per_seed, **point_stats(per_seed, languages)})
-    reference = None
-    if baseline:
-        per_seed = [fit("xllama", "xllama", seed) for seed in range(seeds)]
-        reference = {"name": "xllama", "method": "xllama", "runs": [f"xllama-seed{s}" for s in range(seeds)],
-                     "scores": per_seed, **point_stats(per_seed, languages)}
+        method = "prom" if regulation else "prom-noreg"
+        rows = []
+        console.first_run()
+        for i, point in enumerate(grid):
+            log.info("sweep setting %d/%d: %s %s", i + 1, len(grid), method, point.name)
+            name = f"{method}-{point.name}"
+            per_seed = [fit(method, name, seed, asdict(point)) for seed in range(seeds)]
+            lambdas_t = None
+            if regulation:   # what the probe made of λ for each language (it may differ with the pivot layer)
+                lambdas_t = [json.loads((out / f"{name}-seed{s}" / "regulation.json").read_text())
+                             ["lambda_per_language"] for s in range(seeds)]
+            rows.append({"name": name, "method": method, **asdict(point),
+                         "runs": [f"{name}-seed{s}" for s in range(seeds)], "lambda_per_language": lambdas_t,
+                         "scores": per_seed, **point_stats(per_seed, languages)})
+        reference = None
+        if baseline:
+            per_seed = [fit("xllama", "xllama", seed) for seed in range(seeds)]
+            reference = {"name": "xllama", "method": "xllama", "runs": [f"xllama-seed{s}" for s in range(seeds)],
+                         "scores": per_seed, **point_stats(per_seed, languages)}
 
-    summary = {"world": world_cfg.to_dict(), "world_hash": world_cfg.config_hash(), "plan": plan.__dict__,
-               "languages": languages, "seeds": seeds, "regulation": regulation, "grid": values, "rows": rows,
-               "reference": reference}
-    header, table_rows, best = sweep_table(summary)
-    summary["best"] = rows[best]["name"]
-    timings["total_s"] = round(time.perf_counter() - started, 1)
-    summary["timings"] = timings
-    title = (f"PROM sweep, toy world {'quick' if quick else 'default'}: {plan.steps} steps × batch {plan.batch_size} "
-             f"per setting, {seeds} seed(s), regulation {'on' if regulation else 'off'}")
+        console.stage("report")
+        summary = {"world": world_cfg.to_dict(), "world_hash": world_cfg.config_hash(), "plan": plan.__dict__,
+                   "languages": languages, "seeds": seeds, "regulation": regulation, "grid": values, "rows": rows,
+                   "reference": reference}
+        header, table_rows, best = sweep_table(summary)
+        summary["best"] = rows[best]["name"]
+        timings["total_s"] = round(time.perf_counter() - started, 1)
+        summary["timings"] = timings
+        title = (f"PROM sweep, toy world {'quick' if quick else 'default'}: {plan.steps} steps × batch "
+                 f"{plan.batch_size} per setting, {seeds} seed(s), regulation {'on' if regulation else 'off'}")
+        finding = sweep_finding(summary, items=sweep_items(out, summary))
+        write_json_atomic(out / "sweep.json", summary)
+        write_text_atomic(out / "sweep.md", f"# {title}\n\nPer language: the mean of toy-MGSM acc, toy-XQuAD EM "
+                          f"and F1, mean ± sd over seeds, in %.\n\n" + markdown_table(header, table_rows)
+                          + f"\n{finding}\n")
+        report = write_report([str(out)], out / "report", baseline="xllama", force=True)
     print_table(header, table_rows, title + " — mean of toy-MGSM acc, toy-XQuAD EM and F1 (%)",
                 left=("method", "best"), highlight=best)
-    finding = sweep_finding(summary)
     print(finding)
-    write_json_atomic(out / "sweep.json", summary)
-    write_text_atomic(out / "sweep.md", f"# {title}\n\nPer language: the mean of toy-MGSM acc, toy-XQuAD EM and "
-                      f"F1, mean ± sd over seeds, in %.\n\n" + markdown_table(header, table_rows) + f"\n{finding}\n")
-    report = write_report([str(out)], out / "report", baseline="xllama", force=True)
-    print(f"sweep: {out / 'sweep.md'}; report: {report} (total {time.perf_counter() - started:.0f}s)")
+    print(f"sweep: {out / 'sweep.md'}; report: {report}; log: {out / LOG_FILE} "
+          f"(total {time.perf_counter() - started:.0f}s)")
     return summary
 
 

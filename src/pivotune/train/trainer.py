@@ -14,9 +14,12 @@ the LM via its ``save_pretrained`` and the head beside it (``save_pivot_head``).
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 
 import torch
-from transformers import Trainer
+from transformers import PrinterCallback, ProgressCallback, Trainer, TrainerCallback
 
 BATCH_KEYS = ("input_ids", "attention_mask", "labels", "roles", "langs", "weights")
 
@@ -29,11 +32,30 @@ def split_pivoted_state(state_dict: dict | None) -> tuple[dict | None, dict | No
             {k.removeprefix("pivot_head."): v for k, v in state_dict.items() if k.startswith("pivot_head.")})
 
 
+#: callbacks for every trainer built inside :func:`reporting_to` (the demo's progress view), in place of the
+#: stock printers that write each log dict or a bar to the terminal
+_REPORTERS: ContextVar[tuple[TrainerCallback, ...]] = ContextVar("pivotune_trainer_reporters", default=())
+
+
+@contextmanager
+def reporting_to(*callbacks: TrainerCallback) -> Iterator[None]:
+    """Within this block every PivotuneTrainer reports progress and logs through ``callbacks`` only."""
+    token = _REPORTERS.set(callbacks)
+    try:
+        yield
+    finally:
+        _REPORTERS.reset(token)
+
+
 class PivotuneTrainer(Trainer):
     loss_is_scaled_for_ga = True
 
     def __init__(self, *args, objective, **kwargs):
         super().__init__(*args, **kwargs)
+        for reporter in _REPORTERS.get():
+            self.remove_callback(PrinterCallback)
+            self.remove_callback(ProgressCallback)
+            self.add_callback(reporter)
         self.objective = objective
         self._step_norms: dict[str, torch.Tensor] | None = None
         self._pending_logs: dict | None = None   # the objective's extra metrics, merged into the next log
