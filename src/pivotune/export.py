@@ -12,10 +12,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import yaml
-
 from .errors import PivotuneError
 from .io import atomic_path
+from .yamlio import load_yaml
 
 
 def _run_model_dir(run_dir: Path) -> Path:
@@ -42,7 +41,7 @@ def export(run_dir: str | Path, out_dir: str | Path, dtype: str | None = None, f
         base_name = json.loads((model_dir / "adapter_config.json").read_text())["base_model_name_or_path"]
         cfg_path = run_dir / "config.yaml"
         if cfg_path.exists():
-            base_name = yaml.safe_load(cfg_path.read_text()).get("model", base_name)
+            base_name = load_yaml(cfg_path, "Run config").get("model", base_name)
         base = AutoModelForCausalLM.from_pretrained(base_name)
         model = PeftModel.from_pretrained(base, str(model_dir)).merge_and_unload()
     else:

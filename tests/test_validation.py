@@ -1,0 +1,139 @@
+"""Validation that validates: strict YAML, errors that name file/line/field and stay short, `train --check`."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from pivotune.cli import main
+from pivotune.config import load_config
+from pivotune.errors import MESSAGE_LIMIT, ConfigError
+
+BASE = {"model": "some/model", "method": "xllama", "languages": ["el"],
+        "data": [{"path": "en.jsonl", "role": "en", "lang": "en"},
+                 {"path": "el.jsonl", "role": "tgt", "lang": "el"}]}
+
+
+def _write(tmp_path, text: str, name: str = "run.yaml") -> str:
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    return str(path)
+
+
+def _config_error(path, overrides=None) -> str:
+    with pytest.raises(ConfigError) as info:
+        load_config(path, overrides)
+    msg = str(info.value)
+    assert len(msg) < MESSAGE_LIMIT and "Traceback" not in msg
+    return msg
+
+
+def _cli_error(capsys, argv, tmp_path=None) -> str:
+    """Run the CLI, expecting exit 2 with a short, traceback-free message; nothing may be written."""
+    before = sorted(p.name for p in tmp_path.iterdir()) if tmp_path is not None else None
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "Traceback" not in err and len(err) < MESSAGE_LIMIT
+    if tmp_path is not None:
+        assert sorted(p.name for p in tmp_path.iterdir()) == before
+    return err
+
+
+# ---------------------------------------------------------------- strict YAML
+
+
+def test_duplicate_top_level_key_names_file_line_and_key(tmp_path, capsys):
+    """A key given twice is an error naming the file, the second line and the key (not the last value)."""
+    path = _write(tmp_path, "model: first\nmethod: xllama\nmodel: second\n")
+    err = _cli_error(capsys, ["train", path, "--check"], tmp_path)
+    assert path in err and "line 3" in err and "'model'" in err and "line 1" in err
+
+
+def test_duplicate_nested_key_is_refused(tmp_path):
+    """A duplicate inside a section (train.lr twice) is refused with its line."""
+    path = _write(tmp_path, "model: m\ntrain:\n  lr: 1.0e-5\n  epochs: 1\n  lr: 2.0e-5\n")
+    msg = _config_error(path)
+    assert "line 5" in msg and "'lr'" in msg and "twice" in msg
+
+
+def test_yaml_merge_keys_may_still_be_overridden(tmp_path):
+    """A merge key ('<<') with an explicit key beside it is not a duplicate."""
+    text = "model: m\ntrain:\n  <<: &b {lr: 0.1, epochs: 2.0}\n  lr: 0.2\n"
+    path = _write(tmp_path, text)
+    cfg = load_config(path)
+    assert (cfg.train.lr, cfg.train.epochs) == (0.2, 2.0)
+
+
+def test_alias_bomb_is_refused_with_a_short_message(tmp_path, capsys):
+    """A ~1 KB 'billion laughs' file is refused by the loader, naming the file and line, in a short message."""
+    rows = ['a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
+    for prev, name in zip("abcdefgh", "bcdefghi"):
+        rows.append(f"{name}: &{name} [" + ",".join([f"*{prev}"] * 9) + "]")
+    rows.append("model: *i")
+    path = _write(tmp_path, "\n".join(rows) + "\n")
+    assert len(open(path).read()) < 1100
+    err = _cli_error(capsys, ["train", path, "--check"], tmp_path)
+    assert path in err and "line " in err and "alias" in err
+
+
+def test_values_quoted_in_config_errors_are_shortened(tmp_path):
+    """An alias expansion under the budget, or a huge string, is quoted in a few characters, not in full."""
+    rows = ['a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
+    for prev, name in zip("abc", "bcd"):
+        rows.append(f"{name}: &{name} [" + ",".join([f"*{prev}"] * 9) + "]")
+    path = _write(tmp_path, "\n".join(rows) + "\nmodel: *d\n")    # 9**4 values under model
+    msg = _config_error(path)
+    assert "line 5, field model" in msg
+    path = _write(tmp_path, yaml.safe_dump({**BASE, "template": "x" * 1_000_000}))
+    assert "field template" in _config_error(path)
+
+
+def test_many_problems_stay_under_the_limit_and_are_counted(tmp_path):
+    """Hundreds of bad data sources give one message under the limit that says how many were left out."""
+    raw = {**BASE, "data": [{"path": f"f{i}.jsonl", "role": "zz", "lang": "el"} for i in range(300)]}
+    msg = _config_error(_write(tmp_path, yaml.safe_dump(raw)))
+    assert "data.0.role" in msg and "more" in msg
+
+
+def test_deeply_nested_yaml_is_a_clear_error(tmp_path):
+    """100k nested lists in a config are an error naming the file, not a RecursionError."""
+    path = _write(tmp_path, "model: " + "[" * 100_000 + "]" * 100_000 + "\n")
+    msg = _config_error(path)
+    assert path in msg and "nested too deeply" in msg
+
+
+def test_override_value_that_is_not_yaml_is_taken_as_text():
+    """A --set value YAML refuses (here a duplicate key) is taken literally and validated as text."""
+    with pytest.raises(ConfigError) as info:
+        load_config(base=dict(BASE), overrides=["method={a: 1, a: 2}"])
+    assert "--set method={a: 1, a: 2}" in str(info.value) and "unknown method" in str(info.value)
+
+
+# ---------------------------------------------------------------- config errors name the line
+
+
+def test_config_errors_name_file_line_and_field(tmp_path, capsys):
+    """Each problem names its file, the line of the offending key, and the dotted field."""
+    text = ("model: m\nmethod: xllama\nlanguages: [el]\ntrain:\n  lr: 0\n  epochs: 1\n  lrr: 2\n"
+            "data:\n  - path: en.jsonl\n    role: en\n    lang: en\n  - path: el.jsonl\n    role: zz\n"
+            "    lang: el\n")
+    path = _write(tmp_path, text)
+    err = _cli_error(capsys, ["train", path, "--check"], tmp_path)
+    assert f"{path}, line 5, field train.lr: 0 is out of range" in err
+    assert f"{path}, line 7, field train.lrr: unknown key" in err
+    assert f"{path}, line 13, field data.1.role" in err
+
+
+def test_missing_key_names_the_line_of_its_section(tmp_path):
+    """A required key missing from a list item names the line where that item starts."""
+    text = "model: m\nlanguages: [el]\ndata:\n  - path: en.jsonl\n    role: en\n    lang: en\n  - role: tgt\n    lang: el\n"
+    msg = _config_error(_write(tmp_path, text))
+    assert "line 7, field data.1.path: required but missing" in msg
+
+
+def test_override_errors_name_the_set_flag(tmp_path):
+    """A bad value given with --set is located at that --set, not at the file's line."""
+    path = _write(tmp_path, yaml.safe_dump({**BASE, "train": {"lr": 0.001}}))
+    msg = _config_error(path, ["train.lr=0", "train.epochs=2"])
+    assert "--set train.lr=0, field train.lr: 0 is out of range" in msg
+    assert "line" not in msg.split("train.lr")[0]
