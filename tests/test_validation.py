@@ -7,7 +7,8 @@ import yaml
 
 from pivotune.cli import main
 from pivotune.config import load_config
-from pivotune.errors import MESSAGE_LIMIT, ConfigError
+from pivotune.data.load import load_instructions, load_parallel
+from pivotune.errors import MESSAGE_LIMIT, ConfigError, DataError, PivotuneError
 
 BASE = {"model": "some/model", "method": "xllama", "languages": ["el"],
         "data": [{"path": "en.jsonl", "role": "en", "lang": "en"},
@@ -137,3 +138,54 @@ def test_override_errors_name_the_set_flag(tmp_path):
     msg = _config_error(path, ["train.lr=0", "train.epochs=2"])
     assert "--set train.lr=0, field train.lr: 0 is out of range" in msg
     assert "line" not in msg.split("train.lr")[0]
+
+
+# ---------------------------------------------------------------- data files
+
+DEEP = "[" * 100_000 + "]" * 100_000
+ROW = '{"instruction": "Say hi.", "input": "", "output": "hi"}'
+
+
+def _data_error(fn, *args, **kwargs) -> DataError:
+    with pytest.raises(DataError) as info:
+        fn(*args, **kwargs)
+    assert len(str(info.value)) < MESSAGE_LIMIT
+    return info.value
+
+
+@pytest.mark.parametrize("name, text, line", [
+    ("deep.jsonl", f"{ROW}\n{DEEP}\n", 2),
+    ("deep.json", f"[{ROW},\n{DEEP}]\n", 2),
+])
+def test_deeply_nested_json_row_names_file_and_line(tmp_path, name, text, line):
+    """A 100k-deep JSON value in a data file is a DataError naming the file and line, not a RecursionError."""
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    err = _data_error(load_instructions, path, role="en", lang="en")
+    assert f"{path}, line {line}" in str(err) and "nested too deeply" in str(err) and err.row == line
+
+
+def test_deeply_nested_json_in_other_user_files_is_a_clear_error(tmp_path):
+    """Results and report JSON files given by the user fail with their name, not a RecursionError."""
+    from pivotune.eval.compare import load_results
+    from pivotune.io import read_json_object
+
+    path = tmp_path / "results.json"
+    path.write_text(DEEP, encoding="utf-8")
+    for read in (load_results, read_json_object):
+        with pytest.raises(PivotuneError, match="nested too deeply") as info:
+            read(path)
+        assert str(path) in str(info.value)
+
+
+@pytest.mark.parametrize("empty_in", ["source", "target"])
+def test_empty_line_of_a_line_aligned_pair_names_its_own_file(tmp_path, empty_in):
+    """An empty line in either file of a line-aligned pair is reported in that file, at that line."""
+    src, tgt = tmp_path / "pair.en", tmp_path / "pair.el"
+    src.write_text("one\ntwo\nthree\n" if empty_in == "target" else "one\n\nthree\n", encoding="utf-8")
+    tgt.write_text("ena\n\ntria\n" if empty_in == "target" else "ena\ndyo\ntria\n", encoding="utf-8")
+    holder = tgt if empty_in == "target" else src
+    err = _data_error(load_parallel, src, tgt, tgt_lang="el")
+    assert str(err).startswith(f"{holder}, line 2: empty line") and (err.path, err.row) == (str(holder), 2)
+    skipped = load_parallel(src, tgt, tgt_lang="el", skip_invalid=True).skipped
+    assert skipped == [f"{holder}, line 2: empty line; every line of a line-aligned pair needs a sentence"]

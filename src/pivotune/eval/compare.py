@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import PivotuneError
-from ..io import write_text_atomic
+from ..io import parse_json, write_text_atomic
 from .registry import Case, case_of, headline_scores
 
 
@@ -41,8 +41,8 @@ def load_results(path: str | Path) -> tuple[str, dict]:
     for cand in (p, p / "results.json", p / "eval" / "results.json"):
         if cand.is_file():
             try:
-                res = json.loads(cand.read_text(encoding="utf-8"))
-            except ValueError as e:
+                res = parse_json(cand.read_text(encoding="utf-8"))
+            except (ValueError, UnicodeDecodeError) as e:
                 raise PivotuneError(f"{cand}: not valid JSON ({e}).") from None
             if not isinstance(res, dict) or not isinstance(res.get("results"), dict):
                 raise PivotuneError(f"{cand}: not a harness results file (no 'results' object).")

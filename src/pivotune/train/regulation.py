@@ -9,13 +9,12 @@ layer from its per-layer means) or word-pair files that are probed now.
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 
 from ..config import RunConfig
 from ..errors import PivotuneError
-from ..io import write_json_atomic
+from ..io import parse_json, write_json_atomic
 
 log = logging.getLogger(__name__)
 
@@ -27,9 +26,9 @@ def _decide(p_en: float, p_tgt: float) -> bool:
 
 def _from_probe_json(path: str, languages: list[str], layer: int) -> dict[str, dict]:
     try:
-        report = json.loads(Path(path).read_text(encoding="utf-8"))
+        report = parse_json(Path(path).read_text(encoding="utf-8"))
         per_lang = report["languages"]
-    except (OSError, ValueError, KeyError) as e:
+    except (OSError, ValueError, KeyError, TypeError) as e:
         raise PivotuneError(f"prom.probe: cannot read a probe report from {path} ({e}); write one with "
                             "`pivotune probe MODEL --pairs LANG=FILE --out DIR` and point to DIR/probe.json.") from None
     missing = [lang for lang in languages if lang not in per_lang]
