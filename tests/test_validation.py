@@ -34,7 +34,7 @@ def _cli_error(capsys, argv, tmp_path=None) -> str:
     before = sorted(p.name for p in tmp_path.iterdir()) if tmp_path is not None else None
     assert main(argv) == 2
     err = capsys.readouterr().err
-    assert err.startswith("error: ") and "Traceback" not in err and len(err) < MESSAGE_LIMIT
+    assert "error: " in err and "Traceback" not in err and len(err.split("error: ", 1)[1]) < MESSAGE_LIMIT
     if tmp_path is not None:
         assert sorted(p.name for p in tmp_path.iterdir()) == before
     return err
@@ -189,3 +189,29 @@ def test_empty_line_of_a_line_aligned_pair_names_its_own_file(tmp_path, empty_in
     assert str(err).startswith(f"{holder}, line 2: empty line") and (err.path, err.row) == (str(holder), 2)
     skipped = load_parallel(src, tgt, tgt_lang="el", skip_invalid=True).skipped
     assert skipped == [f"{holder}, line 2: empty line; every line of a line-aligned pair needs a sentence"]
+
+
+# ---------------------------------------------------------------- one pivot-layer rule
+
+
+def test_pivot_layer_lies_below_the_top_block_everywhere(tiny_model_dir, tmp_path, capsys):
+    """n = N is refused by training's resolver, the lens decision, the sweep and `pivotune probe` alike."""
+    import numpy as np
+
+    from pivotune.analysis.logit_lens import LensResult, regulation_decision, suggest_pivot_layer
+    from pivotune.models.pivot_head import default_pivot_layer, pivot_layers, resolve_pivot_layer
+    from pivotune.toy.sweep import expand_grid
+
+    assert list(pivot_layers(4)) == [1, 2, 3] and default_pivot_layer(2) == 1 and default_pivot_layer(32) == 24
+    for refuse in (lambda: resolve_pivot_layer(4, 4), lambda: resolve_pivot_layer(None, 1),
+                   lambda: regulation_decision(LensResult(np.full((1, 5), 0.1), np.full((1, 5), 0.2), 4), 4),
+                   lambda: expand_grid(4, [4], [0.1], [0.5])):
+        with pytest.raises(PivotuneError, match="below the top|at least 2"):
+            refuse()
+    assert suggest_pivot_layer(LensResult(np.full((1, 5), 0.2), np.zeros((1, 5)), 4)).candidates == [3]
+    pairs = tmp_path / "el.tsv"
+    pairs.write_text("".join(f"{e}\t{t}\n" for e, t in [("cat", "gata"), ("dog", "skylos"), ("tree", "dentro"),
+                                                          ("house", "spiti"), ("water", "nero"), ("red", "kokkino")]))
+    err = _cli_error(capsys, ["probe", str(tiny_model_dir), "--pairs", f"el={pairs}", "--pivot-layer", "2",
+                              "--out", str(tmp_path / "out")])
+    assert "--pivot-layer=2" in err and "1 <= n <= 1" in err and not (tmp_path / "out").exists()

@@ -157,7 +157,8 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("model", help="model directory or hub name")
     pr.add_argument("--pairs", nargs="+", required=True, metavar="LANG=FILE", help="word-pair file per language")
     pr.add_argument("--pivot-layer", type=int, default=None,
-                    help="PROM pivot layer n, the output of decoder block n (1..N; default round(0.75*N))")
+                    help="PROM pivot layer n, the output of decoder block n, below the top: 1 <= n < N "
+                         "(default round(0.75*N))")
     pr.add_argument("--out", required=True, help="output directory")
     pr.add_argument("--task", choices=["translation", "repetition", "cloze"], default="translation",
                     help="prompt type (default translation); cloze reads 'english<TAB>target<TAB>sentence "

@@ -96,8 +96,10 @@ class PromSettings(_Strict):
 
     pivot_layer: int | None = Field(
         None, ge=1, description="Pivot layer n, 1-based: the output of decoder block n (Hugging Face "
-        "hidden_states[n]; 0 would be the embeddings). Default: round(0.75·N) (half up) for an N-block "
-        "model, i.e. 24 for Llama-2-7B. Checked against the model's depth when training starts.")
+        "hidden_states[n]; 0 would be the embeddings), below the top: 1 <= n <= N-1 for an N-block model "
+        "(n = N would be a second final head, not a pivot; docs/methods.md). Default: round(0.75·N) (half up), "
+        "i.e. 24 for Llama-2-7B, 1 for N = 2. Checked against the model's depth by --check (local models) and "
+        "when training starts.")
     label_smoothing: float = Field(
         0.1, ge=0.0, lt=1.0, description="α of the pivot term's cross-entropy (0 = plain cross-entropy).")
     lambda_en: float = Field(
