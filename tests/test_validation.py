@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import yaml
 
@@ -215,3 +217,126 @@ def test_pivot_layer_lies_below_the_top_block_everywhere(tiny_model_dir, tmp_pat
     err = _cli_error(capsys, ["probe", str(tiny_model_dir), "--pairs", f"el={pairs}", "--pivot-layer", "2",
                               "--out", str(tmp_path / "out")])
     assert "--pivot-layer=2" in err and "1 <= n <= 1" in err and not (tmp_path / "out").exists()
+
+# ---------------------------------------------------------------- train --check
+
+GOOD_ROWS = [{"instruction": f"Name item {i}.", "input": "", "output": w}
+             for i, w in enumerate(["the red cat", "a blue bird", "two green trees", "the big river"])]
+
+
+def _jsonl(path, rows) -> str:
+    path.write_text("".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in rows), encoding="utf-8")
+    return str(path)
+
+
+def _check_config(tmp_path, model, data, **extra) -> str:
+    cfg = {"model": str(model), "method": "xllama", "languages": ["el"], "output_dir": str(tmp_path / "run"),
+           "data": data, **extra}
+    return _write(tmp_path, yaml.safe_dump(cfg, sort_keys=False), "check.yaml")
+
+
+@pytest.fixture
+def no_model_load(monkeypatch):
+    """--check must never load model weights: loading one fails the test."""
+    import pivotune.models.loading as loading
+
+    def refuse(*_a, **_k):
+        raise AssertionError("--check loaded a model")
+    monkeypatch.setattr(loading, "load_model", refuse)
+    monkeypatch.setattr(loading, "load_encoder", refuse)
+
+
+def test_check_fails_on_a_missing_data_file(tmp_path, capsys, tiny_model_dir, no_model_load):
+    """The reported bug: --check said 'valid' with a data file that does not exist; now exit 2 naming it."""
+    en = _jsonl(tmp_path / "en.jsonl", GOOD_ROWS)
+    path = _check_config(tmp_path, tiny_model_dir, [{"path": en, "role": "en", "lang": "en"},
+                                                    {"path": str(tmp_path / "el.jsonl"), "role": "tgt", "lang": "el"}])
+    err = _cli_error(capsys, ["train", path, "--check"], tmp_path)
+    assert "1 problem found by --check" in err and f"file not found: {tmp_path / 'el.jsonl'}" in err
+
+
+def test_check_lists_every_problem_at_once(tmp_path, capsys, no_model_load):
+    """Bad rows in two files, an empty line in a pair's target file and a missing model: one line each."""
+    en = _jsonl(tmp_path / "en.jsonl", [GOOD_ROWS[0], {"instruction": "x", "output": ""}, GOOD_ROWS[1], "{oops"])
+    el = _jsonl(tmp_path / "el.jsonl", [GOOD_ROWS[0], {"instruction": "x", "output": 3}])
+    src, tgt = tmp_path / "p.en", tmp_path / "p.el"
+    src.write_text("one\ntwo\nthree\n", encoding="utf-8")
+    tgt.write_text("ena\n\ntria\n", encoding="utf-8")
+    path = _check_config(tmp_path, tmp_path / "no-such-model", [
+        {"path": en, "role": "en", "lang": "en"}, {"path": el, "role": "tgt", "lang": "el"},
+        {"path": str(src), "target_path": str(tgt), "role": "mt", "lang": "el"}])
+    err = _cli_error(capsys, ["train", path, "--check"], tmp_path)
+    lines = err.splitlines()
+    assert "5 problems found by --check" in lines[0] and len(lines) == 6
+    assert lines[1].startswith(f"  - {en}, line 2, field 'output': field is empty")
+    assert lines[2].startswith(f"  - {en}, line 4: malformed JSON")
+    assert lines[3].startswith(f"  - {el}, line 2, field 'output': expected a string")
+    assert lines[4].startswith(f"  - {tgt}, line 2: empty line")
+    assert lines[5].startswith("  - model: Could not load") and "no-such-model" in lines[5]
+
+
+def test_check_passes_with_skip_invalid_and_notes_the_rows(tmp_path, capsys, tiny_model_dir, no_model_load):
+    """With skip_invalid, invalid rows are noted (they will be dropped), and the check passes."""
+    en = _jsonl(tmp_path / "en.jsonl", [*GOOD_ROWS, {"instruction": "x"}])
+    el = _jsonl(tmp_path / "el.jsonl", GOOD_ROWS)
+    path = _check_config(tmp_path, tiny_model_dir, [{"path": en, "role": "en", "lang": "en"},
+                                                    {"path": el, "role": "tgt", "lang": "el"}], skip_invalid=True)
+    assert main(["train", path, "--check"]) == 0
+    out = capsys.readouterr().out
+    assert "valid" in out and "8 rows checked" in out and f"{en}: 1 invalid rows will be skipped" in out
+    assert not (tmp_path / "run").exists()
+
+
+def test_check_builds_the_methods_data(tmp_path, capsys, tiny_model_dir, no_model_load):
+    """CLO's pairing is built: a translation file one row short is an error naming both files' row counts."""
+    en = _jsonl(tmp_path / "en.jsonl", GOOD_ROWS)
+    el = _jsonl(tmp_path / "el.jsonl", GOOD_ROWS[:3])
+    path = _check_config(tmp_path, tiny_model_dir, [{"path": en, "role": "en", "lang": "en"},
+                                                    {"path": el, "role": "tgt", "lang": "el"}], method="clo")
+    err = _cli_error(capsys, ["train", path, "--check"], tmp_path)
+    assert "CLO pairs row i" in err and "4 and 3 valid rows" in err
+
+
+def test_check_prom_depth_and_probe_files(tmp_path, capsys, tiny_model_dir, no_model_load):
+    """PROM: a pivot layer at the top of the local model and a missing word-pair file are both reported."""
+    en = _jsonl(tmp_path / "en.jsonl", GOOD_ROWS)
+    el = _jsonl(tmp_path / "el.jsonl", GOOD_ROWS)
+    path = _check_config(tmp_path, tiny_model_dir, [{"path": en, "role": "en", "lang": "en"},
+                                                    {"path": el, "role": "tgt", "lang": "el"}], method="prom",
+                         prom={"pivot_layer": 2, "probe_pairs": {"el": str(tmp_path / "el.tsv")}})
+    err = _cli_error(capsys, ["train", path, "--check"], tmp_path)
+    assert "prom.pivot_layer=2 is out of range for this 2-block model" in err
+    assert f"prom.probe_pairs.el: {tmp_path / 'el.tsv'}: word-pair file not found" in err
+
+
+def test_check_lingualift_paths(tmp_path, capsys, tiny_model_dir, no_model_load):
+    """LinguaLIFT: a missing lexicon and a missing local encoder are reported; nothing loads or is written."""
+    en = _jsonl(tmp_path / "en.jsonl", GOOD_ROWS)
+    path = _check_config(tmp_path, tiny_model_dir, [{"path": en, "role": "en", "lang": "en"}],
+                         method="lingualift", lingualift={"encoder": str(tmp_path / "enc"),
+                                                          "lexicons": {"el": str(tmp_path / "el.lex")}})
+    err = _cli_error(capsys, ["train", path, "--check"], tmp_path)
+    assert f"lingualift.lexicons.el: file not found: {tmp_path / 'el.lex'}" in err
+    assert f"lingualift.encoder: Could not load '{tmp_path / 'enc'}'" in err
+
+
+def test_check_broken_local_tokenizer(tmp_path, capsys, tiny_model_dir, no_model_load):
+    """A local tokenizer directory that does not hold a tokenizer fails the check, naming the key."""
+    en = _jsonl(tmp_path / "en.jsonl", GOOD_ROWS)
+    (tmp_path / "tok").mkdir()
+    path = _check_config(tmp_path, tiny_model_dir, [{"path": en, "role": "en", "lang": "en"}], method="english",
+                         tokenizer=str(tmp_path / "tok"))
+    err = _cli_error(capsys, ["train", path, "--check"], tmp_path)
+    assert f"tokenizer: Could not load the tokenizer '{tmp_path / 'tok'}'" in err
+
+
+def test_check_notes_what_it_does_not_fetch(tmp_path, capsys, no_model_load):
+    """Hub names (model, dataset) are noted, not downloaded; unused roles are noted, not read."""
+    en = _jsonl(tmp_path / "en.jsonl", GOOD_ROWS)
+    path = _check_config(tmp_path, "some-org/some-model", [
+        {"path": en, "role": "en", "lang": "en"}, {"path": "some-org/some-dataset", "role": "en", "lang": "en"},
+        {"path": str(tmp_path / "absent.jsonl"), "role": "cs", "lang": "el"}], method="english")
+    assert main(["train", path, "--check"]) == 0
+    out = capsys.readouterr().out
+    assert "model 'some-org/some-model': a hub name" in out and "some-org/some-dataset): a hub dataset" in out
+    assert "does not train on role cs" in out

@@ -46,7 +46,9 @@ def _cmd_train(args) -> int:
         overrides.append("output_dir=" + json.dumps(args.output_dir, ensure_ascii=False))
     cfg = load_config(args.config, overrides)
     if args.check:
-        print(f"{args.config}: valid (method {cfg.method}, {len(cfg.data)} data sources)")
+        from .check import check_config
+
+        print(check_config(cfg, args.config))
         return 0
     trainer = train(cfg, resume=args.resume or False)
     print(f"done: {trainer.state.global_step} steps; run directory {cfg.output_dir}")
@@ -122,7 +124,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="override a config value (dotted key; list items by index), repeatable")
     t.add_argument("--skip-invalid", action="store_true", help="drop invalid data rows and report them")
     t.add_argument("--output-dir", help="override output_dir")
-    t.add_argument("--check", action="store_true", help="only validate the config and exit")
+    t.add_argument("--check", action="store_true",
+                   help="run every check that needs no model weights (config, every data file and row, the "
+                        "method's data, local model/tokenizer/encoder paths, PROM's probe files, LinguaLIFT's "
+                        "lexicons), list every problem, and exit (2 on any); writes nothing")
     t.add_argument("--resume", nargs="?", const="latest", metavar="CHECKPOINT",
                    help="continue from the latest complete checkpoint in output_dir (or CHECKPOINT); "
                         "'--resume auto' resumes if there is one and starts afresh otherwise")

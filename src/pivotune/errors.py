@@ -17,12 +17,14 @@ class ConfigError(PivotuneError):
 
 
 class DataError(PivotuneError):
-    """A data file or row is invalid."""
+    """A data file or row is invalid. ``problems``: every invalid row, one line each, when the error is
+    about several (a file whose rows are all invalid)."""
 
     def __init__(self, message: str, *, path: str | None = None, row: int | None = None,
-                 field: str | None = None):
+                 field: str | None = None, problems: list[str] | None = None):
         super().__init__(message)
         self.path, self.row, self.field = path, row, field
+        self.problems = list(problems or [])
 
 
 def located(path: str | None, row: int | None = None, field: str | None = None) -> str:

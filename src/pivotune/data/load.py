@@ -22,7 +22,7 @@ from .readers import (SKIP_HINT, RawRow, RowProblem, iter_dataset_rows,
                       iter_json_file, iter_jsonl, read_bytes, text_lines)
 from .records import ParallelPair, Sample
 
-__all__ = ["LoadResult", "load_instructions", "load_parallel", "INSTRUCTION_FIELDS"]
+__all__ = ["LoadResult", "is_hub_dataset", "load_instructions", "load_parallel", "INSTRUCTION_FIELDS"]
 
 INSTRUCTION_FIELDS = ("instruction", "input", "output", "messages")
 CHAT_ROLES = ("system", "user", "assistant")
@@ -58,6 +58,11 @@ class LoadResult:
 
 
 # ---------------------------------------------------------------------------- sources
+
+def is_hub_dataset(spec: str | os.PathLike) -> bool:
+    """True when the loaders would read ``spec`` as a hub dataset name, not a local file."""
+    return _resolve(spec)[1] is None
+
 
 def _resolve(spec: str | os.PathLike) -> tuple[str, Path | None]:
     """(shown name, local path) — path is None when ``spec`` is a hub dataset name."""
@@ -235,7 +240,7 @@ def _collect(shown: str, rows: Iterable[RawRow], build: Callable[[RawRow], Any],
     if not records:
         raise DataError(f"no valid rows in {shown}: {total} rows, all invalid; first problem: "
                         f"{first_error}. Fix the data (see the problem above); --skip-invalid "
-                        "only helps when some rows are valid.", path=shown)
+                        "only helps when some rows are valid.", path=shown, problems=skipped)
     return LoadResult(records=records, skipped=skipped, path=shown, total=total)
 
 
