@@ -40,9 +40,9 @@ def check_run(cfg: RunConfig) -> CheckReport:
     """Run every check of ``cfg`` that needs no model weights; see the module docstring."""
     report = CheckReport()
     samples = _read_data(cfg, report)
-    if samples is not None:
+    lexicons_read = _check_lingualift(cfg, report)
+    if samples is not None and lexicons_read:
         _build_method_data(cfg, samples, report)
-    _check_lingualift(cfg, report)
     _check_models(cfg, report)
     from .train.regulation import evidence_problems
 
@@ -121,23 +121,28 @@ def _build_method_data(cfg: RunConfig, samples: list[Sample], report: CheckRepor
         report.problem(e)
 
 
-def _check_lingualift(cfg: RunConfig, report: CheckReport) -> None:
+def _check_lingualift(cfg: RunConfig, report: CheckReport) -> bool:
+    """LinguaLIFT's lexicons and ``stage1_from``; False when a lexicon cannot be read (the stages, which
+    read them again, are then not built)."""
     if cfg.method != "lingualift":
-        return
+        return True
     from .data.codeswitch import read_lexicon
     from .train.lingualift import stage1_start
 
     ll = cfg.lingualift
+    read = True
     for lang, path in ll.lexicons.items():
         try:
             read_lexicon(path, lang)
         except PivotuneError as e:
             report.problem(f"lingualift.lexicons.{lang}: {e}")
+            read = False
     if 1 not in ll.stages:
         try:
             stage1_start(cfg)
         except PivotuneError as e:
             report.problem(e)
+    return read
 
 
 def _check_models(cfg: RunConfig, report: CheckReport) -> None:
