@@ -16,7 +16,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import ConfigError, bullet_list, short_repr, shorten
-from .yamlio import parse_yaml
+from .yamlio import parse_yaml, read_yaml
 
 
 class _Strict(BaseModel):
@@ -421,7 +421,8 @@ def apply_overrides(raw: dict, overrides: list[str]) -> dict:
             last = i == len(path) - 1
             if isinstance(cur, list):
                 if not part.isdigit() or int(part) >= len(cur):
-                    raise ConfigError(f"--set {shorten(item, 200)}: '{shorten(part, 80)}' is not an index of a list of {len(cur)}")
+                    raise ConfigError(f"--set {shorten(item, 200)}: '{shorten(part, 80)}' is not an index of a "
+                                      f"list of {len(cur)}")
                 if last:
                     cur[int(part)] = value
                 else:
@@ -434,7 +435,8 @@ def apply_overrides(raw: dict, overrides: list[str]) -> dict:
                         cur[part] = {}
                     cur = cur[part]
                     if not isinstance(cur, (dict, list)):
-                        raise ConfigError(f"--set {shorten(item, 200)}: '{shorten(part, 80)}' holds a value, not a section")
+                        raise ConfigError(f"--set {shorten(item, 200)}: '{shorten(part, 80)}' holds a value, "
+                                          "not a section")
     return raw
 
 
@@ -445,13 +447,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     source, file, lines = "overrides", None, {}
     if path is not None:
         source = file = str(path)
-        try:
-            text = Path(path).read_text(encoding="utf-8")
-        except FileNotFoundError:
-            raise ConfigError(f"Config file not found: {path}") from None
-        except UnicodeDecodeError as e:
-            raise ConfigError(f"Config file {path} is not valid UTF-8 (byte {e.start}).") from None
-        doc = parse_yaml(text, f"Config file {path}")
+        doc = read_yaml(path)
         if doc.data is not None and not isinstance(doc.data, dict):
             raise ConfigError(f"Config file {path}: the top level must be a mapping of keys to values.")
         raw.update(doc.data or {})

@@ -7,7 +7,8 @@ Stricter than ``yaml.safe_load`` where YAML's leniency hides mistakes or costs t
   "billion laughs" file otherwise expands to millions, and so does any message that quotes it);
 * nesting too deep for Python's recursion is a clear error, not a ``RecursionError``.
 
-:func:`parse_yaml` also maps every key path to the line it is written on, so a config error can name it.
+:func:`read_yaml` / :func:`parse_yaml` also map every key path to the line it is written on, so a config error
+can name it; :func:`load_yaml` gives the content alone.
 """
 
 from __future__ import annotations
@@ -126,8 +127,9 @@ def parse_yaml(text: str, source: str) -> YamlDocument:
         loader.dispose()
 
 
-def load_yaml(path: str | Path, what: str = "Config file") -> Any:
-    """The parsed content of the YAML file ``path``; every problem is a :class:`ConfigError` naming it."""
+def read_yaml(path: str | Path, what: str = "Config file") -> YamlDocument:
+    """The YAML file ``path`` parsed (content and key lines); every problem is a :class:`ConfigError`
+    naming it (``what`` says what the file is)."""
     try:
         text = Path(path).read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -136,4 +138,9 @@ def load_yaml(path: str | Path, what: str = "Config file") -> Any:
         raise ConfigError(f"{what} {path} is not valid UTF-8 (byte {e.start}).") from None
     except OSError as e:
         raise ConfigError(f"{what} {path} cannot be read: {e.strerror or e}.") from None
-    return parse_yaml(text, f"{what} {path}").data
+    return parse_yaml(text, f"{what} {path}")
+
+
+def load_yaml(path: str | Path, what: str = "Config file") -> Any:
+    """The content of the YAML file ``path`` (:func:`read_yaml`)."""
+    return read_yaml(path, what).data
