@@ -150,24 +150,21 @@ def _check_models(cfg: RunConfig, report: CheckReport) -> None:
     layer fits the model's depth. Hub names are noted."""
     from .models.loading import load_tokenizer
 
+    trust = cfg.trust_remote_code
     ll = cfg.lingualift
-    checks = [("model", cfg.model, "config"), ("tokenizer", cfg.tokenizer or cfg.model, "tokenizer")]
+    checks = [("model", cfg.model, lambda name: _check_depth(cfg, _model_config(name, trust), report)),
+              ("tokenizer", cfg.tokenizer or cfg.model, lambda name: load_tokenizer(name, trust_remote_code=trust))]
     if cfg.method == "lingualift" and ll.encoder:
-        checks += [("lingualift.encoder", ll.encoder, "config"),
-                   ("lingualift.encoder_tokenizer", ll.encoder_tokenizer or ll.encoder, "tokenizer")]
-    seen: dict[str, bool] = {}
-    for key, name, what in checks:
-        if name not in seen:                      # a path named twice is reported once
-            seen[name] = _is_local(name, key, report)
-        if not seen[name]:
+        checks += [("lingualift.encoder", ll.encoder, lambda name: _model_config(name, False)),   # as trained
+                   ("lingualift.encoder_tokenizer", ll.encoder_tokenizer or ll.encoder, load_tokenizer)]
+    local: dict[str, bool] = {}
+    for key, name, check in checks:
+        if name not in local:                     # a path named twice is reported once
+            local[name] = _is_local(name, key, report)
+        if not local[name]:
             continue
         try:
-            if what == "tokenizer":
-                load_tokenizer(name, trust_remote_code=cfg.trust_remote_code)
-            else:
-                config = _model_config(name, cfg.trust_remote_code)
-                if key == "model":
-                    _check_depth(cfg, config, report)
+            check(name)
         except PivotuneError as e:
             report.problem(f"{key}: {e}")
 
