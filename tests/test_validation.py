@@ -129,7 +129,8 @@ def test_config_errors_name_file_line_and_field(tmp_path, capsys):
 
 def test_missing_key_names_the_line_of_its_section(tmp_path):
     """A required key missing from a list item names the line where that item starts."""
-    text = "model: m\nlanguages: [el]\ndata:\n  - path: en.jsonl\n    role: en\n    lang: en\n  - role: tgt\n    lang: el\n"
+    text = ("model: m\nlanguages: [el]\ndata:\n  - path: en.jsonl\n    role: en\n    lang: en\n"
+            "  - role: tgt\n    lang: el\n")
     msg = _config_error(_write(tmp_path, text))
     assert "line 7, field data.1.path: required but missing" in msg
 

@@ -101,7 +101,8 @@ def read_word_pairs(path: str | Path) -> list[tuple[str, str]]:
         fields = raw.rstrip("\r\n").split("\t")
         if len(fields) != 2:
             raise DataError(f"{located(str(path), lineno)}: expected 2 tab-separated fields "
-                            f"(english<TAB>target), found {len(fields)}: {short_repr(raw, 120)}", path=str(path), row=lineno)
+                            f"(english<TAB>target), found {len(fields)}: {short_repr(raw, 120)}",
+                            path=str(path), row=lineno)
         en, tgt = fields[0].strip(), fields[1].strip()
         for name, value in (("english", en), ("target", tgt)):
             if not value:
@@ -129,7 +130,8 @@ def read_cloze_file(path: str | Path) -> list[tuple[str, str, str]]:
                             path=str(path), row=lineno)
         for name, value in zip(("english", "target", "sentence"), fields):
             if not value:
-                raise DataError(f"{located(str(path), lineno, name)}: the {name} field is empty: {short_repr(raw, 120)}",
+                raise DataError(f"{located(str(path), lineno, name)}: the {name} field is empty: "
+                                f"{short_repr(raw, 120)}",
                                 path=str(path), row=lineno, field=name)
         if fields[2].count(CLOZE_GAP) != 1:
             raise DataError(f"{located(str(path), lineno, 'sentence')}: the sentence must hold the gap "
