@@ -57,22 +57,22 @@ def test_help_exits_zero_with_example(argv, capsys):
     assert "usage: pivotune" in out and "example" in out
 
 
-def test_check_validates_without_loading(tmp_path, capsys):
-    cfg = _write_config(tmp_path, tmp_path / "no-such-model")
+def test_check_validates_without_loading(tmp_path, capsys, tiny_model_dir):
+    cfg = _write_config(tmp_path, tiny_model_dir)
     assert main(["train", cfg, "--check"]) == 0
     out = capsys.readouterr().out
-    assert "valid" in out and "xllama" in out and "3 data sources" in out
+    assert "valid" in out and "xllama" in out and "3 data sources" in out and "15 rows checked" in out
     assert not (tmp_path / "run").exists()
 
 
 @pytest.mark.parametrize("name", ["2024", "on", "null", "runs/x: y"])
-def test_output_dir_flag_is_taken_literally(tmp_path, capsys, monkeypatch, name):
+def test_output_dir_flag_is_taken_literally(tmp_path, capsys, monkeypatch, name, tiny_model_dir):
     import pivotune.config as config
 
     seen = []
     real = config.load_config
     monkeypatch.setattr(config, "load_config", lambda *a, **k: seen.append(real(*a, **k)) or seen[-1])
-    cfg = _write_config(tmp_path, tmp_path / "no-such-model")
+    cfg = _write_config(tmp_path, tiny_model_dir)
     assert main(["train", cfg, "--check", "--output-dir", name]) == 0, capsys.readouterr().err
     assert seen[-1].output_dir == name
 

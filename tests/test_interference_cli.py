@@ -58,8 +58,11 @@ def test_base_model_under_each_method(runs, tmp_path):
     _png(tmp_path / "base" / "interference.png")
     assert set(summary["runs"]) == {"xllama", "prom-noreg"}
     prom = summary["runs"]["prom-noreg"]
-    assert prom["blocks"] == [1, 2] and prom["pivot_layer"] == 2   # round(0.75·2) for the 2-block model
-    assert all(-1 <= e["mean"] <= 1 for r in summary["runs"].values() for e in r["pairs"]["en~tgt"]["profile"].values())
+    assert prom["blocks"] == [1, 2] and prom["pivot_layer"] == 1   # round(0.75·2), kept below the top block
+    profiles = {m: r["pairs"]["en~tgt"]["profile"] for m, r in summary["runs"].items()}
+    assert all(-1 <= e["mean"] <= 1 for e in profiles["xllama"].values())
+    # PROM's English rows stop at the pivot block 1: block 2 has no English gradient, so no cosine
+    assert -1 <= profiles["prom-noreg"]["1"]["mean"] <= 1 and profiles["prom-noreg"]["2"]["undefined"] == 4
 
 
 def test_bad_input_is_exit_2(tmp_path, runs, capsys):

@@ -247,17 +247,19 @@ def test_regulation_decision_and_suggestion():
     d = L.regulation_decision(res, 3)
     assert (d.p_en, d.p_tgt, d.lambda_zero) == (pytest.approx(0.5), pytest.approx(0.2), False)
     assert d.sd_en == pytest.approx(0.1) and d.lambda_t(0.1) == 0.1 and "keep λ" in d.text
-    d = L.regulation_decision(res, 4)
-    assert d.lambda_zero and d.lambda_t(0.1) == 0.0 and "0.1000 < P(tgt) 0.7000" in d.text
+    d = L.regulation_decision(res, 2)
+    assert d.lambda_zero is False and d.lambda_t(0.1) == 0.1
+    tgt_first = L.LensResult(res.p_tgt, res.p_en, 4)
+    d = L.regulation_decision(tgt_first, 3)
+    assert d.lambda_zero and d.lambda_t(0.1) == 0.0 and "0.2000 < P(tgt) 0.5000" in d.text
     eq = L.LensResult(np.full((1, 3), 0.2), np.full((1, 3), 0.2), 2)
     assert not L.regulation_decision(eq, 1).lambda_zero  # strict: equal keeps λ
     s = L.suggest_pivot_layer(res)
-    assert s.layer == 3 and s.candidates == [3, 4]
+    assert s.layer == 3 and s.candidates == [3]                   # pivot layers only: below the top block
     assert s.curve == pytest.approx([0.0, 0.1, 0.1, 0.3, -0.6])
-    with pytest.raises(PivotuneError, match=r"1 <= n <= 4"):
-        L.regulation_decision(res, 5)
-    with pytest.raises(PivotuneError, match=r"1 <= n <= 4"):
-        L.regulation_decision(res, 0)
+    for layer in (0, 4, 5):                                       # n = N = 4 is the final head, not a pivot
+        with pytest.raises(PivotuneError, match=r"1 <= n <= 3"):
+            L.regulation_decision(res, layer)
 
 
 def test_figure(tmp_path):
@@ -314,13 +316,13 @@ def test_cli_probe_end_to_end(tmp_path, tiny_model_dir, capsys):
                "--extra-languages", "xx", "--out", str(out), "--batch-size", "3"])
     assert rc == 0, capsys.readouterr().err
     rep = json.loads((out / "probe.json").read_text(encoding="utf-8"))
-    assert rep["num_layers"] == 2 and rep["pivot_layer"] == 2 and rep["pivot_layer_is_default"]  # round(1.5)
+    assert rep["num_layers"] == 2 and rep["pivot_layer"] == 1 and rep["pivot_layer_is_default"]  # below the top
     assert set(rep["languages"]) == {"el", "xx"}
     el = rep["languages"]["el"]
     assert el["items"]["kept"] == el["items"]["single_token"] + el["items"]["multi_token"] > 0
     assert len(el["p_en"]["mean"]) == len(el["p_tgt"]["sd"]) == 3
-    assert el["decision"]["pivot_layer"] == 2 and isinstance(el["decision"]["lambda_zero"], bool)
-    assert el["suggestion"]["candidates"] == [2] and len(el["suggestion"]["curve_en_minus_tgt"]) == 3
+    assert el["decision"]["pivot_layer"] == 1 and isinstance(el["decision"]["lambda_zero"], bool)
+    assert el["suggestion"]["candidates"] == [1] and len(el["suggestion"]["curve_en_minus_tgt"]) == 3
     assert (out / "lens_el.png").read_bytes()[:4] == b"\x89PNG" and (out / "lens_xx.png").exists()
     assert "el: " in capsys.readouterr().out
 
@@ -329,7 +331,7 @@ def test_cli_probe_errors(tmp_path, tiny_model_dir, capsys):
     f = _pairs_file(tmp_path)
     rc = main(["probe", str(tiny_model_dir), "--pairs", f"el={f}", "--pivot-layer", "5", "--out", str(tmp_path / "o")])
     err = capsys.readouterr().err
-    assert rc == 2 and "--pivot-layer 5 is out of range" in err and "1..2" in err
+    assert rc == 2 and "--pivot-layer=5 is out of range" in err and "1 <= n <= 1" in err
     assert not (tmp_path / "o" / "probe.json").exists()
     bad = tmp_path / "bad.tsv"
     bad.write_text("cat\tchat\ndog\n", encoding="utf-8")

@@ -40,7 +40,7 @@ def test_mismatched_line_counts_and_empty_lines_are_errors(tmp_path):
     with pytest.raises(DataError, match="not line-aligned: .*has 3 lines but .*has 2"):
         read_flores(tmp_path, "el")
     _lines(tmp_path / "dev" / "ell_Grek.dev", ["α", "", "γ"])
-    with pytest.raises(DataError, match=r"line 2, field 'target': field is empty"):
+    with pytest.raises(DataError, match=r"ell_Grek\.dev, line 2: empty line"):   # the file with the empty line
         read_flores(tmp_path, "el")
 
 

@@ -49,7 +49,9 @@ def _cmd_train(args) -> int:
         overrides.append("output_dir=" + json.dumps(args.output_dir, ensure_ascii=False))
     cfg = load_config(args.config, overrides)
     if args.check:
-        print(f"{args.config}: valid (method {cfg.method}, {len(cfg.data)} data sources)")
+        from .check import check_config
+
+        print(check_config(cfg, args.config))
         return 0
     trainer = train(cfg, resume=args.resume or False, overwrite=args.overwrite)
     print(f"done: {trainer.state.global_step} steps; run directory {cfg.output_dir}")
@@ -134,7 +136,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="override a config value (dotted key; list items by index), repeatable")
     t.add_argument("--skip-invalid", action="store_true", help="drop invalid data rows and report them")
     t.add_argument("--output-dir", help="override output_dir")
-    t.add_argument("--check", action="store_true", help="only validate the config and exit")
+    t.add_argument("--check", action="store_true",
+                   help="run every check that needs no model weights (config, every data file and row, the "
+                        "method's data, local model/tokenizer/encoder paths, PROM's probe files, LinguaLIFT's "
+                        "lexicons), list every problem, and exit (2 on any); writes nothing")
     t.add_argument("--resume", nargs="?", const="latest", metavar="CHECKPOINT",
                    help="continue from the latest complete checkpoint in output_dir (or CHECKPOINT); "
                         "'--resume auto' resumes if there is one and starts afresh otherwise")
@@ -176,7 +181,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="word-pair file per language; LANG is a language code (th, tha, pt-BR), and one outside "
                          "pivotune's table (ISO 639-1, FLORES-200) is declared with --extra-languages")
     pr.add_argument("--pivot-layer", type=int, default=None,
-                    help="PROM pivot layer n, the output of decoder block n (1..N; default round(0.75*N))")
+                    help="PROM pivot layer n, the output of decoder block n, below the top: 1 <= n < N "
+                         "(default round(0.75*N))")
     pr.add_argument("--out", required=True, help="output directory (new, empty or an earlier probe's)")
     pr.add_argument("--force", action="store_true", help="write into --out even if it holds other files")
     pr.add_argument("--task", choices=["translation", "repetition", "cloze"], default="translation",

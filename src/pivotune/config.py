@@ -25,8 +25,9 @@ from pydantic import (
     model_validator,
 )
 
-from .errors import ConfigError, PivotuneError
+from .errors import ConfigError, PivotuneError, bullet_list, short_repr, shorten
 from .languages import check_code, check_syntax
+from .yamlio import parse_yaml, read_yaml
 
 #: A field holding a language code: its shape is checked where it stands (so the error names that field);
 #: whether the language is known or declared (extra_languages) is checked by RunConfig, which sees both.
@@ -110,8 +111,10 @@ class PromSettings(_Strict):
 
     pivot_layer: int | None = Field(
         None, ge=1, description="Pivot layer n, 1-based: the output of decoder block n (Hugging Face "
-        "hidden_states[n]; 0 would be the embeddings). Default: round(0.75·N) (half up) for an N-block "
-        "model, i.e. 24 for Llama-2-7B. Checked against the model's depth when training starts.")
+        "hidden_states[n]; 0 would be the embeddings), below the top: 1 <= n <= N-1 for an N-block model "
+        "(n = N would be a second final head, not a pivot; docs/methods.md). Default: round(0.75·N) (half up), "
+        "i.e. 24 for Llama-2-7B, 1 for N = 2. Checked against the model's depth by --check (local models) and "
+        "when training starts.")
     label_smoothing: float = Field(
         0.1, ge=0.0, lt=1.0, description="α of the pivot term's cross-entropy (0 = plain cross-entropy).")
     lambda_en: float = Field(
@@ -420,37 +423,53 @@ def _fields_at(model: type[BaseModel], loc: tuple) -> list[str]:
 _RANGE_WORDS = {"greater_than": ">", "greater_than_equal": ">=", "less_than": "<", "less_than_equal": "<="}
 
 
-def format_validation_error(err: ValidationError, source: str) -> str:
-    """One readable paragraph per problem, with nearest-key hints and ranges."""
-    lines = []
+def _where(loc: tuple[str, ...], source: str | None, lines: dict, overrides: list[str]) -> str:
+    """Where a problem at key path ``loc`` was written: the ``--set`` that set it (the last one wins), else
+    the file's line of the deepest key on the path that is in the file."""
+    field = f"field {'.'.join(loc)}" if loc else ""
+    for item in reversed(overrides):
+        path = tuple(item.split("=", 1)[0].strip().split("."))
+        if loc[:len(path)] == path:
+            return ", ".join(p for p in (f"--set {shorten(item, 80)}", field) if p)
+    line = next((lines[loc[:n]] for n in range(len(loc), 0, -1) if loc[:n] in lines), None)
+    return ", ".join(p for p in (source, f"line {line}" if line else "", field) if p) or "<config>"
+
+
+def format_validation_error(err: ValidationError, source: str, lines: dict | None = None,
+                            overrides: list[str] | None = None, file: str | None = None) -> str:
+    """One line per problem, each naming where it was written (``file, line L, field a.b.c``, or the
+    ``--set`` that gave it), with nearest-key hints and ranges; quoted values are shortened, and the whole
+    message stays under :data:`~pivotune.errors.MESSAGE_LIMIT` characters."""
+    problems = []
     for e in err.errors():
-        loc = tuple(p for p in e["loc"] if not (isinstance(p, str) and p.startswith("function-")))
-        key = ".".join(str(p) for p in loc) or "<root>"
+        loc = tuple(str(p) for p in e["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+        where = _where(loc, file, lines or {}, list(overrides or []))
         if e["type"] == "extra_forbidden":
-            parent, name = loc[:-1], str(loc[-1])
-            valid = _fields_at(RunConfig, parent)
+            parent, name = loc[:-1], loc[-1]
+            valid = _fields_at(RunConfig, tuple(int(p) if p.isdigit() else p for p in parent))
             near = difflib.get_close_matches(name, valid, n=1, cutoff=0.5)
-            hint = f" Did you mean '{'.'.join(map(str, (*parent, near[0])))}'?" if near else ""
-            lines.append(f"{key}: unknown key.{hint} Valid keys here: {', '.join(valid)}.")
+            hint = f" Did you mean '{'.'.join((*parent, near[0]))}'?" if near else ""
+            problems.append(f"{where}: unknown key.{hint} Valid keys here: {', '.join(valid)}.")
         elif e["type"] in _RANGE_WORDS:
             limit = next(iter(e.get("ctx", {}).values()), "?")
-            lines.append(f"{key}: {e['input']!r} is out of range; it must be {_RANGE_WORDS[e['type']]} {limit}.")
+            problems.append(f"{where}: {short_repr(e['input'])} is out of range; it must be "
+                            f"{_RANGE_WORDS[e['type']]} {limit}.")
         elif e["type"] == "missing":
-            lines.append(f"{key}: required but missing.")
+            problems.append(f"{where}: required but missing.")
         else:
             msg = e["msg"].removeprefix("Value error, ")
-            lines.append(f"{key}: {msg} (got {e.get('input')!r}).")
-    return f"Invalid configuration in {source}:\n  - " + "\n  - ".join(lines)
+            problems.append(f"{where}: {msg} (got {short_repr(e.get('input'))}).")
+    return bullet_list(f"Invalid configuration in {source}:", problems)
 
 
 def _parse_override(item: str) -> tuple[list[str], Any]:
     if "=" not in item:
-        raise ConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. --set train.lr=1e-5")
+        raise ConfigError(f"--set {shorten(item, 80)!r}: expected KEY=VALUE, e.g. --set train.lr=1e-5")
     key, raw = item.split("=", 1)
     try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
-    except yaml.YAMLError:
-        value = raw
+        value = parse_yaml(raw, f"--set {key.strip()}").data if raw.strip() else ""
+    except ConfigError:
+        value = raw          # not YAML (or refused): the text itself, validated as a string
     return key.strip().split("."), value
 
 
@@ -463,7 +482,8 @@ def apply_overrides(raw: dict, overrides: list[str]) -> dict:
             last = i == len(path) - 1
             if isinstance(cur, list):
                 if not part.isdigit() or int(part) >= len(cur):
-                    raise ConfigError(f"--set {item}: '{part}' is not an index of a list of {len(cur)}")
+                    raise ConfigError(f"--set {shorten(item, 200)}: '{shorten(part, 80)}' is not an index of a "
+                                      f"list of {len(cur)}")
                 if last:
                     cur[int(part)] = value
                 else:
@@ -476,7 +496,8 @@ def apply_overrides(raw: dict, overrides: list[str]) -> dict:
                         cur[part] = {}
                     cur = cur[part]
                     if not isinstance(cur, (dict, list)):
-                        raise ConfigError(f"--set {item}: '{part}' holds a value, not a section")
+                        raise ConfigError(f"--set {shorten(item, 200)}: '{shorten(part, 80)}' holds a value, "
+                                          "not a section")
     return raw
 
 
@@ -484,29 +505,20 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
                 base: dict | None = None) -> RunConfig:
     """Read YAML (or start from ``base``), apply overrides, validate."""
     raw: dict = copy.deepcopy(dict(base or {}))   # overrides edit nested sections in place
-    source = "overrides"
+    source, file, lines = "overrides", None, {}
     if path is not None:
-        source = str(path)
-        try:
-            text = Path(path).read_text(encoding="utf-8")
-        except FileNotFoundError:
-            raise ConfigError(f"Config file not found: {path}") from None
-        except UnicodeDecodeError as e:
-            raise ConfigError(f"Config file {path} is not valid UTF-8 (byte {e.start}).") from None
-        try:
-            loaded = yaml.safe_load(text) or {}
-        except yaml.YAMLError as e:
-            mark = getattr(e, "problem_mark", None)
-            where = f", line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-            raise ConfigError(f"Config file {path}{where}: not valid YAML ({getattr(e, 'problem', e)}).") from None
-        if not isinstance(loaded, dict):
+        source = file = str(path)
+        doc = read_yaml(path)
+        if doc.data is not None and not isinstance(doc.data, dict):
             raise ConfigError(f"Config file {path}: the top level must be a mapping of keys to values.")
-        raw.update(loaded)
-    raw = apply_overrides(raw, list(overrides or []))
+        raw.update(doc.data or {})
+        lines = doc.lines
+    overrides = list(overrides or [])
+    raw = apply_overrides(raw, overrides)
     try:
         return RunConfig.model_validate(raw)
     except ValidationError as e:
-        raise ConfigError(format_validation_error(e, source)) from None
+        raise ConfigError(format_validation_error(e, source, lines, overrides, file)) from None
 
 
 def dump_config(cfg: RunConfig) -> str:

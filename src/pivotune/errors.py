@@ -17,12 +17,14 @@ class ConfigError(PivotuneError):
 
 
 class DataError(PivotuneError):
-    """A data file or row is invalid."""
+    """A data file or row is invalid. ``problems``: every invalid row, one line each, when the error is
+    about several (a file whose rows are all invalid)."""
 
     def __init__(self, message: str, *, path: str | None = None, row: int | None = None,
-                 field: str | None = None):
+                 field: str | None = None, problems: list[str] | None = None):
         super().__init__(message)
         self.path, self.row, self.field = path, row, field
+        self.problems = list(problems or [])
 
 
 def located(path: str | None, row: int | None = None, field: str | None = None) -> str:
@@ -33,3 +35,36 @@ def located(path: str | None, row: int | None = None, field: str | None = None) 
     if field is not None:
         parts.append(f"field '{field}'")
     return ", ".join(parts)
+
+
+MESSAGE_LIMIT = 2000   # characters; no error message pivotune prints is longer
+
+
+def short_repr(value: object, limit: int = 120) -> str:
+    """``repr(value)`` cut to about ``limit`` characters, so a message quoting a user's value stays short
+    (a huge string, a deeply nested list or a YAML alias bomb included)."""
+    import reprlib
+
+    r = reprlib.Repr()
+    r.maxstring = r.maxother = max(limit, 12)
+    r.maxlist = r.maxtuple = r.maxdict = r.maxset = r.maxfrozenset = 6
+    r.maxlevel = 3
+    return shorten(r.repr(value), limit)
+
+
+def shorten(text: str, limit: int) -> str:
+    """``text`` cut to ``limit`` characters, the cut marked with "..."."""
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def bullet_list(header: str, items: list[str], *, limit: int = MESSAGE_LIMIT) -> str:
+    """``header`` then ``  - item`` per item, each item cut to a few lines' length and the whole under
+    ``limit`` characters (the items left out are counted at the end)."""
+    out = shorten(header, 600)
+    for i, item in enumerate(items):
+        line = "\n  - " + shorten(item, 400)
+        more = f"\n  ... and {len(items) - i} more"
+        if len(out) + len(line) + len(more) + 20 > limit:
+            return out + more
+        out += line
+    return out

@@ -17,10 +17,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import yaml
-
 from .errors import PivotuneError
 from .outputs import claim_output_dir, replaced_output_dir
+from .yamlio import load_yaml
 
 #: LM weights a checkpoint must hold to be exported (full model, sharded full model, or LoRA adapter)
 CHECKPOINT_WEIGHTS = ("model.safetensors", "model.safetensors.index.json", "adapter_model.safetensors")
@@ -59,7 +58,7 @@ def _read_json(path: Path) -> dict:
 def _run_settings(run_dir: Path) -> dict:
     """The run's config.yaml as written at the end of training ({} when it is not there)."""
     path = run_dir / "config.yaml"
-    return (yaml.safe_load(path.read_text(encoding="utf-8")) or {}) if path.is_file() else {}
+    return (load_yaml(path, "Run config") or {}) if path.is_file() else {}
 
 
 def export(run_dir: str | Path, out_dir: str | Path, dtype: str | None = None, force: bool = False) -> Path:

@@ -89,14 +89,26 @@ def write_jsonl_atomic(path: str | os.PathLike, rows) -> None:
                 f.write(json.dumps(row, ensure_ascii=False) + "\n")
 
 
+JSON_TOO_DEEP = "lists or objects nested too deeply to read"
+
+
+def parse_json(text: str | bytes) -> Any:
+    """``json.loads`` whose every failure is a ``ValueError`` (``json.JSONDecodeError`` for bad syntax):
+    nesting too deep for Python (``[[[[...]]]]``, a ``RecursionError`` inside the json module) included."""
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise ValueError(JSON_TOO_DEEP) from None
+
+
 def read_json_object(path: str | os.PathLike) -> dict:
     """A JSON file that must hold an object; errors name the file (a ``PivotuneError``, not a traceback)."""
     from .errors import PivotuneError
 
     path = Path(path)
     try:
-        obj = json.loads(path.read_text(encoding="utf-8"))
-    except ValueError as e:
+        obj = parse_json(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as e:
         raise PivotuneError(f"{path}: not valid JSON ({e}).") from None
     if not isinstance(obj, dict):
         raise PivotuneError(f"{path}: expected a JSON object, found {type(obj).__name__}.")

@@ -36,7 +36,7 @@ def test_grid_expands_pivot_layer_outermost_then_alpha_then_lambda():
 @pytest.mark.parametrize("layers, alphas, lambdas, message", [
     ([4], [0.1], [0.5], "1 <= n <= 3"),
     ([0], [0.1], [0.5], "1 <= n <= 3"),
-    ([2.5], [0.1], [0.5], "is not a pivot layer"),
+    ([2.5], [0.1], [0.5], "--pivot-layers=2.5 is out of range"),
     ([2], [1.0], [0.5], "outside [0, 1)"),
     ([2], [-0.1], [0.5], "outside [0, 1)"),
     ([2], [float("nan")], [0.5], "outside [0, 1)"),

@@ -100,7 +100,9 @@ def logged_series(run_dir: Path, pair: str, block: int | None = None) -> dict | 
     path = run_dir / LOG_FILE
     if not path.exists():
         return None
-    meta = json.loads(path.read_text(encoding="utf-8"))
+    from ..io import read_json_object
+
+    meta = read_json_object(path)
     recs = [r for r in meta["records"] if r["pair"] == pair]
     if not recs:
         return None

@@ -26,6 +26,7 @@ import torch
 
 from ..errors import PivotuneError
 from ..models.arch import arch_info, lens_logits
+from ..models.pivot_head import pivot_layers, resolve_pivot_layer
 from .probe_items import (
     CLOZE_TEMPLATE,
     TRANSLATION_TEMPLATE,
@@ -189,13 +190,6 @@ def probe_items(model, tokenizer, items: Sequence[ProbeItem], pool: Sequence[tup
 # PROM regulation and pivot-layer suggestion
 # ----------------------------------------------------------------------------------------------------
 
-def _check_layer(result: LensResult, layer: int, what: str = "pivot layer") -> None:
-    n = result.num_layers
-    if isinstance(layer, bool) or not isinstance(layer, (int, np.integer)) or not 1 <= layer <= n:
-        raise PivotuneError(f"The {what} {layer!r} is out of range for this {n}-layer model: it is the output "
-                            f"of decoder block n, 1 <= n <= {n}.")
-
-
 @dataclass
 class RegulationDecision:
     """PROM's rule for one language: ``λ_t = 0`` when ``P̄_{n,en} < P̄_{n,tgt}``, else the configured λ."""
@@ -223,11 +217,12 @@ class RegulationDecision:
 
 
 def regulation_decision(result: LensResult, pivot_layer: int) -> RegulationDecision:
-    """Apply PROM's regulation rule at ``pivot_layer`` (1-based block output, 1..N)."""
-    _check_layer(result, pivot_layer)
+    """Apply PROM's regulation rule at ``pivot_layer`` (1-based block output, a pivot layer of the model:
+    :func:`~pivotune.models.pivot_head.pivot_layers`)."""
+    k = resolve_pivot_layer(int(pivot_layer) if isinstance(pivot_layer, np.integer) else pivot_layer,
+                            result.num_layers, "pivot layer")
     if result.n_items == 0:
         raise PivotuneError("No probe items: cannot decide the regulation without probabilities.")
-    k = int(pivot_layer)
     pe, pt = float(result.mean_en()[k]), float(result.mean_tgt()[k])
     return RegulationDecision(k, pe, pt, float(result.sd_en()[k]), float(result.sd_tgt()[k]), pe < pt)
 
@@ -243,14 +238,17 @@ class PivotSuggestion:
 
 
 def suggest_pivot_layer(result: LensResult) -> PivotSuggestion:
-    """Among the upper half of the blocks (``N//2 + 1 .. N``), the layer maximising the mean of
-    ``P_en − P_tgt`` (ties: the lowest layer); the whole curve (layers 0..N) comes with it. A suggestion
-    only: the user decides."""
+    """Among the pivot layers in the upper half of the blocks (``N//2 + 1 .. N - 1``, or ``N - 1`` alone for a
+    shallow model), the layer maximising the mean of ``P_en − P_tgt`` (ties: the lowest layer); the whole curve
+    (layers 0..N) comes with it. A suggestion only: the user decides."""
     if result.n_items == 0:
         raise PivotuneError("No probe items: cannot suggest a pivot layer.")
     n = result.num_layers
     curve = (result.p_en - result.p_tgt).mean(axis=0)
-    cands = list(range(n // 2 + 1, n + 1))
+    valid = pivot_layers(n)
+    if not valid:
+        raise PivotuneError(f"A {n}-block model has no pivot layer below its top block.")
+    cands = [k for k in valid if k > n // 2] or [valid[-1]]
     best = max(cands, key=lambda k: (curve[k], -k))
     return PivotSuggestion(best, cands, [float(c) for c in curve])
 

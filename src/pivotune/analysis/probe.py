@@ -6,7 +6,7 @@ from pathlib import Path
 
 from ..errors import PivotuneError
 from ..models.arch import arch_info
-from ..models.pivot_head import default_pivot_layer
+from ..models.pivot_head import resolve_pivot_layer
 from .logit_lens import (
     LensResult,
     probe_items,
@@ -72,10 +72,7 @@ def run_probe(model_name: str, pairs_files: dict[str, str], out_dir: str | Path,
     model = model if model is not None else load_model(model_name, dtype=dtype)
     info = arch_info(model)
     n = info.num_layers
-    chosen = default_pivot_layer(n) if pivot_layer is None else pivot_layer
-    if not 1 <= chosen <= n:
-        raise PivotuneError(f"--pivot-layer {chosen} is out of range for this {n}-layer model: valid layers are "
-                            f"1..{n} (the output of decoder block n; default round(0.75·N) = {default_pivot_layer(n)}).")
+    chosen = resolve_pivot_layer(pivot_layer, n, "--pivot-layer")
     report = {"model": str(model_name), "model_type": info.model_type, "num_layers": n, "task": task,
               "source_lang": source_lang if task == "translation" else None, "seed": seed,
               "template": template,

@@ -41,7 +41,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Sequence
 
-from ..errors import DataError, PivotuneError, located
+from ..errors import DataError, PivotuneError, located, short_repr
 from ..languages import OWN_NAMES
 
 SP_MARKER = "\u2581"  # ▁
@@ -91,11 +91,12 @@ def read_word_pairs(path: str | Path) -> list[tuple[str, str]]:
         fields = raw.rstrip("\r\n").split("\t")
         if len(fields) != 2:
             raise DataError(f"{located(str(path), lineno)}: expected 2 tab-separated fields "
-                            f"(english<TAB>target), found {len(fields)}: {raw!r}", path=str(path), row=lineno)
+                            f"(english<TAB>target), found {len(fields)}: {short_repr(raw, 120)}",
+                            path=str(path), row=lineno)
         en, tgt = fields[0].strip(), fields[1].strip()
         for name, value in (("english", en), ("target", tgt)):
             if not value:
-                raise DataError(f"{located(str(path), lineno, name)}: the {name} word is empty: {raw!r}",
+                raise DataError(f"{located(str(path), lineno, name)}: the {name} word is empty: {short_repr(raw, 120)}",
                                 path=str(path), row=lineno, field=name)
         pairs.append((en, tgt))
     if not pairs:
@@ -115,15 +116,16 @@ def read_cloze_file(path: str | Path) -> list[tuple[str, str, str]]:
         fields = [f.strip() for f in raw.rstrip("\r\n").split("\t")]
         if len(fields) != 3:
             raise DataError(f"{located(str(path), lineno)}: expected 3 tab-separated fields "
-                            f"(english<TAB>target<TAB>sentence), found {len(fields)}: {raw!r}",
+                            f"(english<TAB>target<TAB>sentence), found {len(fields)}: {short_repr(raw, 120)}",
                             path=str(path), row=lineno)
         for name, value in zip(("english", "target", "sentence"), fields):
             if not value:
-                raise DataError(f"{located(str(path), lineno, name)}: the {name} field is empty: {raw!r}",
+                raise DataError(f"{located(str(path), lineno, name)}: the {name} field is empty: "
+                                f"{short_repr(raw, 120)}",
                                 path=str(path), row=lineno, field=name)
         if fields[2].count(CLOZE_GAP) != 1:
             raise DataError(f"{located(str(path), lineno, 'sentence')}: the sentence must hold the gap "
-                            f"'{CLOZE_GAP}' exactly once, found {fields[2].count(CLOZE_GAP)}: {raw!r}",
+                            f"'{CLOZE_GAP}' exactly once, found {fields[2].count(CLOZE_GAP)}: {short_repr(raw, 120)}",
                             path=str(path), row=lineno, field="sentence")
         rows.append((fields[0], fields[1], fields[2]))
     if not rows:

@@ -17,12 +17,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
-from ..errors import DataError
+from ..errors import DataError, short_repr
 from .readers import (SKIP_HINT, RawRow, RowProblem, iter_dataset_rows,
                       iter_json_file, iter_jsonl, read_bytes, text_lines)
 from .records import ParallelPair, Sample
 
-__all__ = ["LoadResult", "load_instructions", "load_parallel", "INSTRUCTION_FIELDS"]
+__all__ = ["LoadResult", "is_hub_dataset", "load_instructions", "load_parallel", "INSTRUCTION_FIELDS"]
 
 INSTRUCTION_FIELDS = ("instruction", "input", "output", "messages")
 CHAT_ROLES = ("system", "user", "assistant")
@@ -58,6 +58,11 @@ class LoadResult:
 
 
 # ---------------------------------------------------------------------------- sources
+
+def is_hub_dataset(spec: str | os.PathLike) -> bool:
+    """True when the loaders would read ``spec`` as a hub dataset name, not a local file."""
+    return _resolve(spec)[1] is None
+
 
 def _resolve(spec: str | os.PathLike) -> tuple[str, Path | None]:
     """(shown name, local path) — path is None when ``spec`` is a hub dataset name."""
@@ -142,7 +147,7 @@ def _text(row: Mapping, col: str, *, required: bool, strip: bool = False,
         if not required:
             return ""
         why = "is missing" if col not in row else "is null"
-        keys = ", ".join(repr(k) for k in list(row)[:8]) or "none"
+        keys = ", ".join(short_repr(k, 40) for k in list(row)[:8]) or "none"
         raise RowProblem(f"required field {why} (the row's fields are {keys}); expected a "
                          "non-empty string", field=col,
                          hint=f"Add a non-empty string '{col}' to every row{rename_hint}.")
@@ -171,7 +176,7 @@ def _messages(value: Any, col: str) -> tuple[dict, ...]:
                              f"{_kind(turn)}", field=where, hint=hint)
         role, content = turn.get("role"), turn.get("content")
         if role not in CHAT_ROLES:
-            got = "missing" if role is None else repr(role)
+            got = "missing" if role is None else short_repr(role, 40)
             raise RowProblem(f"bad role {got}; expected one of {', '.join(CHAT_ROLES)}",
                              field=f"{where}.role", hint=hint)
         if not isinstance(content, str):
@@ -197,7 +202,7 @@ def _row_form(row: Any, cols: Mapping[str, str]) -> str:
         return "chat"
     if row.get(cols["instruction"]) is not None or row.get(cols["output"]) is not None:
         return "alpaca"
-    keys = ", ".join(repr(k) for k in list(row)[:8]) or "none"
+    keys = ", ".join(short_repr(k, 40) for k in list(row)[:8]) or "none"
     raise RowProblem(
         f"row has neither '{cols['instruction']}'/'{cols['output']}' (Alpaca form) nor "
         f"'{cols['messages']}' (chat form); its fields are {keys}", field=cols["output"],
@@ -219,14 +224,14 @@ def _collect(shown: str, rows: Iterable[RawRow], build: Callable[[RawRow], Any],
                 raise raw.problem
             records.append(build(raw))
         except RowProblem as p:
-            loc = f"{shown}, {raw.label}"
+            where = p.path or shown
+            loc = f"{where}, {raw.label}"
             if p.field is not None:
                 mapped = f" (used as '{rename[p.field]}')" if p.field in rename else ""
                 loc += f", field '{p.field}'{mapped}"
             if not skip_invalid:
                 text = " ".join(t for t in (f"{loc}: {p.reason}.", p.hint, SKIP_HINT) if t)
-                raise DataError(text,
-                                path=shown, row=raw.number, field=p.field) from None
+                raise DataError(text, path=where, row=raw.number, field=p.field) from None
             skipped.append(f"{loc}: {p.reason}")
             first_error = first_error or skipped[-1]
     if total == 0:
@@ -235,7 +240,7 @@ def _collect(shown: str, rows: Iterable[RawRow], build: Callable[[RawRow], Any],
     if not records:
         raise DataError(f"no valid rows in {shown}: {total} rows, all invalid; first problem: "
                         f"{first_error}. Fix the data (see the problem above); --skip-invalid "
-                        "only helps when some rows are valid.", path=shown)
+                        "only helps when some rows are valid.", path=shown, problems=skipped)
     return LoadResult(records=records, skipped=skipped, path=shown, total=total)
 
 
@@ -259,7 +264,7 @@ def load_instructions(spec: str | os.PathLike, *, role: str, lang: str,
                             f"you can rename are {', '.join(INSTRUCTION_FIELDS)}.", field=ours)
         if not isinstance(theirs, str) or not theirs:
             raise DataError(f"fields: '{ours}' must map to a column name (a non-empty string), "
-                            f"got {theirs!r}.", field=ours)
+                            f"got {short_repr(theirs, 60)}.", field=ours)
         cols[ours] = theirs
     rename = {theirs: ours for ours, theirs in cols.items() if theirs != ours}
     shown, is_hub, rows = _instruction_rows(spec, split)
@@ -327,12 +332,19 @@ def load_parallel(spec: str | os.PathLike, target_spec: str | os.PathLike | None
                 f"{shown_t} has {len(right)}. Line N of one must translate line N of the "
                 "other; fix the files (look for a missing or extra line, or a sentence split "
                 "in two). --skip-invalid cannot repair misaligned files.", path=shown_s)
-        shown = shown_s
-        joined = [RawRow(a.label, a.number, {"source": a.value, "target": b.value},
-                         _side_problem(a.problem, shown_s, b.problem, shown_t))
+        joined = [RawRow(a.label, a.number, (a.value, b.value), _side_problem(a, shown_s, b, shown_t))
                   for a, b in zip(left, right)]
-        return _collect(shown, joined, lambda r: pair(r.value, r, "source", "target"),
-                        skip_invalid)
+
+        def aligned(raw: RawRow) -> ParallelPair:
+            for text, where in zip(raw.value, (shown_s, shown_t)):
+                if not text.strip():    # named after the file that holds the empty line
+                    raise RowProblem("empty line; every line of a line-aligned pair needs a sentence",
+                                     path=where, hint="Write the sentence, or delete this line from both "
+                                     "files so line N of one still translates line N of the other.")
+            return ParallelPair(source=raw.value[0].strip(), target=raw.value[1].strip(), src_lang=src_lang,
+                                tgt_lang=tgt_lang, origin=f"{shown_s}, {raw.label}")
+
+        return _collect(shown_s, joined, aligned, skip_invalid)
 
     shown, path = _resolve(spec)
     if path is None:
@@ -370,12 +382,13 @@ def load_parallel(spec: str | os.PathLike, target_spec: str | os.PathLike | None
     return _collect(shown, rows, build, skip_invalid)
 
 
-def _side_problem(a: RowProblem | None, shown_s: str, b: RowProblem | None,
-                  shown_t: str) -> RowProblem | None:
-    if a is None and b is None:
-        return None
-    p, other = (a, shown_s) if a is not None else (b, shown_t)
-    return RowProblem(f"{p.reason} in {other}", field=p.field, hint=p.hint)
+def _side_problem(a: RawRow, shown_s: str, b: RawRow, shown_t: str) -> RowProblem | None:
+    """The first undecodable side of an aligned line, named after its own file."""
+    for row, where in ((a, shown_s), (b, shown_t)):
+        if row.problem is not None:
+            row.problem.path = where
+            return row.problem
+    return None
 
 
 def _tsv_rows(path: Path, shown: str, source_field: str, target_field: str) -> list[RawRow]:

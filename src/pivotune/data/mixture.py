@@ -10,11 +10,15 @@ from __future__ import annotations
 
 import logging
 import random
+from typing import TYPE_CHECKING
 
 from ..config import DataSource, RunConfig
 from ..languages import english_name
 from ..methods import METHODS
 from .records import ParallelPair, Sample
+
+if TYPE_CHECKING:
+    from .load import LoadResult
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +53,15 @@ def translation_samples(pairs: list[ParallelPair], tgt_lang: str, *, source: str
 
 
 def load_source(src: DataSource, skip_invalid: bool = False) -> list[Sample]:
-    """Read one configured source into samples of its role, language and weight."""
+    """Read one configured source into samples of its role, language and weight (skipped rows logged)."""
+    samples, res = read_source(src, skip_invalid)
+    if res.skipped:
+        log.warning("%s: skipped %d invalid rows: %s", src.name, len(res.skipped), "; ".join(res.skipped[:5]))
+    return samples
+
+
+def read_source(src: DataSource, skip_invalid: bool = False) -> tuple[list[Sample], LoadResult]:
+    """One configured source's samples (``max_samples`` applied) and its load result (rows skipped)."""
     from .load import load_instructions, load_parallel
 
     if src.kind == "parallel":
@@ -61,11 +73,9 @@ def load_source(src: DataSource, skip_invalid: bool = False) -> list[Sample]:
         res = load_instructions(src.path, role=src.role, lang=src.lang, source=src.name, weight=src.weight,
                                 skip_invalid=skip_invalid, split=src.split, fields=src.fields)
         samples = list(res.records)
-    if res.skipped:
-        log.warning("%s: skipped %d invalid rows: %s", src.name, len(res.skipped), "; ".join(res.skipped[:5]))
     if src.max_samples is not None:
         samples = samples[: src.max_samples]
-    return samples
+    return samples, res
 
 
 def build_mixture(method: str, samples: list[Sample], seed: int) -> list[Sample]:
@@ -98,4 +108,4 @@ def summarize(samples: list[Sample]) -> dict[str, int]:
 
 
 __all__ = ["MT_INSTRUCTIONS", "build_mixture", "load_source",
-           "mixture_for_config", "summarize", "translation_samples"]
+           "mixture_for_config", "read_source", "summarize", "translation_samples"]

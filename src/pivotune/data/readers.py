@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
-from ..errors import DataError
+from ..errors import DataError, short_repr
+from ..io import JSON_TOO_DEEP, parse_json
 
 SKIP_HINT = ("Pass --skip-invalid (skip_invalid=True) to drop invalid rows, "
              "report them, and load the rest.")
@@ -25,11 +26,13 @@ _BOM = b"\xef\xbb\xbf"
 
 
 class RowProblem(Exception):
-    """One invalid row: ``reason`` is short (for the skipped list), ``hint`` says how to fix."""
+    """One invalid row: ``reason`` is short (for the skipped list), ``hint`` says how to fix. ``path``: the
+    file that holds the problem when it is not the one the row is named after (the target file of a
+    line-aligned pair)."""
 
-    def __init__(self, reason: str, *, field: str | None = None, hint: str = ""):
+    def __init__(self, reason: str, *, field: str | None = None, hint: str = "", path: str | None = None):
         super().__init__(reason)
-        self.reason, self.field, self.hint = reason, field, hint
+        self.reason, self.field, self.hint, self.path = reason, field, hint, path
 
 
 @dataclass
@@ -111,10 +114,11 @@ def iter_jsonl(path: Path, shown: str, data: bytes | None = None) -> Iterator[Ra
         if not text.strip():
             continue
         try:
-            yield RawRow(label, i, json.loads(text))
-        except json.JSONDecodeError as exc:
+            yield RawRow(label, i, parse_json(text))
+        except ValueError as exc:
+            what = f"{exc.msg} at column {exc.colno}" if isinstance(exc, json.JSONDecodeError) else str(exc)
             yield RawRow(label, i, problem=RowProblem(
-                f"malformed JSON ({exc.msg} at column {exc.colno})",
+                f"malformed JSON ({what})",
                 hint="Each non-blank line of a JSON Lines file must be one complete JSON "
                      "object, e.g. {\"instruction\": \"...\", \"output\": \"...\"}."))
 
@@ -142,10 +146,10 @@ def _reject_single_object(body: bytes, shown: str) -> None:
     if len([ln for ln in body.splitlines() if ln.strip()]) < 2:
         return
     try:
-        whole = json.loads(body.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError):
+        whole = parse_json(body.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
         return                       # JSON Lines (or broken); the line reader reports it
-    keys = ", ".join(repr(k) for k in list(whole)[:5]) if isinstance(whole, dict) else ""
+    keys = ", ".join(short_repr(k, 40) for k in list(whole)[:5]) if isinstance(whole, dict) else ""
     raise file_error(shown, f"{shown} holds a single JSON value spread over several lines"
                      + (f" (an object with keys {keys})" if keys else "") + ", not an array of "
                      "records or JSON Lines. If the records sit under a key (e.g. "
@@ -188,6 +192,8 @@ def _iter_json_array(text: str, shown: str) -> Iterator[RawRow]:
             value, end = dec.raw_decode(text, pos)
         except json.JSONDecodeError as exc:
             raise broken(exc.pos, f"element {index}: {exc.msg}") from None
+        except RecursionError:
+            raise broken(pos, f"element {index}: {JSON_TOO_DEEP}") from None
         ln = line_at(pos)
         yield RawRow(f"line {ln} (array index {index})", ln, value)
         index += 1

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import PivotuneError
-from ..io import write_text_atomic
+from ..io import parse_json, write_text_atomic
 from ..languages import add_extra_languages_option
 from .registry import Case, case_of, headline_scores
 
@@ -60,8 +60,8 @@ def load_results(path: str | Path) -> tuple[str, dict]:
         raise PivotuneError(f"{p}: no results found (looked for {p}/results.json and {p}/eval/results.json; "
                             "run `pivotune eval` first).")
     try:
-        res = json.loads(cand.read_text(encoding="utf-8"))
-    except ValueError as e:
+        res = parse_json(cand.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as e:
         raise PivotuneError(f"{cand}: not valid JSON ({e}).") from None
     if not isinstance(res, dict) or not isinstance(res.get("results"), dict):
         raise PivotuneError(f"{cand}: not a harness results file (no 'results' object).")

@@ -25,7 +25,7 @@ from pathlib import Path
 import yaml
 
 from ..errors import DataError, PivotuneError, located
-from ..io import child_path, write_jsonl_atomic, write_text_atomic
+from ..io import child_path, parse_json, write_jsonl_atomic, write_text_atomic
 from .registry import INDICQA_LANGS, TASKS_DIR
 
 LABELS: dict[str, tuple[str, str, str]] = {    # context, question, answer
@@ -74,11 +74,11 @@ def _raw_rows(path: Path) -> list[dict]:
             for i, line in enumerate(text.splitlines(), 1):
                 if line.strip():
                     try:
-                        rows.append(json.loads(line))
+                        rows.append(parse_json(line))
                     except ValueError as e:
-                        raise DataError(f"{located(str(path), i)}: not valid JSON ({e.msg}).") from None
+                        raise DataError(f"{located(str(path), i)}: not valid JSON ({e}).") from None
             return rows
-        data = json.loads(text)
+        data = parse_json(text)
     except (OSError, UnicodeDecodeError) as e:
         raise DataError(f"{path}: cannot read ({e}).") from None
     except ValueError as e:

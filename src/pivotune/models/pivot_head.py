@@ -43,18 +43,35 @@ HEAD_WEIGHTS = "pivot_head.safetensors"
 HEAD_CONFIG = "pivot_head.json"
 
 
+def pivot_layers(num_layers: int) -> range:
+    """The pivot layers of an N-block model: 1 <= n <= N - 1, the output of a block **below the top**.
+
+    PROM's pivot is an intermediate layer where the model still thinks in English; n = N would read the
+    final block's output with a copy of the final head (a second final head on h_N, the one place ``head_n``
+    and ``head_N`` see the same input), so English rows would run the whole model and the pivot term would
+    be nothing but English cross-entropy on a duplicate head. The one rule, used by training, the regulation,
+    ``pivotune probe`` and the sweep."""
+    return range(1, num_layers)
+
+
 def default_pivot_layer(num_layers: int) -> int:
-    """round(0.75·N), halves rounded up (24 for N = 32), clamped to 1..N."""
-    return min(max(int(0.75 * num_layers + 0.5), 1), num_layers)
+    """round(0.75·N), halves rounded up (24 for N = 32), kept inside :func:`pivot_layers` (1 for N = 2)."""
+    return min(max(int(0.75 * num_layers + 0.5), 1), num_layers - 1)
 
 
-def resolve_pivot_layer(pivot_layer: int | None, num_layers: int) -> int:
-    """The configured pivot layer, or the default; a clear error when it is out of range."""
+def resolve_pivot_layer(pivot_layer: int | None, num_layers: int, option: str = "prom.pivot_layer") -> int:
+    """The configured pivot layer (``option`` names where it was given), or the default; a clear error when
+    it is not in :func:`pivot_layers`."""
+    valid = pivot_layers(num_layers)
+    if not valid:
+        raise PivotuneError(f"{option}: this model has {num_layers} decoder block(s); PROM's pivot layer lies below "
+                            "the top block, so it needs a model with at least 2.")
     n = default_pivot_layer(num_layers) if pivot_layer is None else pivot_layer
-    if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= num_layers:
-        raise PivotuneError(f"prom.pivot_layer={pivot_layer!r} is out of range for this {num_layers}-layer model: "
-                            f"it is the output of decoder block n (Hugging Face hidden_states[n]) and must satisfy "
-                            f"1 <= n <= {num_layers} (default round(0.75·N) = {default_pivot_layer(num_layers)}).")
+    if isinstance(n, bool) or not isinstance(n, int) or n not in valid:
+        raise PivotuneError(f"{option}={pivot_layer!r} is out of range for this {num_layers}-block model: the pivot "
+                            f"layer n is the output of decoder block n (Hugging Face hidden_states[n]) below the top, "
+                            f"1 <= n <= {num_layers - 1} (n = {num_layers} would put a second final head on the final "
+                            f"block, not a pivot; default round(0.75·N) = {default_pivot_layer(num_layers)}).")
     return n
 
 

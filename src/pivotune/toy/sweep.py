@@ -25,6 +25,7 @@ from pathlib import Path
 from ..errors import PivotuneError
 from ..io import write_json_atomic, write_text_atomic
 from ..outputs import claim_output_dir, mark_output
+from ..models.pivot_head import resolve_pivot_layer
 from ..report import write_report
 from ..report.sweep import point_stats, sweep_finding, sweep_items, sweep_table
 from .console import StudyConsole
@@ -73,12 +74,7 @@ def expand_grid(num_layers: int, pivot_layers, alphas, lambdas) -> list[GridPoin
         if dups:
             raise PivotuneError(f"{flag} lists {dups[0]!r} more than once; give each grid value once.")
     for n in pivot_layers:
-        if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n < num_layers:
-            raise PivotuneError(
-                f"--pivot-layers: {n!r} is not a pivot layer of this {num_layers}-block toy model. The pivot layer n "
-                f"is the output of decoder block n (prom.pivot_layer) below the top: 1 <= n <= {num_layers - 1} "
-                f"(n = {num_layers} would put the pivot term on the final block, a second final head rather than a "
-                "pivot).")
+        resolve_pivot_layer(n, num_layers, "--pivot-layers")
     for a in alphas:
         if not _real(a) or not 0.0 <= a < 1.0:
             raise PivotuneError(f"--alphas: {a!r} is outside [0, 1). α is the label smoothing of the pivot term's "
