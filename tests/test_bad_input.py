@@ -158,13 +158,13 @@ def config_data_language_unknown(c):
 
 @case
 def config_data_lang_not_in_languages(c):
-    return Case(["train", c.config(languages=["th"]), "--check"], ["run.yaml", "el"])
+    return Case(["train", c.config(languages=["th"]), "--check"], ["run.yaml", "line", "data.1.lang", "el"])
 
 
 @case
 def config_method_without_its_roles(c):
     cfg = c.config(method="bactrian", data=[c.data()[0]])
-    return Case(["train", cfg, "--check"], ["run.yaml", "bactrian", "roles"])
+    return Case(["train", cfg, "--check"], ["run.yaml", "line", "field data", "bactrian", "roles"])
 
 
 @case
@@ -175,7 +175,7 @@ def config_pivot_layer_zero(c):
 
 @case
 def config_lingualift_without_encoder(c):
-    return Case(["train", c.config(method="lingualift"), "--check"], ["run.yaml", "lingualift.encoder"])
+    return Case(["train", c.config(method="lingualift"), "--check"], ["run.yaml", "field lingualift.encoder"])
 
 
 @case
@@ -248,7 +248,7 @@ def data_not_utf8(c):
 @case
 def data_json_object_not_rows(c):
     cfg = c.config(data__1__path="el.json")
-    c.write("el.json", '{"instruction": "a", "input": "", "output": "b"}')
+    c.write("el.json", '{\n  "instruction": "a",\n  "input": "",\n  "output": "b"\n}\n')
     return Case(["train", cfg], ["el.json"])
 
 
@@ -481,13 +481,14 @@ def unknown_command(c):
 
 
 def _tree(root: Path) -> dict[str, tuple]:
-    """Every path under ``root`` with its size and mtime (what "left on disk" compares)."""
+    """Every path under ``root``, with a file's size and mtime (what "left on disk" compares; a directory's own
+    mtime moves when a command creates and then removes something in it, which leaves nothing behind)."""
     out = {}
     for p in root.rglob("*"):
         if "__pycache__" in p.parts:
             continue
         st = p.lstat()
-        out[str(p.relative_to(root))] = (p.is_dir(), st.st_size, st.st_mtime_ns)
+        out[str(p.relative_to(root))] = ("dir",) if p.is_dir() else (st.st_size, st.st_mtime_ns)
     return out
 
 

@@ -34,6 +34,15 @@ from .yamlio import parse_yaml, read_yaml
 LanguageCode = Annotated[str, AfterValidator(check_syntax)]
 
 
+class KeyProblem(ValueError):
+    """A problem a whole-config check found at key path ``loc`` (e.g. ``("data", "1", "lang")``), so the error
+    names that key and its line rather than the config as a whole."""
+
+    def __init__(self, loc: tuple[str, ...], message: str):
+        super().__init__(message)
+        self.loc = loc
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
@@ -367,23 +376,24 @@ class RunConfig(_Strict):
         lpl = self.prom.lambda_per_language
         if lpl:
             if self.method == "prom-noreg":
-                raise ValueError("method 'prom-noreg' applies prom.lambda_en to every language; "
+                raise KeyProblem(("prom", "lambda_per_language"),
+                                 "method 'prom-noreg' applies prom.lambda_en to every language; "
                                  "prom.lambda_per_language (the regulation) is for method 'prom'")
             unknown = sorted(set(lpl) - set(self.languages))
             if unknown:
-                raise ValueError(f"prom.lambda_per_language names {unknown}, which are not in languages "
-                                 f"{self.languages}")
+                raise KeyProblem(("prom", "lambda_per_language"), f"prom.lambda_per_language names {unknown}, "
+                                 f"which are not in languages {self.languages}")
         if not self.data:
             return self
         wanted = METHODS[self.method].roles
         if not any(d.role in wanted for d in self.data):
-            raise ValueError(
-                f"method '{self.method}' trains on roles {sorted(wanted)}, but no data source has one of "
-                f"them (roles given: {sorted({d.role for d in self.data})})")
-        for d in self.data:
+            raise KeyProblem(("data",),
+                             f"method '{self.method}' trains on roles {sorted(wanted)}, but no data source has one "
+                             f"of them (roles given: {sorted({d.role for d in self.data})})")
+        for i, d in enumerate(self.data):
             if d.role in ("tgt", "mt") and self.languages and d.lang not in self.languages:
-                raise ValueError(f"data source '{d.name}' has lang '{d.lang}', which is not in "
-                                 f"languages {self.languages}")
+                raise KeyProblem(("data", str(i), "lang"), f"data source '{d.name}' has lang '{d.lang}', which is "
+                                 f"not in languages {self.languages}")
         return self
 
     @model_validator(mode="after")
@@ -392,13 +402,15 @@ class RunConfig(_Strict):
             return self
         ll = self.lingualift
         if not ll.encoder:
-            raise ValueError("method 'lingualift' needs lingualift.encoder: the multilingual encoder to bridge in")
+            raise KeyProblem(("lingualift", "encoder"),
+                             "method 'lingualift' needs lingualift.encoder: the multilingual encoder to bridge in")
         unknown = sorted(set(ll.lexicons) - set(self.languages))
         if unknown and self.languages:
-            raise ValueError(f"lingualift.lexicons names {unknown}, which are not in languages {self.languages}")
+            raise KeyProblem(("lingualift", "lexicons"), f"lingualift.lexicons names {unknown}, which are not in "
+                             f"languages {self.languages}")
         if 1 in ll.stages and self.data and not ll.lexicons and not any(d.role == "cs" for d in self.data):
-            raise ValueError("lingualift stage 1 trains on code-switched data: give lingualift.lexicons (to switch "
-                             "the English data) or a data source with role 'cs'")
+            raise KeyProblem(("lingualift", "lexicons"), "lingualift stage 1 trains on code-switched data: give "
+                             "lingualift.lexicons (to switch the English data) or a data source with role 'cs'")
         return self
 
 
@@ -443,6 +455,9 @@ def format_validation_error(err: ValidationError, source: str, lines: dict | Non
     problems = []
     for e in err.errors():
         loc = tuple(str(p) for p in e["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+        located_at = e.get("ctx", {}).get("error")
+        if isinstance(located_at, KeyProblem):   # a whole-config check that knows the key it is about
+            loc = tuple(located_at.loc)
         where = _where(loc, file, lines or {}, list(overrides or []))
         if e["type"] == "extra_forbidden":
             parent, name = loc[:-1], loc[-1]
@@ -458,7 +473,9 @@ def format_validation_error(err: ValidationError, source: str, lines: dict | Non
             problems.append(f"{where}: required but missing.")
         else:
             msg = e["msg"].removeprefix("Value error, ")
-            problems.append(f"{where}: {msg} (got {short_repr(e.get('input'))}).")
+            # the value is worth quoting where it is one field's; a whole-config check's input is the config
+            got = "" if isinstance(located_at, KeyProblem) or not e["loc"] else f" (got {short_repr(e.get('input'))})"
+            problems.append(f"{where}: {msg}{got}.")
     return bullet_list(f"Invalid configuration in {source}:", problems)
 
 
