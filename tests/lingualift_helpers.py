@@ -7,7 +7,7 @@ import random
 
 from conftest import WORDS
 
-from pivotune.data.codeswitch import write_lexicon
+from pivotune.methods.lingualift.codeswitch import write_lexicon
 from pivotune.data.records import Sample
 
 ENCODER_WIDTH = 48

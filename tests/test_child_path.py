@@ -44,7 +44,7 @@ def test_child_path_joins_names_and_refuses_a_link_out(tmp_path):
 def test_prom_probe_refuses_a_traversing_code_from_an_unvalidated_config(tiny_model_dir, tmp_path):
     """A config built without validation naming 'th/../../../../X': the probe refuses, nothing changes above RUN."""
     from pivotune.models.loading import load_model, load_tokenizer
-    from pivotune.train.regulation import regulate
+    from pivotune.methods.prom.regulation import regulate
 
     evil = "th/../../../../X"
     pairs = tmp_path / "th.tsv"

@@ -10,7 +10,7 @@ import torch
 from conftest import tiny_llama
 
 from pivotune.config import CloSettings, load_config
-from pivotune.data.clo_pairs import (
+from pivotune.methods.clo.units import (
     UnitCollator,
     encode_units,
     pair_translations,
@@ -21,9 +21,10 @@ from pivotune.data.collate import Collator
 from pivotune.data.records import Sample
 from pivotune.errors import DataError, PivotuneError
 from pivotune.models.arch import attention_projection_names
-from pivotune.objectives.clo import CLOObjective
-from pivotune.objectives.sft import SFTObjective
-from pivotune.train import clo as clo_train
+from pivotune.methods.clo.objective import CLOObjective
+from pivotune.methods.sft.objective import SFTObjective
+from pivotune.methods.clo import road as clo_train
+from pivotune.train import run
 from pivotune.train.run import train
 
 OUTPUTS = ["the red cat", "a blue bird sees the dog", "two green trees", "the big river is water",
@@ -133,7 +134,7 @@ def _cfg(model_dir, out, **over):
 
 def test_only_attention_trains_and_reference_is_computed_once(tiny_model_dir, tmp_path, monkeypatch, one_thread):
     calls, forwards = [], []
-    precompute, load = clo_train.precompute_reference, clo_train.load_model
+    precompute, load = clo_train.precompute_reference, run.load_model
 
     def counting_precompute(*args, **kwargs):
         calls.append(1)
@@ -145,7 +146,7 @@ def test_only_attention_trains_and_reference_is_computed_once(tiny_model_dir, tm
         return model
 
     monkeypatch.setattr(clo_train, "precompute_reference", counting_precompute)
-    monkeypatch.setattr(clo_train, "load_model", counting_load)
+    monkeypatch.setattr(run, "load_model", counting_load)
     before = {n: p.detach().clone() for n, p in load(str(tiny_model_dir)).named_parameters()}
     trainer = train(_cfg(tiny_model_dir, tmp_path / "run"), ENGLISH + TARGET, save_checkpoints=False)
 

@@ -22,7 +22,7 @@ from test_clo import _cfg as _clo_cfg
 from test_resume import _params
 
 from pivotune.errors import PivotuneError
-from pivotune.train import clo as clo_train
+from pivotune.methods.clo import road as clo_train
 from pivotune.train.guards import NonFiniteLossError
 from pivotune.train.resume import complete_checkpoints
 from pivotune.train.run import train
@@ -102,7 +102,7 @@ def test_too_little_disk_space_fails_before_training(tiny_model_dir, tmp_path, m
 def test_lora_reference_is_the_base_models(tiny_model_dir, tmp_path, tokenizer):
     """train_clo wraps the model in LoRA before the reference pass (so the disk check comes first): the
     reference log-probs are still bitwise the base model's."""
-    from pivotune.data.clo_pairs import UnitCollator, encode_units, pair_translations
+    from pivotune.methods.clo.units import UnitCollator, encode_units, pair_translations
     from pivotune.models.loading import load_model
 
     units = pair_translations(ENGLISH, TARGET)

@@ -8,7 +8,7 @@ import re
 import pytest
 from lingualift_helpers import english_samples, lexicon_pairs, write_tiny_lexicon
 
-from pivotune.data.codeswitch import (FUNCTION_WORDS, Lexicon, code_switch, codeswitch_samples, read_lexicon,
+from pivotune.methods.lingualift.codeswitch import (FUNCTION_WORDS, Lexicon, code_switch, codeswitch_samples, read_lexicon,
                                       switch_count)
 from pivotune.errors import DataError
 

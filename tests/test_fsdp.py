@@ -31,7 +31,7 @@ def _sft_model():
     from test_prom_ddp import N_LAYERS, VOCAB
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from pivotune.objectives.sft import SFTObjective
+    from pivotune.methods.sft.objective import SFTObjective
 
     cfg = LlamaConfig(vocab_size=VOCAB, hidden_size=32, intermediate_size=64, num_hidden_layers=N_LAYERS,
                       num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64, pad_token_id=0,

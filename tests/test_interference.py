@@ -24,7 +24,7 @@ from pivotune.data.collate import encode_sample
 from pivotune.data.records import Sample
 from pivotune.errors import ConfigError, PivotuneError
 from pivotune.models.loading import apply_lora
-from pivotune.objectives import build_objective
+from pivotune.methods import run_objective
 from pivotune.train.run import train
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -60,7 +60,7 @@ def _model_and_objective(tokenizer, method="xllama", lora=False):
     model = tiny_llama(tokenizer, layers=N_LAYERS, hidden=32, init_std=0.2).double()
     if lora:
         model = apply_lora(model, cfg.lora.model_copy(update={"r": 4, "dropout": 0.2}))
-    objective = build_objective(cfg)
+    objective = run_objective(cfg)
     model = objective.prepare_model(model)
     return model, objective
 

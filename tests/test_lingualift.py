@@ -15,7 +15,7 @@ from pivotune.errors import ConfigError, PivotuneError
 from pivotune.models.bridge import NOT_A_CAUSAL_LM, LinguaLiftModel
 from pivotune.models.loading import load_model
 from pivotune.objectives.base import weighted_token_ce
-from pivotune.train.lingualift import build_bridge
+from pivotune.methods.lingualift.road import build_bridge
 from pivotune.train.run import train
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -13,6 +13,7 @@ from pivotune.data.mixture import (MT_INSTRUCTIONS, build_mixture, load_source, 
 from pivotune.data.records import ParallelPair, Sample
 from pivotune.errors import DataError
 from pivotune.languages import english_name as language_name
+from pivotune.methods import METHODS
 
 
 def _samples(n: int = 4) -> list[Sample]:
@@ -28,15 +29,15 @@ def _samples(n: int = 4) -> list[Sample]:
     ("xllama", {"en", "tgt", "mt"}),
 ])
 def test_roles_kept_per_method(method, roles):
-    mix = build_mixture(method, _samples(), seed=0)
+    mix = build_mixture(METHODS[method].roles, _samples(), seed=0)
     assert {s.role for s in mix} == roles
     assert Counter(s.role for s in mix) == {r: 4 for r in roles}
 
 
 def test_shuffle_is_seeded():
     data = _samples(10)
-    a, b = build_mixture("xllama", data, seed=1), build_mixture("xllama", data, seed=1)
-    c = build_mixture("xllama", data, seed=2)
+    a, b = build_mixture(METHODS["xllama"].roles, data, seed=1), build_mixture(METHODS["xllama"].roles, data, seed=1)
+    c = build_mixture(METHODS["xllama"].roles, data, seed=2)
     assert a == b
     assert a != c and sorted(a, key=repr) == sorted(c, key=repr)
     kept = [s for s in data if s.role != "cs"]
@@ -84,6 +85,11 @@ def _files(tmp_path, n_en=6, n_el=5, n_par=7):
     return en, el, par
 
 
+def _mixture(cfg):
+    """The mixture of ``cfg``'s method."""
+    return mixture_for_config(cfg, METHODS[cfg.method].roles)
+
+
 def _config(tmp_path, method="xllama", **over):
     en, el, par = _files(tmp_path)
     base = {"model": "unused", "method": method, "languages": ["el"], "seed": 3,
@@ -95,7 +101,7 @@ def _config(tmp_path, method="xllama", **over):
 
 def test_mixture_for_config_from_files(tmp_path):
     cfg = _config(tmp_path)
-    mix = mixture_for_config(cfg)
+    mix = _mixture(cfg)
     assert summarize(mix) == {"en:en": 6, "mt:el": 7, "tgt:el": 3}
     weights = {s.role: s.weight for s in mix}
     assert weights == {"en": 0.5, "tgt": 1.0, "mt": 2.0}
@@ -108,20 +114,20 @@ def test_mixture_for_config_from_files(tmp_path):
     assert {(s.input, s.output) for s in mt} == {(f"the cat {i}", f"η γάτα {i}") for i in range(7)}
     assert all(s.origin.endswith(f"line {int(s.input.split()[-1]) + 1}") for s in mt)
     # same config, same order; another seed, another order
-    assert mixture_for_config(cfg) == mix
-    other = mixture_for_config(_config(tmp_path, seed=4))
+    assert _mixture(cfg) == mix
+    other = _mixture(_config(tmp_path, seed=4))
     assert other != mix and sorted(other, key=repr) == sorted(mix, key=repr)
 
 
 def test_mixture_for_config_leaves_out_unused_roles_without_reading_them(tmp_path):
     cfg = _config(tmp_path, method="bactrian")
     (tmp_path / "alpaca_en.jsonl").write_text("{not json\n")  # never read by bactrian
-    mix = mixture_for_config(cfg)
+    mix = _mixture(cfg)
     assert summarize(mix) == {"mt:el": 7, "tgt:el": 3}
 
 
 def test_english_method_uses_only_english(tmp_path):
-    mix = mixture_for_config(_config(tmp_path, method="english"))
+    mix = _mixture(_config(tmp_path, method="english"))
     assert summarize(mix) == {"en:en": 6}
 
 
@@ -139,7 +145,7 @@ def test_bad_row_stops_or_is_skipped(tmp_path):
     lines[1] = json.dumps({"instruction": "Πες.", "input": "", "output": ""})
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     with pytest.raises(DataError) as info:
-        mixture_for_config(cfg)
+        _mixture(cfg)
     assert "line 2" in str(info.value) and "output" in str(info.value)
     skipping = _config(tmp_path, skip_invalid="true")
-    assert summarize(mixture_for_config(skipping))["tgt:el"] == 3  # max_samples still reached from 4 valid rows
+    assert summarize(_mixture(skipping))["tgt:el"] == 3  # max_samples still reached from 4 valid rows

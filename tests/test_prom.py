@@ -14,9 +14,9 @@ from pivotune.config import load_config
 from pivotune.data.records import Sample
 from pivotune.errors import ConfigError, PivotuneError
 from pivotune.models.pivot_head import default_pivot_layer, load_pivot_head
-from pivotune.objectives import build_objective
+from pivotune.methods import run_objective
 from pivotune.objectives.base import weighted_token_ce
-from pivotune.objectives.prom import english_lambda
+from pivotune.methods.prom.objective import english_lambda
 from pivotune.train.run import train
 
 N_LAYERS, PIVOT = 4, 2
@@ -30,7 +30,7 @@ EN, TGT, MT = 0, 1, 2
 def _objective(tokenizer, *, method="prom", languages=("el",), seed=0, **prom):
     cfg = load_config(base={"model": "tiny", "method": method, "languages": list(languages),
                             "prom": {"pivot_layer": PIVOT, **prom}})
-    obj = build_objective(cfg)
+    obj = run_objective(cfg)
     lm = tiny_llama(tokenizer, layers=N_LAYERS, hidden=32, seed=seed, init_std=0.2).double()
     return obj, obj.prepare_model(lm)
 
@@ -189,7 +189,7 @@ def test_english_lambda_rule_and_settings():
     assert english_lambda(0.1, ["th", "sw"], {"th": 0.3, "sw": 0.3}) == pytest.approx(0.3)
     assert english_lambda(0.2, ["ar", "ta", "th", "sw"], {"ar": 0.0, "ta": 0.0}) == pytest.approx(0.1)
     base = {"model": "m", "languages": ["ar", "th"], "prom": {"lambda_per_language": {"ar": 0.0}}}
-    assert build_objective(load_config(base={**base, "method": "prom"})).lambda_e == pytest.approx(0.05)
+    assert run_objective(load_config(base={**base, "method": "prom"})).lambda_e == pytest.approx(0.05)
     assert [default_pivot_layer(n) for n in (2, 4, 6, 32)] == [1, 3, 5, 24]   # always below the top block
 
 

@@ -35,7 +35,7 @@ def _objective(lam: float):
     from transformers import LlamaConfig, LlamaForCausalLM
 
     from pivotune.config import load_config
-    from pivotune.objectives.prom import PromObjective, english_lambda
+    from pivotune.methods.prom.objective import PromObjective, english_lambda
 
     cfg = load_config(base={"model": "tiny", "method": "prom", "languages": ["el"],
                             "prom": {"pivot_layer": PIVOT, "lambda_en": lam, "label_smoothing": 0.1,

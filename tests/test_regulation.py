@@ -9,7 +9,7 @@ import pytest
 from pivotune.config import load_config
 from pivotune.errors import PivotuneError
 from pivotune.models.loading import load_model, load_tokenizer
-from pivotune.train.regulation import regulate
+from pivotune.methods.prom.regulation import regulate
 
 PAIRS = "cat\tdog\nhouse\ttree\nred\tblue\nwater\tfood\nbig\tsmall\ngood\tday\nriver\tbird\none\ttwo\n"
 

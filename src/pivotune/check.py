@@ -5,11 +5,11 @@ readers and builders, nothing written and no model weights loaded:
 
 * every data source the method trains on is read and every row validated (the loaders of
   :mod:`pivotune.data.load`), all invalid rows listed, one line each;
-* the method's data is built from those rows (its mixture; CLO's cross-lingual units; LinguaLIFT's
-  stages, lexicons included);
-* local model, tokenizer and encoder paths: the config parses, the tokenizer loads, and PROM's pivot layer
-  (and ``interference.layers``) fit the model's depth;
-* PROM's regulation evidence (probe report or word-pair files) and LinguaLIFT's ``stage1_from``.
+* the method's own checks (:meth:`pivotune.methods.base.Road.checks`: PROM's regulation evidence and pivot
+  layer, LinguaLIFT's lexicons and ``stage1_from``, ...), then, when they pass, the method's data built from those
+  rows (its mixture; CLO's cross-lingual units; LinguaLIFT's stages);
+* local model and tokenizer paths, the method's other models (LinguaLIFT's encoder) included: the config parses,
+  the tokenizer loads, and ``interference.layers`` fits the model's depth.
 
 Hub names (models, datasets) are noted, not fetched: a check downloads nothing.
 """
@@ -39,15 +39,17 @@ class CheckReport:
 def check_run(cfg: RunConfig) -> CheckReport:
     """Run every check of ``cfg`` that needs no model weights; see the module docstring."""
     report = CheckReport()
+    road = METHODS[cfg.method].road(cfg)
     samples = _read_data(cfg, report)
-    lexicons_read = _check_lingualift(cfg, report)
-    if samples is not None and lexicons_read:
-        _build_method_data(cfg, samples, report)
-    _check_models(cfg, report)
-    from .train.regulation import evidence_problems
-
-    for line in evidence_problems(cfg):
+    num_layers = _check_models(cfg, road, report)
+    problems = road.checks(num_layers)
+    for line in problems:
         report.problem(line)
+    if samples is not None and not problems:
+        try:
+            road.training_data(samples)   # what the method makes of the rows: its mixture, CLO's units, ...
+        except PivotuneError as e:
+            report.problem(e)
     return report
 
 
@@ -98,65 +100,25 @@ def _read_data(cfg: RunConfig, report: CheckReport) -> list[Sample] | None:
     return samples if complete else None
 
 
-def _build_method_data(cfg: RunConfig, samples: list[Sample], report: CheckReport) -> None:
-    """What the method makes of the rows: its mixture, CLO's units or LinguaLIFT's stages."""
-    own = METHODS[cfg.method].own_training
-    try:
-        if own == "clo":
-            from .train.clo import clo_units
-
-            if not clo_units(cfg, samples):
-                report.problem(f"method '{cfg.method}': no cross-lingual unit is left (every English response "
-                               "equals its translation).")
-        elif own == "lingualift":
-            from .train.lingualift import stage_data
-
-            stage_data(cfg, samples)
-        else:
-            from .data.mixture import build_mixture
-
-            if not build_mixture(cfg.method, samples, cfg.seed):
-                report.problem(f"method '{cfg.method}' has no training samples: check `data` roles and paths.")
-    except PivotuneError as e:
-        report.problem(e)
-
-
-def _check_lingualift(cfg: RunConfig, report: CheckReport) -> bool:
-    """LinguaLIFT's lexicons and ``stage1_from``; False when a lexicon cannot be read (the stages, which
-    read them again, are then not built)."""
-    if cfg.method != "lingualift":
-        return True
-    from .data.codeswitch import read_lexicon
-    from .train.lingualift import stage1_start
-
-    ll = cfg.lingualift
-    read = True
-    for lang, path in ll.lexicons.items():
-        try:
-            read_lexicon(path, lang)
-        except PivotuneError as e:
-            report.problem(f"lingualift.lexicons.{lang}: {e}")
-            read = False
-    if 1 not in ll.stages:
-        try:
-            stage1_start(cfg)
-        except PivotuneError as e:
-            report.problem(e)
-    return read
-
-
-def _check_models(cfg: RunConfig, report: CheckReport) -> None:
-    """Local model, tokenizer and encoder paths: present, their config parses, tokenizers load; the pivot
-    layer fits the model's depth. Hub names are noted."""
+def _check_models(cfg: RunConfig, road, report: CheckReport) -> int | None:
+    """Local model and tokenizer paths (the method's other models too): present, their config parses, tokenizers
+    load; the interference blocks fit the model's depth. Hub names are noted. Returns the model's depth when its
+    config is local."""
     from .models.loading import load_tokenizer
 
     trust = cfg.trust_remote_code
-    ll = cfg.lingualift
-    checks = [("model", cfg.model, lambda name: _check_depth(cfg, _model_config(name, trust), report)),
-              ("tokenizer", cfg.tokenizer or cfg.model, lambda name: load_tokenizer(name, trust_remote_code=trust))]
-    if cfg.method == "lingualift" and ll.encoder:
-        checks += [("lingualift.encoder", ll.encoder, lambda name: _model_config(name, False)),   # as trained
-                   ("lingualift.encoder_tokenizer", ll.encoder_tokenizer or ll.encoder, load_tokenizer)]
+    depth: list[int] = []
+
+    def base_model(name: str) -> None:
+        num_layers = getattr(_model_config(name, trust).get_text_config(), "num_hidden_layers", None)
+        if isinstance(num_layers, int):
+            depth.append(num_layers)
+            _check_interference_depth(cfg, num_layers, report)
+
+    tokenizer = lambda name: load_tokenizer(name, trust_remote_code=trust)   # as the run loads them
+    checks = [("model", cfg.model, base_model), ("tokenizer", cfg.tokenizer or cfg.model, tokenizer),
+              *((key, name, tokenizer if is_tokenizer else lambda n: _model_config(n, trust))
+                for key, name, is_tokenizer in road.models())]
     local: dict[str, bool] = {}
     for key, name, check in checks:
         if name not in local:                     # a path named twice is reported once
@@ -167,6 +129,7 @@ def _check_models(cfg: RunConfig, report: CheckReport) -> None:
             check(name)
         except PivotuneError as e:
             report.problem(f"{key}: {e}")
+    return depth[0] if depth else None
 
 
 def _is_local(name: str, key: str, report: CheckReport) -> bool:
@@ -196,23 +159,16 @@ def _model_config(name: str, trust_remote_code: bool):
                             f"{str(e).splitlines()[0] if str(e) else ''}).") from None
 
 
-def _check_depth(cfg: RunConfig, config, report: CheckReport) -> None:
-    """PROM's pivot layer and the interference blocks against the model's number of decoder blocks."""
+def _check_interference_depth(cfg: RunConfig, num_layers: int, report: CheckReport) -> None:
+    """``interference.layers`` (its ``pivot``: PROM's pivot layer, for any method) against the model's depth."""
     from .models.pivot_head import resolve_pivot_layer
 
-    num_layers = getattr(config.get_text_config(), "num_hidden_layers", None)
-    if not isinstance(num_layers, int):
+    if cfg.interference.every <= 0:
         return
-    pivot = None
-    if METHODS[cfg.method].objective == "prom" or cfg.interference.layers == "pivot":
-        try:
-            pivot = resolve_pivot_layer(cfg.prom.pivot_layer, num_layers)
-        except PivotuneError as e:
-            report.problem(e)
-    if cfg.interference.every > 0 and (pivot is not None or cfg.interference.layers != "pivot"):
-        from .analysis.interference import resolve_blocks
+    from .analysis.interference import resolve_blocks
 
-        try:
-            resolve_blocks(cfg.interference.layers, num_layers, pivot)
-        except PivotuneError as e:
-            report.problem(e)
+    try:
+        pivot = resolve_pivot_layer(cfg.prom.pivot_layer, num_layers) if cfg.interference.layers == "pivot" else None
+        resolve_blocks(cfg.interference.layers, num_layers, pivot)
+    except PivotuneError as e:
+        report.problem(e)

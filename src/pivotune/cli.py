@@ -84,7 +84,10 @@ def build_parser() -> argparse.ArgumentParser:
                        epilog="example:\n  pivotune demo --quick --methods english xllama --languages el")
     d.add_argument("--quick", action="store_true", help="a much smaller world and model (about 2 minutes)")
     d.add_argument("--languages", nargs="+", help="target languages (default: the world's)")
-    d.add_argument("--methods", nargs="+", help="methods to train (default: all but lingualift, which first trains a toy encoder)")
+    from .methods import METHODS
+
+    d.add_argument("--methods", nargs="+", help=f"methods to train, of {', '.join(METHODS)} (default: "
+                   f"{', '.join(n for n, m in METHODS.items() if m.demo.default)})")
     d.add_argument("--seeds", type=int, default=1, help="training seeds per method (default 1)")
     d.add_argument("--out", default=None, help="run directory (default: runs/demo[-quick]): new, empty or an "
                                                "earlier demo's, whose runs are replaced")

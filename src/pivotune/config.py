@@ -3,6 +3,10 @@
 Validation happens here, before any model or data loads, and every problem is
 reported in words a user can act on: an unknown key names the nearest valid
 one, an out-of-range value states the range.
+
+Each method's own section (``prom``, ``clo``, ``lingualift``, ...) is its settings class, declared by its
+registration (:mod:`pivotune.methods`) and gathered into :class:`RunConfig` here, so a new method brings its
+section with it.
 """
 
 from __future__ import annotations
@@ -11,40 +15,32 @@ import copy
 import difflib
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 import yaml
 from pydantic import (
-    AfterValidator,
     BaseModel,
-    ConfigDict,
     Field,
     ValidationError,
     ValidationInfo,
+    create_model,
     field_validator,
     model_validator,
 )
 
 from .errors import ConfigError, PivotuneError, bullet_list, short_repr, shorten
-from .languages import check_code, check_syntax
+from .languages import check_code
+from .methods import METHODS
+from .methods.clo.settings import CloSettings
+from .methods.lingualift.settings import LinguaLiftSettings
+from .methods.prom.settings import PromSettings
+from .settings import KeyProblem, LanguageCode
+from .settings import Strict as _Strict
 from .yamlio import parse_yaml, read_yaml
 
-#: A field holding a language code: its shape is checked where it stands (so the error names that field);
-#: whether the language is known or declared (extra_languages) is checked by RunConfig, which sees both.
-LanguageCode = Annotated[str, AfterValidator(check_syntax)]
-
-
-class KeyProblem(ValueError):
-    """A problem a whole-config check found at key path ``loc`` (e.g. ``("data", "1", "lang")``), so the error
-    names that key and its line rather than the config as a whole."""
-
-    def __init__(self, loc: tuple[str, ...], message: str):
-        super().__init__(message)
-        self.loc = loc
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+__all__ = ["CloSettings", "DataSource", "InterferenceSettings", "KeyProblem", "LanguageCode", "LinguaLiftSettings",
+           "LoraSettings", "PromSettings", "RunConfig", "TrainConfig", "apply_overrides", "dump_config",
+           "format_validation_error", "load_config"]
 
 
 class DataSource(_Strict):
@@ -111,122 +107,6 @@ class LoraSettings(_Strict):
     target_modules: list[str] = Field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"])
 
 
-class PromSettings(_Strict):
-    """PROM's objective (METHODS.md, "PROM"): ``L = λ·CE_α(head_n(h_n); s_e) + CE(head_N(h_N); s_t ∪ s_mt)``.
-
-    Used by methods ``prom`` and ``prom-noreg``; ignored by the others. English rows reach only the
-    pivot term and run through decoder blocks 1..n only.
-    """
-
-    pivot_layer: int | None = Field(
-        None, ge=1, description="Pivot layer n, 1-based: the output of decoder block n (Hugging Face "
-        "hidden_states[n]; 0 would be the embeddings), below the top: 1 <= n <= N-1 for an N-block model "
-        "(n = N would be a second final head, not a pivot; docs/methods.md). Default: round(0.75·N) (half up), "
-        "i.e. 24 for Llama-2-7B, 1 for N = 2. Checked against the model's depth by --check (local models) and "
-        "when training starts.")
-    label_smoothing: float = Field(
-        0.1, ge=0.0, lt=1.0, description="α of the pivot term's cross-entropy (0 = plain cross-entropy).")
-    lambda_en: float = Field(
-        0.1, ge=0.0, le=100.0, description="λ, the weight of the pivot term. 0 turns it off (English rows "
-        "then contribute nothing and are not run).")
-    head: Literal["copy", "copy_norm", "tied"] = Field(
-        "copy", description="head_n. copy (default): the model's own final norm module applied to h_n, "
-        "then a separate trainable Linear initialised as a copy of the unembedding W_U — the logit-lens "
-        "reading of layer n at initialisation, with the final head left to the final term. copy_norm: the "
-        "same with a private trainable copy of the final norm. tied: the final norm and W_U themselves "
-        "(no parameters of its own; W_U then receives both terms' gradients).")
-    lambda_per_language: dict[LanguageCode, float] | None = Field(
-        None, description="λ_t per target language, overriding lambda_en (PROM's regulation writes 0 for "
-        "a language whose logit lens shows no English pivot). Keys must be in `languages`. English rows "
-        "are weighted by the mean of λ_t over the run's target languages (languages missing here count "
-        "as lambda_en); method prom only.")
-    probe: str | None = Field(
-        None, description="Regulation evidence for method prom: a probe.json written by `pivotune probe` "
-        "for this base model; λ_t is decided from its per-layer means at pivot_layer.")
-    probe_pairs: dict[LanguageCode, str] | None = Field(
-        None, description="Regulation evidence for method prom: word-pair files per target language "
-        "(lang: path, `english<TAB>target` lines); the logit-lens probe runs on the base model before "
-        "training and writes RUN/probe/.")
-    probe_names: dict[LanguageCode, str] | None = Field(
-        None, description="Language names (in their own language) for the probe prompts, for codes "
-        "pivotune's table lacks.")
-    probe_template: str | None = Field(
-        None, description="The probe's prompt line, replacing Wendler et al.'s "
-        "'{source_name}: \"{source}\" - {target_name}: \"{target}\"' (fields: source_name, source, "
-        "target_name, target, the last one last); for a model trained on another bilingual format.")
-    chunk_size: int = Field(
-        2048, ge=1, le=1_048_576, description="Supervised positions per chunk when computing logits and "
-        "cross-entropy for either head (no [batch, seq, vocab] tensor is ever held).")
-    recompute_logits: bool = Field(
-        True, description="Recompute each chunk's logits in the backward pass (activation checkpointing "
-        "per chunk) instead of keeping them: memory for one chunk of logits instead of all of them, "
-        "for one more head matmul. Gradients are identical.")
-
-    def language_codes(self) -> Iterator[tuple[str, str]]:
-        """``(field, code)`` for every language code these settings name."""
-        for name, by_lang in (("lambda_per_language", self.lambda_per_language), ("probe_pairs", self.probe_pairs),
-                              ("probe_names", self.probe_names)):
-            yield from ((f"prom.{name}", lang) for lang in by_lang or {})
-
-    @field_validator("lambda_per_language")
-    @classmethod
-    def _lambdas(cls, v):
-        if v is None:
-            return v
-        for lang, lam in v.items():
-            if lang == "en":
-                raise ValueError("'en' is not a target language; English rows get the mean of the target "
-                                 "languages' λ_t (set lambda_en to change λ itself)")
-            if not 0.0 <= lam <= 100.0:
-                raise ValueError(f"λ for '{lang}' is {lam}; it must satisfy 0 <= λ <= 100")
-        return v
-
-
-class LinguaLiftSettings(_Strict):
-    """LinguaLIFT (METHODS.md, "LinguaLIFT"): a multilingual encoder bridged into the LM by a language alignment
-    layer, trained in two stages. Used by method ``lingualift`` only.
-
-    Stage 1 trains only the alignment layer on code-switched prompts (English data of role ``en`` with words
-    replaced from ``lexicons``, plus any role ``cs`` data) with English responses; stage 2 trains the LM (full, or
-    LoRA with ``lora.enabled``) on the English data with the encoder and alignment layer frozen, using ``train``.
-    Run layout: RUN/stage1/ (its checkpoints and model/: the alignment layer, referring to the encoder and LM),
-    RUN/stage2/ (checkpoints) and RUN/model/ (the whole bridge; not a plain causal-LM directory).
-    """
-
-    encoder: str | None = Field(
-        None, description="Hub name or local path of the multilingual encoder (XLM-R, mT5, any AutoModel encoder; "
-        "for encoder-decoder models the encoder half is used). Required for method lingualift.")
-    encoder_tokenizer: str | None = Field(None, description="Default: same as encoder.")
-    encoder_hidden_size: int | None = Field(
-        None, ge=1, description="Width of the encoder's last hidden states; read from its config by default. "
-        "Needed only for an encoder whose config does not state it; checked against the config otherwise.")
-    projector: Literal["ffn", "linear"] = Field(
-        "ffn", description="ffn (LinguaLIFT): Linear(d_enc→d_llm) → GELU → Linear(d_llm→d_llm) with learned start "
-        "and end vectors; linear (LangBridge): one Linear and a learned end vector.")
-    max_encoder_len: int = Field(512, ge=8, le=1_048_576, description="Encoder tokens kept per prompt.")
-    stages: list[Literal[1, 2]] = Field(
-        default_factory=lambda: [1, 2], min_length=1, description="Stages to run: [1, 2] (default), [1] alone, "
-        "or [2] alone from a saved stage 1 (stage1_from).")
-    stage1_from: str | None = Field(
-        None, description="Stage-1 output directory that stage 2 starts from when stage 1 does not run here "
-        "(default: RUN/stage1/model).")
-    lexicons: dict[LanguageCode, str] = Field(
-        default_factory=dict, description="Bilingual lexicon per target language (lang: path), MUSE's two-column "
-        "format: 'english translation' per line. Keys must be in `languages`.")
-    switch_ratio: float = Field(
-        0.5, ge=0.0, le=1.0, description="Share of content words replaced by a translation in stage 1 (the paper "
-        "leaves it open; round(ratio·n) of a sample's n content words).")
-    stage1_lr: float = Field(6e-4, gt=0.0, le=1.0, description="Stage-1 learning rate (the paper's 6e-4).")
-    stage1_scheduler: Literal["cosine", "linear", "constant", "constant_with_warmup"] = Field(
-        "constant", description="Stage-1 schedule (the paper: constant).")
-    stage1_epochs: float = Field(1.0, gt=0.0, le=1000.0, description="Stage-1 passes over its data.")
-    stage1_max_steps: int = Field(-1, ge=-1, description="Stage-1 optimizer steps; overrides stage1_epochs when > 0.")
-
-    def language_codes(self) -> Iterator[tuple[str, str]]:
-        """``(field, code)`` for every language code these settings name."""
-        return (("lingualift.lexicons", lang) for lang in self.lexicons)
-
-
 class InterferenceSettings(_Strict):
     """Gradient interference logged during training (METHODS.md, "Gradient interference"): every ``every``
     optimizer steps (and once before the first), the cosine between the gradients of ``batches`` pairs of
@@ -279,40 +159,16 @@ class InterferenceSettings(_Strict):
         return spec
 
 
-class CloSettings(_Strict):
-    """CLO (METHODS.md, "CLO"): ``L = λ·L_NLL + (1 − λ)·L_CL`` on cross-lingual preference pairs.
-
-    Used by method ``clo``; ignored by the others. Each English row (role ``en`` sources, in config order)
-    is paired with row i of each target language's translation (role ``tgt`` sources, line-aligned).
-    Log-probabilities are sums over response tokens (the DPO convention); the reference is the starting
-    model, its log-probabilities computed once before training.
-    """
-
-    beta: float = Field(0.1, gt=0.0, le=100.0, description="β of the preference term (the paper does not "
-                        "state it; DPO's common default).")
-    nll_weight: float = Field(0.5, ge=0.0, le=1.0, description="λ: weight of the NLL term on target-language "
-                              "responses; the preference term gets 1 − λ (the paper does not state it). 1 = SFT on "
-                              "the translated rows only; 0 = the preference term alone.")
-    trainable: Literal["attention", "full"] = Field(
-        "attention", description="attention: only every layer's attention projections train (full weights, or "
-        "LoRA on exactly them when lora.enabled), as the paper does; full: every weight (or LoRA on "
-        "lora.target_modules).")
-    max_items: int | None = Field(None, ge=1, description="Use the first N English rows (each paired with "
-                                  "every target language); the paper sweeps 400 to 6,400.")
-    reference_batch_size: int | None = Field(None, ge=1, le=4096, description="Units per forward when computing "
-                                             "the reference log-probabilities; default: train.per_device_batch_size.")
-
-
-class RunConfig(_Strict):
-    """Everything one training run needs."""
+class _RunConfigBase(_Strict):
+    """Everything one training run needs (the methods' own sections are added below, from the registry)."""
 
     model: str = Field(description="Hub name or local path of the base causal LM.")
     tokenizer: str | None = Field(None, description="Default: same as model.")
     trust_remote_code: bool = Field(
-        False, description="Run model/tokenizer code shipped with a hub repository or directory. Off by default: "
-        "turn it on only for a source you trust.")
-    method: str = Field("xllama", description="english | bactrian | xllama | prom | prom-noreg | clo "
-                        "(more in later releases).")
+        False, description="Run model/tokenizer code shipped with a hub repository or directory (the base model, "
+        "its tokenizer and any other model the method loads). Off by default: turn it on only for a source you "
+        "trust.")
+    method: str = Field("xllama", description=f"One of {' | '.join(METHODS)}.")
     extra_languages: list[LanguageCode] = Field(
         default_factory=list, description="Language codes outside pivotune's table (ISO 639-1, and the ISO 639-3 "
         "codes of FLORES-200 languages) that this run may use; still codes (2-3 lowercase letters, optional "
@@ -323,12 +179,8 @@ class RunConfig(_Strict):
     max_seq_len: int = Field(1024, ge=8, le=1_048_576)
     train: TrainConfig = Field(default_factory=TrainConfig)
     lora: LoraSettings = Field(default_factory=LoraSettings)
-    prom: PromSettings = Field(default_factory=PromSettings, description="PROM's objective settings.")
-    clo: CloSettings = Field(default_factory=CloSettings, description="CLO's objective and data settings.")
     interference: InterferenceSettings = Field(
         default_factory=InterferenceSettings, description="Gradient interference logged during training.")
-    lingualift: LinguaLiftSettings = Field(default_factory=LinguaLiftSettings,
-                                           description="LinguaLIFT's bridge and two-stage settings.")
     output_dir: str = Field("runs/run", description="Run directory (checkpoints, final model, logs).")
     seed: int = Field(42, ge=0)
     skip_invalid: bool = Field(False, description="Drop invalid rows instead of stopping.")
@@ -336,8 +188,6 @@ class RunConfig(_Strict):
     @field_validator("method")
     @classmethod
     def _known_method(cls, v: str) -> str:
-        from .methods import METHODS
-
         if v not in METHODS:
             near = difflib.get_close_matches(v, list(METHODS), n=1)
             hint = f" Did you mean '{near[0]}'?" if near else ""
@@ -363,55 +213,47 @@ class RunConfig(_Strict):
         cls._check_known(((f"data[{i}].lang", d.lang) for i, d in enumerate(v)), info)
         return v
 
-    @field_validator("prom", "interference", "lingualift")
+    @field_validator("*")
     @classmethod
-    def _known_settings_languages(cls, v, info: ValidationInfo):
-        cls._check_known(v.language_codes(), info)
+    def _known_section_languages(cls, v, info: ValidationInfo):
+        if isinstance(v, _Strict):   # a section: interference, and each method's (prom, lingualift, ...)
+            cls._check_known(v.language_codes(), info)
         return v
 
     @model_validator(mode="after")
     def _data_matches_method(self):
-        from .methods import METHODS
-
-        lpl = self.prom.lambda_per_language
-        if lpl:
-            if self.method == "prom-noreg":
-                raise KeyProblem(("prom", "lambda_per_language"),
-                                 "method 'prom-noreg' applies prom.lambda_en to every language; "
-                                 "prom.lambda_per_language (the regulation) is for method 'prom'")
-            unknown = sorted(set(lpl) - set(self.languages))
-            if unknown:
-                raise KeyProblem(("prom", "lambda_per_language"), f"prom.lambda_per_language names {unknown}, "
-                                 f"which are not in languages {self.languages}")
+        method = METHODS[self.method]
+        if self.interference.every and method.interference_refused:
+            raise KeyProblem(("interference", "every"), f"method '{self.method}' cannot log gradient interference: "
+                             f"{method.interference_refused}; set interference.every to 0")
+        if method.check_config is not None:
+            method.check_config(self)
         if not self.data:
             return self
-        wanted = METHODS[self.method].roles
-        if not any(d.role in wanted for d in self.data):
+        if not any(d.role in method.roles for d in self.data):
             raise KeyProblem(("data",),
-                             f"method '{self.method}' trains on roles {sorted(wanted)}, but no data source has one "
-                             f"of them (roles given: {sorted({d.role for d in self.data})})")
+                             f"method '{self.method}' trains on roles {sorted(method.roles)}, but no data source has "
+                             f"one of them (roles given: {sorted({d.role for d in self.data})})")
         for i, d in enumerate(self.data):
             if d.role in ("tgt", "mt") and self.languages and d.lang not in self.languages:
                 raise KeyProblem(("data", str(i), "lang"), f"data source '{d.name}' has lang '{d.lang}', which is "
                                  f"not in languages {self.languages}")
         return self
 
-    @model_validator(mode="after")
-    def _lingualift_settings(self):
-        if self.method != "lingualift":
-            return self
-        ll = self.lingualift
-        if not ll.encoder:
-            raise KeyProblem(("lingualift", "encoder"),
-                             "method 'lingualift' needs lingualift.encoder: the multilingual encoder to bridge in")
-        unknown = sorted(set(ll.lexicons) - set(self.languages))
-        if unknown and self.languages:
-            raise KeyProblem(("lingualift", "lexicons"), f"lingualift.lexicons names {unknown}, which are not in "
-                             f"languages {self.languages}")
-        if 1 in ll.stages and self.data and not ll.lexicons and not any(d.role == "cs" for d in self.data):
-            raise KeyProblem(("lingualift", "lexicons"), "lingualift stage 1 trains on code-switched data: give "
-                             "lingualift.lexicons (to switch the English data) or a data source with role 'cs'")
-        return self
+
+def _method_sections() -> dict[str, tuple]:
+    """Each registered method's settings section, as a field: ``key: (settings class, default)``."""
+    sections: dict[str, tuple] = {}
+    for m in METHODS.values():
+        if m.settings is not None:
+            key, settings = m.settings
+            sections.setdefault(key, (settings, Field(default_factory=settings, description=(
+                settings.__doc__ or "").strip().splitlines()[0])))
+    return sections
+
+
+RunConfig = create_model("RunConfig", __base__=_RunConfigBase, __module__=__name__, **_method_sections())
+RunConfig.__doc__ = "Everything one training run needs, each method's own section included."
 
 
 # ---------------------------------------------------------------- loading

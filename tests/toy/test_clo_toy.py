@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from pivotune.config import load_config
-from pivotune.data.clo_pairs import translated_samples
+from pivotune.methods.clo.units import translated_samples
 from pivotune.data.load import load_instructions
 from pivotune.toy.demo import DemoPlan, retention_table, run_config
 from pivotune.toy.language import translate
-from pivotune.train.clo import clo_units
+from pivotune.methods.clo.units import clo_units
 
 
 def test_translated_files_are_the_exact_translator(quick_world, quick_cfg):
@@ -19,8 +19,7 @@ def test_translated_files_are_the_exact_translator(quick_world, quick_cfg):
 
 def test_demo_clo_config_builds_units(quick_paths, tmp_path):
     plan = DemoPlan.for_world(quick=True)
-    cfg = load_config(base=run_config(quick_paths.world, quick_paths.base, "clo", ["el", "th"], 0, tmp_path / "r",
-                                      plan))
+    cfg = load_config(base=run_config(quick_paths, "clo", ["el", "th"], 0, tmp_path / "r", plan))
     assert cfg.train.per_device_batch_size == plan.batch_size // 4
     units = clo_units(cfg)
     assert len(units) == 2 * cfg.clo.max_items

@@ -14,8 +14,7 @@ from pivotune.toy.demo import DemoPlan, run_config
 
 
 def test_demo_run_config_validates_and_names_real_files(quick_paths, tmp_path):
-    raw = run_config(quick_paths.world, quick_paths.base, "xllama", ["el", "th"], 0, tmp_path / "r",
-                     DemoPlan.for_world(quick=True))
+    raw = run_config(quick_paths, "xllama", ["el", "th"], 0, tmp_path / "r", DemoPlan.for_world(quick=True))
     cfg = load_config(base=raw)
     assert {(d.role, d.lang) for d in cfg.data} == {("en", "en"), ("tgt", "el"), ("mt", "el"),
                                                     ("tgt", "th"), ("mt", "th")}

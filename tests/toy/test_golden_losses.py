@@ -65,25 +65,26 @@ def random_encoder(quick_paths, tmp_path_factory):
     return d
 
 
-def golden_config(method: str, paths, encoder_dir: Path, out: Path) -> dict:
+def golden_config(method: str, paths, encoder_dir: Path, out: Path, monkeypatch) -> dict:
     """The demo's run config for ``method``, cut to :data:`STEPS` steps logged one by one."""
     languages = list(paths.config.languages)
-    if method == "lingualift":
-        from pivotune.toy.lingualift import lingualift_run_config
-
-        raw = lingualift_run_config(paths, encoder_dir, languages, 0, out, STEPS, batch_size=PLAN.batch_size,
-                                    lr=PLAN.lr, max_seq_len=PLAN.max_seq_len)
-    else:
-        raw = run_config(paths.world, paths.base, method, languages, 0, out, PLAN, paths.config.seed)
+    monkeypatch.setattr("pivotune.toy.encoder.get_or_build_encoder", lambda *a, **k: encoder_dir)
+    raw = run_config(paths, method, languages, 0, out, PLAN)
     raw.pop("interference", None)   # measured without changing training; not needed for the losses
+    if method == "lingualift":   # a random encoder, and both stages STEPS long
+        from pivotune.methods.lingualift.demo import toy_settings
+
+        raw["train"]["max_steps"] = STEPS
+        raw["lingualift"] = toy_settings(paths, languages, encoder_dir, out, stage1_steps=STEPS,
+                                         max_seq_len=PLAN.max_seq_len)
     raw["train"]["logging_steps"] = 1
     return raw
 
 
 @pytest.mark.parametrize("method", list(METHODS))
-def test_first_losses_are_pinned(method, quick_paths, random_encoder, tmp_path):
+def test_first_losses_are_pinned(method, quick_paths, random_encoder, tmp_path, monkeypatch):
     """The method's first 5 losses on the quick toy world equal the pinned ones to 1e-6."""
-    raw = golden_config(method, quick_paths, random_encoder, tmp_path / method)
+    raw = golden_config(method, quick_paths, random_encoder, tmp_path / method, monkeypatch)
     seen = _Losses()
     with reporting_to(seen):
         train(load_config(base=raw), save_checkpoints=False)

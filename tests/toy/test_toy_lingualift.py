@@ -6,10 +6,11 @@ import re
 
 import pytest
 
-from pivotune.data.codeswitch import read_lexicon
-from pivotune.toy.encoder import EncoderConfig, balanced_docs
+from pivotune.methods.lingualift.codeswitch import read_lexicon
+from pivotune.methods.lingualift.demo import write_toy_lexicons
+from pivotune.toy.demo import DemoPlan, run_config, train_and_evaluate
+from pivotune.toy.encoder import EncoderConfig, balanced_docs, get_or_build_encoder
 from pivotune.toy.language import lexicon
-from pivotune.toy.lingualift import train_lingualift_toy, write_toy_lexicons
 
 SCRIPTS = {"el": re.compile("[\u0370-\u03ff]"), "th": re.compile("[\u0e00-\u0e7f]"), "ar": re.compile("[\u0600-\u06ff]")}
 
@@ -32,9 +33,15 @@ def test_encoder_mix_is_balanced_across_languages(quick_paths):
 
 
 @pytest.mark.slow
-def test_train_lingualift_toy_end_to_end(quick_paths, tmp_path):
-    out = train_lingualift_toy(quick_paths, tmp_path / "ll", steps=2, languages=["el"], eval_limit=2,
-                               encoder_config=EncoderConfig(epochs=0.05, warmup_steps=1), batch_size=4)
-    assert set(out["headline"]) == {"en", "el"}
-    assert all(0.0 <= v <= 100.0 for row in out["headline"].values() for v in row.values())
+def test_lingualift_on_the_demo_road_end_to_end(quick_paths, tmp_path, monkeypatch):
+    """The demo's LinguaLIFT config (a briefly trained encoder) trains both stages and scores the bridge."""
+    small = EncoderConfig(epochs=0.05, warmup_steps=1)
+    monkeypatch.setattr("pivotune.toy.encoder.get_or_build_encoder", lambda paths, ecfg=None: get_or_build_encoder(
+        paths, small))
+    plan = DemoPlan(steps=4, batch_size=4, eval_limit=2)
+    raw = run_config(quick_paths, "lingualift", ["el"], 0, tmp_path / "ll", plan)
+    assert raw["lingualift"]["stage1_max_steps"] + raw["train"]["max_steps"] == plan.steps
+    headline, _ = train_and_evaluate(raw, quick_paths.world, ["en", "el"], plan)
+    assert set(headline) == {"en", "el"}
+    assert all(0.0 <= v <= 100.0 for row in headline.values() for v in row.values())
     assert (tmp_path / "ll" / "model" / "bridge.json").exists() and (tmp_path / "ll" / "eval.json").exists()

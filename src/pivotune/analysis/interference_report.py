@@ -34,10 +34,13 @@ def _load_lm(run_dir: Path, cfg):
 
 def prepared(cfg, lm, run_dir: Path | None = None):
     """(model, objective) for ``cfg.method``; a PROM run's trained pivot head is loaded from ``run_dir``."""
+    from ..methods import METHODS, run_objective
     from ..models.pivot_head import HEAD_WEIGHTS, PivotedModel
-    from ..objectives import build_objective
 
-    objective = build_objective(cfg)
+    refused = METHODS[cfg.method].interference_refused
+    if refused:
+        raise PivotuneError(f"method '{cfg.method}' cannot be measured for gradient interference: {refused}.")
+    objective = run_objective(cfg)
     model = objective.prepare_model(lm)
     if isinstance(model, PivotedModel) and run_dir is not None:
         from safetensors.torch import load_file
@@ -52,11 +55,12 @@ def prepared(cfg, lm, run_dir: Path | None = None):
 
 def encoded_data(cfg, tokenizer):
     """The method's mixture encoded as training encodes it, and the language ids it uses."""
-    from ..data.collate import encode_all
+    from ..data.collate import encode_all, language_ids
     from ..data.mixture import mixture_for_config
+    from ..methods import METHODS
 
-    lang_ids = {lang: i for i, lang in enumerate(["en", *[x for x in cfg.languages if x != "en"]])}
-    return encode_all(mixture_for_config(cfg), tokenizer, template=cfg.template, max_seq_len=cfg.max_seq_len,
+    lang_ids = language_ids(cfg.languages)
+    return encode_all(mixture_for_config(cfg, METHODS[cfg.method].roles), tokenizer, template=cfg.template, max_seq_len=cfg.max_seq_len,
                       lang_ids=lang_ids), lang_ids
 
 
@@ -195,8 +199,9 @@ def run_interference(inputs: list[str], out_dir: str | Path, *, config: str | No
                 over = ([f"method={method}"] if method else []) + (
                     [f"model={json.dumps(model_name)}"] if model_name else [])
                 cfg = load_config(config, over)
-                tokenizer = load_tokenizer(cfg.tokenizer or cfg.model)
-                model, objective = prepared(cfg, load_model(cfg.model))
+                trust = cfg.trust_remote_code
+                tokenizer = load_tokenizer(cfg.tokenizer or cfg.model, trust_remote_code=trust)
+                model, objective = prepared(cfg, load_model(cfg.model, trust_remote_code=trust))
                 name = cfg.method if len(inputs) <= 1 else f"{cfg.method} ({Path(cfg.model).name})"
                 add_measured(name, cfg, model, objective, tokenizer)
     else:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import PivotuneError
+from ..io import parse_json
 from ..models.arch import arch_info
 from ..models.pivot_head import resolve_pivot_layer
 from .logit_lens import (
@@ -111,6 +112,91 @@ def run_probe(model_name: str, pairs_files: dict[str, str], out_dir: str | Path,
         report["languages"][lang] = entry
     write_json_atomic(report_path, report)
     return report
+
+
+# ----------------------------------------------------------------------------------------------------
+# A run's evidence: the base model's lens, read before training (PROM's regulation, lens-local's split)
+# ----------------------------------------------------------------------------------------------------
+
+def read_probe_report(path: str, languages: list[str]) -> dict:
+    """The probe report ``prom.probe`` names, checked to hold per-layer means for every language."""
+    try:
+        report = parse_json(Path(path).read_text(encoding="utf-8"))
+        per_lang = report["languages"]
+        if not all(isinstance(v[side]["mean"], list) for v in per_lang.values() for side in ("p_en", "p_tgt")):
+            raise ValueError("its p_en/p_tgt means are not lists")
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise PivotuneError(f"prom.probe: cannot read a probe report from {path} ({type(e).__name__}: {e}); write "
+                            "one with `pivotune probe MODEL --pairs LANG=FILE --out DIR` and point to "
+                            "DIR/probe.json.") from None
+    missing = [lang for lang in languages if lang not in per_lang]
+    if missing:
+        raise PivotuneError(f"prom.probe: {path} has no probe for {missing} (it has {sorted(per_lang)}).")
+    return report
+
+
+def probe_inputs(settings) -> list[str]:
+    """The files a run's lens evidence reads (``settings``: the run config's ``prom`` section)."""
+    return [p for p in (settings.probe, *(settings.probe_pairs or {}).values()) if p]
+
+
+def base_model_lens(settings, languages: list[str], *, model_name: str, model, tokenizer, run_dir: Path,
+                    pivot_layer: int, seed: int) -> tuple[dict[str, dict], str]:
+    """Each language's logit lens on the base model, read before training: from ``settings.probe`` (a probe.json,
+    checked against the model's depth) or by probing ``settings.probe_pairs`` now (RUN/probe/, with decisions at
+    ``pivot_layer``). ``settings``: the run config's ``prom`` section. Returns ({language: its probe.json entry,
+    per-layer means ``p_en`` / ``p_tgt`` included}, the path of the evidence)."""
+    from ..io import child_path
+
+    num_layers = arch_info(model).num_layers
+    if settings.probe:
+        report = read_probe_report(settings.probe, languages)
+        per_lang = report["languages"]
+        if report.get("num_layers") != num_layers or len(per_lang[languages[0]]["p_en"]["mean"]) != num_layers + 1:
+            raise PivotuneError(f"prom.probe: {settings.probe} was made on a model with {report.get('num_layers')} "
+                                f"blocks; this run's model has {num_layers}. Probe the base model of this run.")
+        return {lang: per_lang[lang] for lang in languages}, settings.probe
+    probe_dir = child_path(run_dir, "probe")
+    report = run_probe(model_name, {lang: settings.probe_pairs[lang] for lang in languages}, probe_dir,
+                       pivot_layer=pivot_layer, names=settings.probe_names, seed=seed, model=model, tokenizer=tokenizer,
+                       template=settings.probe_template, force=True)   # RUN/probe: the run owns its directory
+    return {lang: report["languages"][lang] for lang in languages}, str(probe_dir / "probe.json")
+
+
+def evidence_problems(settings, languages: list[str], *, method: str, reads: str, languages_for: str, hint: str,
+                      tail: str = "") -> list[str]:
+    """What stops a method that reads the base model's logit lens (``reads``: what it decides from it) before
+    any model loads: no target languages, no evidence (``settings``: the run config's ``prom`` section, whose
+    ``probe`` or ``probe_pairs`` name it), a probe report or word-pair file that is missing or does not parse, a
+    language without a word-pair file or a name for the probe prompts. ``hint``: the setting that replaces the
+    evidence; ``tail``: a last sentence for the no-evidence message."""
+    s = settings
+    if not languages:
+        return [f"method '{method}' needs `languages` ({languages_for})."]
+    problems = []
+    if s.probe:
+        try:
+            read_probe_report(s.probe, languages)
+        except PivotuneError as e:
+            problems.append(str(e))
+    elif s.probe_pairs:
+        missing = [lang for lang in languages if lang not in s.probe_pairs]
+        if missing:
+            problems.append(f"prom.probe_pairs has no word-pair file for {missing}; every language in "
+                            f"`languages` needs one (or set {hint} for it).")
+        for lang in ["en", *(x for x in languages if x in s.probe_pairs)]:
+            try:
+                if lang != "en":
+                    read_word_pairs(s.probe_pairs[lang])
+                language_display_name(lang, s.probe_names)
+            except PivotuneError as e:
+                problems.append(f"prom.probe_pairs.{lang}: {e}" if lang != "en" else str(e))
+    else:
+        problems.append(
+            f"method '{method}' {reads} from the logit lens, and this config gives it no evidence: set "
+            "prom.probe_pairs (a word-pair file per target language), or prom.probe (a probe.json from "
+            f"`pivotune probe`), or {hint} yourself.{tail}")
+    return problems
 
 
 def _key_values(items, option: str, extra: list[str]) -> dict[str, str]:

@@ -28,6 +28,11 @@ class Encoded:
     sample_index: int = -1   # position of its sample in the encoded list (error messages name the source)
 
 
+def language_ids(languages: list[str]) -> dict[str, int]:
+    """The language ids batches carry: English 0, then a run's target languages in config order."""
+    return {lang: i for i, lang in enumerate(["en", *(x for x in languages if x != "en")])}
+
+
 def _chat_spans(sample: Sample, tokenizer) -> list[tuple[list[int], bool]]:
     """(token ids, supervised?) pieces of a conversation via the chat template."""
     msgs = list(sample.messages) if sample.messages is not None else [

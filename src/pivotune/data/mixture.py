@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import logging
 import random
+from collections.abc import Collection
 from typing import TYPE_CHECKING
 
-from ..config import DataSource, RunConfig
 from ..languages import english_name
-from ..methods import METHODS
 from .records import ParallelPair, Sample
 
 if TYPE_CHECKING:
+    from ..config import DataSource, RunConfig
     from .load import LoadResult
 
 log = logging.getLogger(__name__)
@@ -78,24 +78,22 @@ def read_source(src: DataSource, skip_invalid: bool = False) -> tuple[list[Sampl
     return samples, res
 
 
-def build_mixture(method: str, samples: list[Sample], seed: int) -> list[Sample]:
-    """Keep the roles ``method`` trains on and shuffle them with ``seed``."""
-    roles = METHODS[method].roles
+def build_mixture(roles: Collection[str], samples: list[Sample], seed: int) -> list[Sample]:
+    """Keep the samples of ``roles`` (those a method trains on) and shuffle them with ``seed``."""
     kept = [s for s in samples if s.role in roles]
     random.Random(seed).shuffle(kept)
     return kept
 
 
-def mixture_for_config(cfg: RunConfig) -> list[Sample]:
-    """Load every configured source the method uses and build its mixture."""
-    roles = METHODS[cfg.method].roles
+def mixture_for_config(cfg: RunConfig, roles: Collection[str]) -> list[Sample]:
+    """Load every configured source of ``roles`` (those the run's method trains on) and build its mixture."""
     samples: list[Sample] = []
     for src in cfg.data:
         if src.role not in roles:
             log.info("method %s does not train on role %s: source %s left out", cfg.method, src.role, src.name)
             continue
         samples.extend(load_source(src, skip_invalid=cfg.skip_invalid))
-    return build_mixture(cfg.method, samples, cfg.seed)
+    return build_mixture(roles, samples, cfg.seed)
 
 
 def summarize(samples: list[Sample]) -> dict[str, int]:

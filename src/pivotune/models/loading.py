@@ -114,18 +114,18 @@ def load_lora_model(adapter_dir: str | Path, base: str | None = None, dtype: str
     return load_adapter(load_model(base, dtype), adapter_dir).merge_and_unload()
 
 
-def load_encoder(name: str, dtype: str = "float32"):
+def load_encoder(name: str, dtype: str = "float32", trust_remote_code: bool = False):
     """A multilingual encoder (BERT/XLM-R style via ``AutoModel``; the encoder half of an encoder-decoder such
     as mT5 via ``AutoModelForTextEncoding``)."""
     from transformers import AutoConfig, AutoModel, AutoModelForTextEncoding
 
-    kwargs = source_kwargs(name)
+    kwargs = source_kwargs(name, trust_remote_code)
     try:
         config = AutoConfig.from_pretrained(name, **kwargs)
     except Exception as e:  # noqa: BLE001
         raise _explain("encoder", name, e) from e
     auto = AutoModelForTextEncoding if getattr(config, "is_encoder_decoder", False) else AutoModel
-    return load_pretrained(auto, name, what="encoder", dtype=dtype)
+    return load_pretrained(auto, name, what="encoder", dtype=dtype, trust_remote_code=trust_remote_code)
 
 
 def apply_lora(model, lora_cfg):

@@ -120,7 +120,7 @@ class PivotHead(nn.Module):
 
 class PivotedModel(ModelWithParts):
     """A causal LM plus PROM's pivot head; ``forward(batch, norms, compute)`` returns ``compute(self, batch, norms)``
-    (:meth:`pivotune.objectives.prom.PromObjective.compute`): computing the loss inside ``forward`` is what lets
+    (:meth:`pivotune.methods.prom.objective.PromObjective.compute`): computing the loss inside ``forward`` is what lets
     DDP wrap the whole computation. The head is its one part, beside the LM's files."""
 
     def __init__(self, lm: nn.Module, pivot_head: PivotHead, pivot_layer: int, meta: dict | None = None):

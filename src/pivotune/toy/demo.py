@@ -13,7 +13,6 @@ fewer times, as it would under a fixed GPU budget.
 from __future__ import annotations
 
 import logging
-import math
 import shutil
 import statistics
 import time
@@ -26,11 +25,11 @@ from ..config import load_config
 from ..errors import PivotuneError
 from ..io import write_json_atomic, write_text_atomic
 from ..languages import check_choice
-from ..methods import METHODS
+from ..methods import METHODS, ToyRun
 from . import grammar
 from .console import StudyConsole
 from .language import language_name
-from .model import entry_dir, get_or_build
+from .model import ToyPaths, entry_dir, get_or_build
 from .world import WorldConfig
 
 log = logging.getLogger(__name__)
@@ -51,10 +50,6 @@ class DemoPlan:
         return cls(steps=60, eval_limit=24) if quick else cls(steps=170)
 
 
-#: the methods whose gradient interference the demo logs (the paper's Figure 2: PROM against t+e)
-INTERFERENCE_METHODS = ("prom", "xllama")
-
-
 def toy_languages(requested: list[str] | None, world_cfg: WorldConfig) -> list[str]:
     """``--languages`` of demo and sweep: codes of the toy world's languages (default: all of them)."""
     have = list(world_cfg.languages)
@@ -66,36 +61,33 @@ def toy_mt_instructions(lang: str) -> list[str]:
     return [t.format(lang=grammar.LANG_WORDS[lang]) for t in grammar.TRANSLATE_INSTRUCTIONS]
 
 
-def run_config(world: Path, base: Path, method: str, languages: list[str], seed: int, out: Path,
-               plan: DemoPlan, world_seed: int = 0) -> dict:
-    """The run config a user would write for this method in the toy world (saved beside the run)."""
+def run_config(paths: ToyPaths, method: str, languages: list[str], seed: int, out: Path,
+               plan: DemoPlan) -> dict:
+    """The run config a user would write for this method in the toy world (saved beside the run): the world's
+    data, the plan's steps and batch, and what the method's registration changes for the demo
+    (:attr:`pivotune.methods.base.DemoEntry.adjust`)."""
+    world = paths.world
     data = [{"path": str(world / "instructions" / "en.jsonl"), "role": "en", "lang": "en"}]
     for lang in languages:
         data.append({"path": str(world / "instructions" / f"{lang}.jsonl"), "role": "tgt", "lang": lang})
         data.append({"path": str(world / "parallel" / f"en-{lang}.jsonl"), "role": "mt", "lang": lang,
                      "mt_instructions": toy_mt_instructions(lang)})
     raw = {
-        "model": str(base), "method": method, "languages": list(languages), "data": data,
+        "model": str(paths.base), "method": method, "languages": list(languages), "data": data,
         "max_seq_len": plan.max_seq_len, "seed": seed, "output_dir": str(out),
         "train": {"lr": plan.lr, "max_steps": plan.steps, "per_device_batch_size": plan.batch_size,
                   "grad_accum": 1, "warmup_ratio": 0.05, "scheduler": "cosine", "weight_decay": 0.0,
                   "logging_steps": max(1, plan.steps // 10), "progress_bar": False},
     }
-    if method == "clo":
-        # A CLO unit is four sequences (two pairs), so a quarter of the rows' units matches the others' compute;
-        # its translations are the world's exactly translated instruction files (row i translates English row i).
-        # The reference pass covers only the English rows the steps reach (each unit seen about once).
-        units = max(1, plan.batch_size // 4)
-        raw["train"]["per_device_batch_size"] = units
-        raw["clo"] = {"max_items": math.ceil(plan.steps * units / len(languages)), "reference_batch_size": 32}
-    if method in INTERFERENCE_METHODS:
+    demo = METHODS[method].demo
+    if demo.interference:
         # claim 2's evidence (gradient cosine between English and target rows at PROM's pivot block), logged
-        # five times per run on the same 4 batch pairs: about a fifth more compute for these two methods
+        # five times per run on the same 4 batch pairs: about a fifth more compute for these methods
         raw["interference"] = {"every": max(1, plan.steps // 4), "batches": 4, "layers": "pivot",
                                "pairs": [["en", "tgt"]]}
-    if method == "prom":
-        # regulation evidence: the world's word pairs, probed on the base model before training
-        raw["prom"] = probe_settings(world, languages, world_seed)
+    if demo.adjust is not None:
+        probe = probe_settings(world, languages, paths.config.seed)
+        raw = demo.adjust(raw, ToyRun(paths, list(languages), plan.steps, plan.batch_size, probe))
     return raw
 
 
@@ -201,9 +193,9 @@ def train_and_evaluate(raw: dict, world: Path, eval_langs: list[str], plan: Demo
     return toy_headline(res), {"train_s": round(t1 - t0, 1), "eval_s": round(t2 - t1, 1)}
 
 
-#: what `pivotune demo` trains without --methods; lingualift first trains a toy multilingual encoder
-#: (minutes more), so it runs when asked for: --methods ... lingualift
-DEFAULT_METHODS = [m for m in METHODS if m != "lingualift"]
+#: what `pivotune demo` trains without --methods (a method's registration says; lingualift, which first trains a
+#: toy multilingual encoder, runs when asked for: --methods ... lingualift)
+DEFAULT_METHODS = [name for name, m in METHODS.items() if m.demo.default]
 
 
 def run_demo(quick: bool = False, languages: list[str] | None = None, methods: list[str] | None = None,
@@ -263,24 +255,14 @@ def _study(console: StudyConsole, world_cfg: WorldConfig, plan: DemoPlan, langua
         for seed in range(seeds):
             run_dir = out / f"{method}-seed{seed}"
             console.stage("train", method, seed, steps=plan.steps)
-            if method == "lingualift":   # its own road: a toy encoder, two stages, a bridge model
-                # (no lens after training: the bridge model is no causal LM the lens can read)
-                from .lingualift import train_lingualift_toy
-
-                stage1 = plan.steps // 2   # compute-matched: both stages together take plan.steps
-                res = train_lingualift_toy(paths, run_dir, plan.steps - stage1, languages=languages, seed=seed,
-                                           stage1_steps=stage1, eval_limit=plan.eval_limit,
-                                           batch_size=plan.batch_size, lr=plan.lr, overwrite=True)
-                scores.setdefault(method, []).append(res["headline"])
-                timings[f"{method}-seed{seed}"] = res["timings"]
-                console.run_done()
-                continue
-            raw = run_config(paths.world, paths.base, method, languages, seed, run_dir, plan, world_cfg.seed)
+            raw = run_config(paths, method, languages, seed, run_dir, plan)
             headline, timings[run_dir.name] = train_and_evaluate(raw, paths.world, eval_langs, plan, console)
             scores.setdefault(method, []).append(headline)
-            console.stage("probe", method, seed)
-            _, timings[run_dir.name]["probe_s"] = probe_lens(run_dir / "model", run_dir / "probe-after", paths.world,
-                                                             languages, world_cfg.seed, base_lens["pivot_layer"])
+            if METHODS[method].causal_lm:   # the lens reads a causal LM (not LinguaLIFT's bridge)
+                console.stage("probe", method, seed)
+                _, timings[run_dir.name]["probe_s"] = probe_lens(run_dir / "model", run_dir / "probe-after",
+                                                                 paths.world, languages, world_cfg.seed,
+                                                                 base_lens["pivot_layer"])
             console.run_done()
 
     console.stage("report")

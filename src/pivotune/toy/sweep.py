@@ -123,7 +123,7 @@ def run_sweep(quick: bool = False, pivot_layers: list[int] | None = None, alphas
             """Train one run on the demo's road, evaluate it through the harness; its headline scores."""
             run_dir = out / f"{name}-seed{seed}"
             console.stage("train", name, seed, steps=plan.steps)
-            raw = run_config(paths.world, paths.base, method, languages, seed, run_dir, plan, world_cfg.seed)
+            raw = run_config(paths, method, languages, seed, run_dir, plan)
             if prom:
                 raw.setdefault("prom", {}).update(prom)
             # the demo logs gradient interference for its claim 2; the sweep reports scores only, so it skips that

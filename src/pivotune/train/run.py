@@ -1,17 +1,34 @@
-"""One training run: config → mixture → encoded batches → Trainer → run directory.
+"""The one training road: every method's run, config → data → model → stages → run directory.
+
+:func:`train` does the shared work once, in this order, and asks the method's road
+(:class:`pivotune.methods.base.Road`) only what differs:
+
+1. the run directory (:mod:`pivotune.train.rundir`: lock, ownership, cleanup of a failed start) and the seed;
+2. the method's data, every row validated, before any model loads (``road.training_data``);
+3. where each stage resumes from (``road.resume_plan``);
+4. the tokenizer and the base model (``trust_remote_code`` and ``dtype`` from the config), then
+   :func:`adapt_vocabulary`, the one place both may change before any method sees them;
+5. each stage's units, encoded (``road.units``), and the base model read or wrapped (``road.prepare_base``);
+6. per stage: a result already there (``road.finished_stage``), or the trainable parameters (``road.trainable``),
+   the objective and its model (``road.objective``, ``Objective.prepare_model``), the disk check, work before
+   the first step (``road.before_training``), the trainer with its guards, interference when configured,
+   training or finishing from a last-step checkpoint (:func:`~pivotune.train.guards.guarded_train`), and
+   ``road.after_stage``;
+7. the model, config and run metadata (:func:`save_run`), ``run.json`` last.
 
 Run directory layout::
 
     RUN/.pivotune-lock     held while a run uses RUN (:mod:`pivotune.train.rundir`)
     RUN/.pivotune-output.json  marks RUN as a pivotune run
-    RUN/config.yaml        the validated config
-    RUN/run.json           mixture counts, truncations, steps, final loss, versions; written last
+    RUN/config.yaml        the validated config (as the run used it: PROM's regulated λ included)
+    RUN/run.json           data counts, truncations, steps, final loss, versions; written last
     RUN/checkpoint-*/      Trainer checkpoints (safetensors, optimizer, RNG); the last step's finishes a run
                            killed while writing its final outputs (--resume), or exports directly
-    RUN/model/             the trained model (full weights, or the LoRA adapter)
+    RUN/<stage>/           a method with several stages: each stage's checkpoints (LinguaLIFT: stage1/, stage2/)
+    RUN/model/             the trained model (full weights, or the LoRA adapter; LinguaLIFT: its bridge) and
+                           tokenizer
     RUN/pivot_head.*       PROM only: the pivot head (safetensors + JSON description),
                            for analysis; never part of RUN/model, not exported
-    RUN/tokenizer files    beside model/ for export
 """
 
 from __future__ import annotations
@@ -24,41 +41,33 @@ from pathlib import Path
 
 import torch
 
-from ..config import RunConfig, dump_config
-from ..data.collate import Collator, EncodedDataset, encode_all
-from ..data.mixture import mixture_for_config, summarize
+from ..config import RunConfig, TrainConfig, dump_config
+from ..data.collate import EncodedDataset
 from ..data.records import Sample
-from ..errors import PivotuneError
 from ..io import atomic_path, write_json_atomic, write_text_atomic
 from ..methods import METHODS
-from ..models.loading import apply_lora, load_model, load_tokenizer
-from ..objectives import build_objective
+from ..methods.base import Road, Stage
+from ..models.loading import load_model, load_tokenizer
+from ..models.parts import ModelWithParts
 from .guards import (
     IndexedCollator,
     IndexedDataset,
     check_disk_space,
     guarded_train,
-    sample_describer,
     training_guards,
     write_failures_reported,
 )
-from .regulation import regulate
-from .resume import (
-    RUN_INFO,
-    data_fingerprint,
-    find_resume_checkpoint,
-    finished_record,
-)
-from .rundir import run_directory
+from .resume import RUN_INFO, finished_record, remove_partials
+from .rundir import is_main_process, run_directory
 
 log = logging.getLogger(__name__)
 
 
-def training_arguments(cfg: RunConfig, run_dir: Path):
-    """Map the run config onto transformers' TrainingArguments."""
+def training_arguments(cfg: RunConfig, run_dir: Path, train: TrainConfig | None = None):
+    """Map the run config (``train``: a stage's own optimisation settings) onto transformers' TrainingArguments."""
     from transformers import TrainingArguments
 
-    t = cfg.train
+    t = train or cfg.train
     kwargs = dict(
         output_dir=str(run_dir),
         learning_rate=t.lr,
@@ -93,126 +102,147 @@ def training_arguments(cfg: RunConfig, run_dir: Path):
     return TrainingArguments(**kwargs)
 
 
-def run_inputs(cfg: RunConfig) -> list[str]:
-    """The paths a run reads (model, data, probes, encoder, lexicons, a stage-1 result): never removed from its run
-    directory, wherever they lie. Hub names are listed too; they name no local path."""
-    ll = cfg.lingualift
-    paths = [cfg.model, cfg.tokenizer, cfg.prom.probe, *(cfg.prom.probe_pairs or {}).values(), ll.encoder,
-             ll.encoder_tokenizer, *ll.lexicons.values(), *(p for src in cfg.data for p in (src.path, src.target_path))]
-    if 1 not in ll.stages:   # LinguaLIFT stage 2 alone starts from a stage 1, by default RUN/stage1/model
-        from .lingualift import stage1_source
-
-        paths.append(str(stage1_source(cfg)))
+def run_inputs(cfg: RunConfig, road: Road) -> list[str]:
+    """The paths a run reads (model, data, and the method's own: probes, encoder, lexicons, a stage-1 result): never
+    removed from its run directory, wherever they lie. Hub names are listed too; they name no local path."""
+    paths = [cfg.model, cfg.tokenizer, *(p for src in cfg.data for p in (src.path, src.target_path)), *road.inputs()]
     return [p for p in paths if p]
+
+
+def adapt_vocabulary(cfg: RunConfig, tokenizer, model):
+    """The one place the tokenizer and the base model may be changed before the data are encoded and any method
+    sees the model (a vocabulary extension hooks in here); today both pass unchanged."""
+    return tokenizer, model
 
 
 def train(cfg: RunConfig, samples: list[Sample] | None = None, *, save_checkpoints: bool = True,
           resume: bool | str = False, overwrite: bool = False):
-    """Run ``cfg``; returns the trainer (its ``state.log_history`` holds the losses).
+    """Run ``cfg`` on its method's road; returns the last stage's trainer (its ``state.log_history`` holds the
+    losses).
 
-    ``samples`` replaces loading ``cfg.data`` (the toy world and tests pass
-    generated samples straight in). ``resume``: continue from a checkpoint in the run directory
-    (``True``/``"latest"``: the latest complete one; ``"auto"``: that one if any; or a checkpoint path;
-    see :mod:`pivotune.train.resume`). ``overwrite``: an earlier run in the run directory is deleted first;
-    without it (or ``resume``) a directory holding one is refused. Every road runs inside
-    :func:`pivotune.train.rundir.run_directory`: locked for the run's life, and left as it was when the run fails
-    before its first complete checkpoint.
+    ``samples`` replaces loading ``cfg.data`` (the toy world and tests pass generated samples straight in).
+    ``resume``: continue from a checkpoint in the run directory (``True``/``"latest"``: the latest complete one;
+    ``"auto"``: that one if any; or a checkpoint path; see :mod:`pivotune.train.resume`). ``overwrite``: an earlier
+    run in the run directory is deleted first; without it (or ``resume``) a directory holding one is refused. The
+    run is locked for its life, and its directory is left as it was when it fails before its first complete
+    checkpoint (:func:`pivotune.train.rundir.run_directory`).
     """
     from transformers import set_seed
 
-    with run_directory(cfg.output_dir, resume=resume, overwrite=overwrite, inputs=run_inputs(cfg)) as run_dir:
+    road = METHODS[cfg.method].road(cfg)
+    with run_directory(cfg.output_dir, resume=resume, overwrite=overwrite, inputs=run_inputs(cfg, road)) as run_dir:
         set_seed(cfg.seed)
-        if METHODS[cfg.method].own_training == "clo":   # CLO: its own units, reference pass and trainable set
-            from .clo import train_clo
-
-            return train_clo(cfg, run_dir, samples, save_checkpoints=save_checkpoints, resume=resume)
-        if METHODS[cfg.method].own_training == "lingualift":   # two stages around an encoder bridge
-            from .lingualift import train_lingualift
-
-            return train_lingualift(cfg, run_dir, samples, save_checkpoints=save_checkpoints, resume=resume)
-        return train_sft(cfg, run_dir, samples, save_checkpoints=save_checkpoints, resume=resume)
+        return _run(road, run_dir, samples, save_checkpoints=save_checkpoints, resume=resume)
 
 
-def train_sft(cfg: RunConfig, run_dir: Path, samples: list[Sample] | None, *, save_checkpoints: bool,
-              resume: bool | str):
-    """The SFT road (english, bactrian, xllama, prom, prom-noreg) in the claimed ``run_dir``."""
+def _run(road: Road, run_dir: Path, samples: list[Sample] | None, *, save_checkpoints: bool, resume: bool | str):
+    """The road's stages in the claimed ``run_dir`` (see the module docstring)."""
+    from transformers import set_seed
+
+    cfg = road.cfg
     started = time.time()
-
-    # Data first: a bad row should stop the run before a multi-GB model loads.
-    if samples is None:
-        samples = mixture_for_config(cfg)
-    else:
-        samples = [s for s in samples if s.role in METHODS[cfg.method].roles]
-    if not samples:
-        raise PivotuneError(f"method '{cfg.method}' has no training samples: check `data` roles and paths.")
+    data = road.training_data(samples)   # data first: a bad row stops the run before a multi-GB model loads
+    stages = road.stages()
+    if is_main_process():   # a stage directory's half-written checkpoints (RUN's own: run_directory)
+        for stage in stages:
+            if stage.directory:
+                remove_partials(run_dir / stage.directory)
+    checkpoints = road.resume_plan(run_dir, resume)
     tokenizer = load_tokenizer(cfg.tokenizer or cfg.model, trust_remote_code=cfg.trust_remote_code)
-    langs = ["en", *[lang for lang in cfg.languages if lang != "en"]]
-    lang_ids = {lang: i for i, lang in enumerate(langs)}
-    encoded = encode_all(samples, tokenizer, template=cfg.template, max_seq_len=cfg.max_seq_len,
-                         lang_ids=lang_ids)
-    if not encoded:
-        raise PivotuneError("no sample kept a response token after truncation: raise max_seq_len.")
-    checkpoint = find_resume_checkpoint(run_dir, resume)
-
-    model = load_model(cfg.model, dtype="float32" if cfg.train.dtype == "float32" else cfg.train.dtype,
-                       trust_remote_code=cfg.trust_remote_code)
-    cfg = regulate(cfg, model, tokenizer, run_dir)   # PROM: λ per language from the base model's lens
-    if cfg.lora.enabled:
-        model = apply_lora(model, cfg.lora)
-    objective = build_objective(cfg)
-    model = objective.prepare_model(model)   # e.g. PROM: the LM plus its pivot head
-    check_disk_space(run_dir, model, checkpoints=save_checkpoints)
-    args = training_arguments(cfg, run_dir)
-    if not save_checkpoints:
-        args.save_strategy = "no"
-    args.ddp_find_unused_parameters = objective.find_unused_parameters
-    from .trainer import PivotuneTrainer
-
-    trainer = PivotuneTrainer(
-        model=model, args=args, train_dataset=IndexedDataset(EncodedDataset(encoded)),
-        data_collator=IndexedCollator(Collator(tokenizer.pad_token_id)), processing_class=tokenizer,
-        objective=objective, **training_guards(checkpoint, data_fingerprint(encoded), sample_describer(encoded, samples)),
-    )
-    from .interference_callback import (
-        attach_interference,  # cfg.interference.every > 0 only
-    )
-
-    attach_interference(trainer, cfg, encoded, lang_ids, tokenizer.pad_token_id, run_dir)
-    result = guarded_train(trainer, run_dir, checkpoint)
-    save_run(trainer, tokenizer, cfg, run_dir, extra={
-        "mixture": summarize(samples), "encoded": len(encoded),
-        "truncated": sum(e.truncated for e in encoded), "train_loss": result.training_loss,
-        "steps": trainer.state.global_step, "seconds": round(time.time() - started, 2),
-        "resumed_from": checkpoint.name if checkpoint is not None else None,
-        **objective.describe(trainer.model),
-    })
+    model = load_model(cfg.model, dtype=cfg.train.dtype, trust_remote_code=cfg.trust_remote_code)
+    tokenizer, model = adapt_vocabulary(cfg, tokenizer, model)
+    units = {stage.name: road.units(stage, data, tokenizer) for stage in stages}
+    model = road.prepare_base(model, tokenizer, run_dir, save_checkpoints)
+    cfg = road.cfg   # as the base model decided it (PROM's regulated λ)
+    reports: dict[str, dict] = {}
+    trainer = None
+    for stage in stages:
+        stage_dir = run_dir / stage.directory if stage.directory else run_dir
+        args = training_arguments(cfg, stage_dir, stage.train)
+        if not save_checkpoints:
+            args.save_strategy = "no"
+        done = road.finished_stage(stage, model, units[stage.name], args)
+        if done is not None:
+            reports[stage.name] = done
+            continue
+        set_seed(cfg.seed)   # every stage starts from the same RNG state, whatever ran before it in this process
+        trainer, reports[stage.name] = _train_stage(road, stage, model, units[stage.name], args, run_dir,
+                                                    checkpoints.get(stage.name), save_checkpoints)
+        model = trainer.accelerator.unwrap_model(trainer.model, keep_torch_compile=False)
+        if isinstance(model, ModelWithParts) and model.parts_beside_lm:
+            model = model.lm   # the next stage (if any) starts from the LM, its objective wraps it again
+    last = stages[-1]
+    extra = {**road.report(), **(reports[last.name] if last.report_key is None else reports)}
+    save_run(trainer, cfg, run_dir, {**extra, "seconds": round(time.time() - started, 2)}, write_model=last.final)
     return trainer
 
 
-def save_run(trainer, tokenizer, cfg: RunConfig, run_dir: Path, extra: dict) -> Path:
-    """Write the final model (atomically), tokenizer, config and, last, the run metadata (whose record of the
-    run and step tells a finished run from one killed while writing these; see :mod:`pivotune.train.resume`)."""
+def _train_stage(road: Road, stage: Stage, model, units, args, run_dir: Path, checkpoint: Path | None,
+                 save_checkpoints: bool):
+    """Train one stage in ``args.output_dir`` (continuing from ``checkpoint`` when given); returns (trainer, the
+    stage's report)."""
+    from .interference_callback import attach_interference
+    from .trainer import PivotuneTrainer
+
+    cfg = road.cfg
+    stage_dir = Path(args.output_dir)
+    model = road.trainable(stage, model)
+    objective = road.objective(stage)
+    model = objective.prepare_model(model)   # e.g. PROM: the LM plus its pivot head
+    check_disk_space(run_dir, model, checkpoints=save_checkpoints)
+    args.ddp_find_unused_parameters = objective.find_unused_parameters
+    report = road.before_training(stage, model, units, args.device)
+    counts = {"trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
+              "total_parameters": sum(p.numel() for p in model.parameters())}
+    log.info("%s: training %d of %d parameters", stage.name, counts["trainable_parameters"], counts["total_parameters"])
+    trainer = PivotuneTrainer(model=model, args=args, train_dataset=IndexedDataset(EncodedDataset(units.items)),
+                              data_collator=IndexedCollator(units.collator), processing_class=units.tokenizer,
+                              objective=objective, **training_guards(checkpoint, units.fingerprint, units.describe))
+    if cfg.interference.every:   # accepted only for methods whose objective it can measure (the config refuses)
+        attach_interference(trainer, cfg, units.interference, units.lang_ids, units.tokenizer.pad_token_id,
+                            stage_dir)
+    result = guarded_train(trainer, stage_dir, checkpoint)
+    report = {**units.report, **report, **counts, "train_loss": result.training_loss,
+              "steps": trainer.state.global_step, "resumed_from": checkpoint.name if checkpoint is not None else None,
+              **objective.describe(trainer.model)}
+    if stage.report_key is not None:
+        report["log_history"] = trainer.state.log_history
+    road.after_stage(stage, trainer.accelerator.unwrap_model(trainer.model, keep_torch_compile=False), units, args,
+                     report)
+    return trainer, report
+
+
+def save_run(trainer, cfg: RunConfig, run_dir: Path, extra: dict, *, write_model: bool = True) -> Path:
+    """Write the final model (atomically), its tokenizer and parts, the config and, last, the run metadata (whose
+    record of the run and step tells a finished run from one killed while writing these; see
+    :mod:`pivotune.train.resume`). ``trainer``: the last stage's (None when every stage's result was already
+    there); ``write_model``: False when the run ends with a stage that does not write RUN/model."""
     import transformers
 
-    from ..models.parts import ModelWithParts
-
-    # sharded weights (FSDP, ZeRO-3) are gathered on every rank (a collective); one process writes
-    state = (trainer.accelerator.get_state_dict(trainer.model)
-             if trainer.is_fsdp_enabled or trainer.is_deepspeed_enabled else None)
-    if not trainer.args.should_save:
+    model = state = None
+    if trainer is not None:
+        # sharded weights (FSDP, ZeRO-3) are gathered on every rank (a collective); one process writes
+        state = (trainer.accelerator.get_state_dict(trainer.model)
+                 if trainer.is_fsdp_enabled or trainer.is_deepspeed_enabled else None)
+        if not trainer.args.should_save:
+            return run_dir
+        model = trainer.accelerator.unwrap_model(trainer.model, keep_torch_compile=False)
+    elif not is_main_process():
         return run_dir
-    model = trainer.accelerator.unwrap_model(trainer.model, keep_torch_compile=False)
-    with_parts = isinstance(model, ModelWithParts)
-    lm_state, parts_state = model.split_state(state) if with_parts else (state, None)
     with write_failures_reported(run_dir):
-        with atomic_path(run_dir / "model") as tmp:
-            model.save_pretrained(tmp, state_dict=lm_state, safe_serialization=True)   # PROM: its LM only
-            tokenizer.save_pretrained(tmp)
-        if with_parts and model.parts_beside_lm:
-            model.save_parts(run_dir, state=parts_state)
+        if model is not None and write_model:
+            with_parts = isinstance(model, ModelWithParts)
+            lm_state, parts_state = model.split_state(state) if with_parts else (state, None)
+            with atomic_path(run_dir / "model") as tmp:
+                model.save_pretrained(tmp, state_dict=lm_state, safe_serialization=True)   # PROM: its LM only
+                if trainer.processing_class is not None:
+                    trainer.processing_class.save_pretrained(tmp)
+            if with_parts and model.parts_beside_lm:
+                model.save_parts(run_dir, state=parts_state)
         write_text_atomic(run_dir / "config.yaml", dump_config(cfg))
         meta = {"method": cfg.method, "base_model": cfg.model, "lora": cfg.lora.enabled,
                 "versions": {"torch": torch.__version__, "transformers": transformers.__version__},
-                "log_history": trainer.state.log_history, **extra, **finished_record(trainer)}
+                **({"log_history": trainer.state.log_history, **finished_record(trainer)} if trainer else {}),
+                **extra}
         write_json_atomic(run_dir / RUN_INFO, json.loads(json.dumps(meta, default=str)))
     return run_dir

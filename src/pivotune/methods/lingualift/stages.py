@@ -1,4 +1,4 @@
-"""Checkpoints and exact resume for LinguaLIFT's two stages (see :mod:`pivotune.train.lingualift`).
+"""Checkpoints and exact resume for LinguaLIFT's two stages (see :mod:`pivotune.methods.lingualift.road`).
 
 A stage's checkpoint (``RUN/stage1/checkpoint-N``, ``RUN/stage2/checkpoint-N``) is written atomically like every
 run's (:mod:`pivotune.train.resume`) and holds the bridge parts the stage changes: stage 1 the alignment layer,
@@ -16,10 +16,10 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import PivotuneError
-from ..io import atomic_path, write_json_atomic
-from ..models.bridge import LinguaLiftModel
-from .resume import RUN_INFO, check_same_run, check_unfinished, data_fingerprint, find_resume_checkpoint
+from ...errors import PivotuneError
+from ...io import atomic_path, write_json_atomic
+from ...models.bridge import LinguaLiftModel
+from ...train.resume import RUN_INFO, check_same_run, check_unfinished, data_fingerprint, find_resume_checkpoint
 
 STAGE1_INFO = "pivotune_stage1.json"
 

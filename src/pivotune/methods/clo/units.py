@@ -7,8 +7,7 @@ pre-translated file, line-aligned with the English one (row i translates row i),
 function (:func:`translated_samples`; the toy world's exact translator, a machine-translation model).
 
 Each unit is encoded as four sequences, prompt and response tokenised separately so the response
-mask is exact (:func:`pivotune.data.collate.encode_sample`), in the row order of
-:data:`pivotune.objectives.clo.BLOCKS`.
+mask is exact (:func:`pivotune.data.collate.encode_sample`), in the row order of :data:`BLOCKS`.
 """
 
 from __future__ import annotations
@@ -20,12 +19,16 @@ from dataclasses import dataclass
 
 import torch
 
-from ..errors import DataError
-from ..objectives.clo import BLOCKS
-from .collate import Encoded, encode_sample
-from .records import IGNORE_INDEX, Sample
+from ...data.collate import Encoded, encode_sample
+from ...data.mixture import load_source
+from ...data.records import IGNORE_INDEX, Sample
+from ...errors import DataError, PivotuneError
 
 log = logging.getLogger(__name__)
+
+#: Row blocks of a CLO batch: (prompt language, response language). Pairs: (0 chosen, 1 rejected) on
+#: English prompts, (2 chosen, 3 rejected) on target prompts; block 2 is also the NLL term's data.
+BLOCKS = (("en", "en"), ("en", "tgt"), ("tgt", "tgt"), ("tgt", "en"))
 
 
 @dataclass(frozen=True)
@@ -83,6 +86,44 @@ def pair_translations(english: list[Sample], target: list[Sample], *, english_fi
     if identical:
         log.warning("CLO: %d of %d units of %s have identical English and translated responses "
                     "(no preference between them) and were left out", identical, len(english), target_file)
+    return units
+
+
+def clo_units(cfg, samples: list[Sample] | None = None) -> list[CrossLingualUnit]:
+    """Units of the run: the English rows (every role-``en`` source, in config order) paired row by row
+    with each target language's translated rows (its role-``tgt`` sources, in config order).
+
+    ``samples`` replaces loading ``cfg.data`` (grouped the same way, order kept)."""
+    english: list[Sample] = []
+    target: dict[str, list[Sample]] = {}
+    files: dict[str, list[str]] = {"en": []}
+    if samples is None:
+        for src in cfg.data:
+            if src.role not in ("en", "tgt"):
+                log.info("method %s does not train on role %s: source %s left out", cfg.method, src.role, src.name)
+                continue
+            rows = load_source(src, skip_invalid=cfg.skip_invalid)
+            key = "en" if src.role == "en" else src.lang
+            (english if src.role == "en" else target.setdefault(src.lang, [])).extend(rows)
+            files.setdefault(key, []).append(src.path)
+    else:
+        for s in samples:
+            if s.role == "en":
+                english.append(s)
+            elif s.role == "tgt":
+                target.setdefault(s.lang, []).append(s)
+    if not english or not target:
+        raise PivotuneError(
+            f"method '{cfg.method}' builds cross-lingual pairs from English instructions (a data source with role "
+            "'en') and their translations (one source with role 'tgt' per target language, row i translating "
+            f"English row i); got {len(english)} English and "
+            f"{sum(map(len, target.values()))} translated rows.")
+    limit = cfg.clo.max_items
+    units = []
+    for lang, rows in target.items():
+        got = pair_translations(english, rows, english_file=" + ".join(files["en"]) or "",
+                                target_file=" + ".join(files.get(lang, [])) or "")
+        units += got[:limit] if limit is not None else got
     return units
 
 
@@ -159,3 +200,14 @@ class UnitCollator:
             batch["ref_logps"] = torch.tensor([u.ref_logps[k] for k in range(len(BLOCKS)) for u in units],
                                               dtype=torch.float64)
         return batch
+
+
+def unit_describer(encoded: list[EncodedUnit]):
+    """``describe(i)`` for the loss guard: CLO unit ``i`` → its language and the two rows it pairs."""
+    def describe(i: int) -> str:
+        u = encoded[i].unit if 0 <= i < len(encoded) else None
+        if u is None:
+            return f"CLO unit {i}"
+        return (f"{u.target.lang} unit of English row {u.english.origin or '?'} (source '{u.english.source or '?'}') "
+                f"and its translation {u.target.origin or '?'} (source '{u.target.source or '?'}')")
+    return describe

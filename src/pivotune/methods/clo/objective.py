@@ -18,8 +18,8 @@ Written here rather than with TRL's DPOTrainer: TRL 1.16 runs on transformers 5.
 ("sft") term covers every chosen response, English included, which CLO's ablation leaves out, and
 changing that means overriding its private ``_compute_loss``.
 
-A batch holds 4B rows for B units, in four blocks of B (see :data:`BLOCKS`); ``ref_logps`` [4B] are the
-reference model's log-probabilities, computed once before training (``pivotune.train.clo``).
+A batch holds 4B rows for B units, in four blocks of B (see :data:`~pivotune.methods.clo.units.BLOCKS`);
+``ref_logps`` [4B] are the reference model's log-probabilities, computed once before training (the CLO road).
 """
 
 from __future__ import annotations
@@ -27,10 +27,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .base import Objective, count_supervised, supervised_targets
-#: Row blocks of a CLO batch: (prompt language, response language). Pairs: (0 chosen, 1 rejected) on
-#: English prompts, (2 chosen, 3 rejected) on target prompts; block 2 is also the NLL term's data.
-BLOCKS = (("en", "en"), ("en", "tgt"), ("tgt", "tgt"), ("tgt", "en"))
+from ...objectives.base import Objective, count_supervised, supervised_targets
+from .units import BLOCKS
 
 
 def sequence_logps(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 import torch
 
-from .records import IGNORE_INDEX, ROLE_IDS, Sample
-from .templates import render_alpaca
+from ...data.records import IGNORE_INDEX, ROLE_IDS, Sample
+from ...data.templates import render_alpaca
 
 log = logging.getLogger(__name__)
 

@@ -22,9 +22,9 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import DataError
-from .readers import text_lines
-from .records import Sample
+from ...data.readers import text_lines
+from ...data.records import Sample
+from ...errors import DataError
 
 #: English function words that are never switched (articles, pronouns, auxiliaries, prepositions, conjunctions).
 FUNCTION_WORDS = frozenset(
@@ -72,7 +72,7 @@ def read_lexicon(path: str | Path, lang: str) -> Lexicon:
 
 def write_lexicon(path: str | Path, pairs: list[tuple[str, str]]) -> None:
     """Write pairs in the same format (one ``english translation`` per line)."""
-    from ..io import write_text_atomic
+    from ...io import write_text_atomic
 
     for english, target in pairs:
         if len(english.split()) != 1 or len(target.split()) != 1:

@@ -37,11 +37,11 @@ import torch
 import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
-from ..data.records import ROLE_IDS
-from ..errors import PivotuneError
-from ..models.arch import arch_info, truncated_forward, unembed_logits, unwrap
-from ..models.pivot_head import PivotedModel, PivotHead, resolve_pivot_layer
-from .base import Objective, supervised_targets
+from ...data.records import ROLE_IDS
+from ...errors import PivotuneError
+from ...models.arch import arch_info, truncated_forward, unembed_logits, unwrap
+from ...models.pivot_head import PivotedModel, PivotHead, resolve_pivot_layer
+from ...objectives.base import Objective, supervised_targets
 
 EN = ROLE_IDS["en"]
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from .base import Objective, count_supervised, weighted_token_ce
+from ...objectives.base import Objective, count_supervised, weighted_token_ce
 
 
 class SFTObjective(Objective):

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import torch
 
-from ..data.records import IGNORE_INDEX
-from .base import Objective, weighted_token_ce
+from ...data.records import IGNORE_INDEX
+from ...objectives.base import Objective, weighted_token_ce
 
 
 class LinguaLiftObjective(Objective):
