@@ -6,7 +6,7 @@ import json
 
 import pytest
 from pivotune.errors import PivotuneError
-from pivotune.vocab.extend import extend_tokenizer
+from pivotune.vocab.extend import CorpusTooSmall, extend_tokenizer
 from pivotune.vocab.measure import CHECK_TEXTS, tokens_per_word
 from pivotune.vocab.scripts import TargetScripts
 from vocab_helpers import KINDS, NEW_TOKENS
@@ -92,8 +92,9 @@ def test_saved_tokenizer_loads_with_autotokenizer(tmp_path, extended, held_out):
 
 def test_a_corpus_too_small_is_refused_naming_the_most_it_yields(base_tokenizers, corpus):
     """Asking more tokens than the corpus has pairs to merge: an error naming the count to ask for instead."""
-    with pytest.raises(PivotuneError, match=r"too small to learn 5000 new tokens.*--n-new \d+"):
+    with pytest.raises(CorpusTooSmall, match=r"too small to learn 5000 new tokens.*--n-new \d+") as err:
         extend_tokenizer(base_tokenizers["byte_level"], corpus["th"][:50], 5000)
+    assert extend_tokenizer(base_tokenizers["byte_level"], corpus["th"][:50], err.value.learnable).new_tokens
 
 
 def test_a_corpus_without_target_script_words_is_refused(base_tokenizers, corpus):

@@ -48,6 +48,14 @@ STALE_FILES = ("tokenizer.model", "vocab.json", "merges.txt", "vocab.txt", "spie
 _ROUND_TRIP_SAMPLE = 2000   # corpus texts whose round trip is checked
 
 
+class CorpusTooSmall(PivotuneError):
+    """The corpus yields fewer new tokens than asked; ``learnable`` is how many it does yield."""
+
+    def __init__(self, message: str, learnable: int):
+        super().__init__(message)
+        self.learnable = learnable
+
+
 @dataclass(frozen=True)
 class Extension:
     """An extended tokenizer and what was added to it.
@@ -325,12 +333,12 @@ def extend_tokenizer(tokenizer, texts: Iterable[str], n_new: int, *, scripts: Se
                            min_frequency)
     learned = len(characters) + len(merges)
     if learned < n_new:
-        raise PivotuneError(
+        raise CorpusTooSmall(
             f"The corpus is too small to learn {n_new} new tokens: its {sum(words.values())} {script_names}-script "
             f"words ({len(words)} distinct) yield only {learned}"
             + (f" ({len(characters)} characters, {len(merges)} merges)" if characters else "")
             + f" before no pair of adjacent tokens occurs at least {min_frequency} times. Give more target-language "
-              f"text, or ask for at most {learned} new tokens (--n-new {learned}).")
+              f"text, or ask for at most {learned} new tokens (--n-new {learned}).", learned)
     final = _with_tokens(start, [], merges)
     new_tokens = (*characters, *(a + b for a, b in merges))
     expected = {t: final["model"]["vocab"][t] for t in new_tokens}
