@@ -64,7 +64,8 @@ def test_new_tokens_and_merges_come_after_every_old_one(kind, base_tokenizers, e
     assert list(ext.new_ids) == list(range(ext.new_ids[0], ext.new_ids[0] + NEW_TOKENS))
     old_merges = json.loads(old.backend_tokenizer.to_str())["model"]["merges"]
     new_merges = json.loads(ext.tokenizer.backend_tokenizer.to_str())["model"]["merges"]
-    assert new_merges[:len(old_merges)] == old_merges and len(new_merges) == len(old_merges) + NEW_TOKENS - ext.characters
+    assert new_merges[:len(old_merges)] == old_merges
+    assert len(new_merges) == len(old_merges) + NEW_TOKENS - ext.characters
     assert all(any(THAI.is_target(c) for c in ext.tokenizer.convert_tokens_to_string([t])) for t in ext.new_tokens)
 
 

@@ -63,8 +63,8 @@ class Extension:
     ``new_tokens``/``new_ids`` list the added tokens in id order (ids follow every old id, added special
     tokens included); ``characters`` of them are single target characters a SentencePiece-style tokenizer
     spelled in byte-fallback tokens before. ``words_kept_whole``: the split pattern now counts the target's
-    combining marks as letters (:mod:`pivotune.vocab.pretokenizer`). ``checked`` check texts outside the target script were
-    confirmed to tokenize as before.
+    combining marks as letters (:mod:`pivotune.vocab.pretokenizer`). ``checked`` check texts outside the
+    target script were confirmed to tokenize as before.
     """
 
     tokenizer: object
@@ -272,7 +272,6 @@ def _reloaded(tokenizer, data: dict, expected: dict[str, int], name: str):
             Path(tmp, stale).unlink(missing_ok=True)
         Path(tmp, "tokenizer.json").write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
         new = AutoTokenizer.from_pretrained(tmp, local_files_only=True)
-        new.backend_tokenizer   # noqa: B018 - load the backend before the directory goes
     ids = new.get_vocab()
     moved = [t for t, i in [*tokenizer.get_vocab().items(), *expected.items()] if ids.get(t) != i]
     if moved:
@@ -292,8 +291,28 @@ def _keeps_splitting(tokenizer, data: dict, name: str) -> bool:
     return all(written.get(k) == loaded.get(k) for k in ("normalizer", "pre_tokenizer"))
 
 
+def _verify(old, new, target: TargetScripts, check_texts: Iterable[str], texts: list[str]) -> int:
+    """Refuse ``new`` if it tokenizes a check text outside the target script differently from ``old``, or
+    decodes any text differently; returns how many check texts were compared."""
+    script_names = "+".join(target.codes)
+    checks = [t for t in (*CHECK_TEXTS, *check_texts) if not any(target.is_target(c) for c in t)]
+    changed = tokenization_changes(old, new, checks)
+    if changed:
+        text, before, after = changed[0]
+        raise PivotuneError(
+            f"Refusing the extension: it would change how text outside {script_names} script tokenizes "
+            f"({len(changed)} of {len(checks)} check texts), e.g. {text[:80]!r}: {before[:12]} became {after[:12]}. "
+            "Nothing was written. Check the target script (--script) and the tokenizer's pre-tokenizer.")
+    broken = round_trip_failures(old, new, [*checks, *texts[:_ROUND_TRIP_SAMPLE]])
+    if broken:
+        raise PivotuneError(f"Refusing the extension: the extended tokenizer decodes {len(broken)} texts differently "
+                            f"from the base tokenizer, e.g. {broken[0][:80]!r}. Nothing was written.")
+    return len(checks)
+
+
 def extend_tokenizer(tokenizer, texts: Iterable[str], n_new: int, *, scripts: Sequence[str] | None = None,
-                     check_texts: Iterable[str] = (), min_frequency: int = 2, name: str = "the base model") -> Extension:
+                     check_texts: Iterable[str] = (), min_frequency: int = 2,
+                     name: str = "the base model") -> Extension:
     """``tokenizer`` extended with ``n_new`` tokens learned from the target-language ``texts``.
 
     ``scripts`` are the target's Unicode scripts (ISO 15924: ``("Thai",)``), by default the corpus's most
@@ -305,20 +324,19 @@ def extend_tokenizer(tokenizer, texts: Iterable[str], n_new: int, *, scripts: Se
     texts = list(texts)
     if isinstance(n_new, bool) or not isinstance(n_new, int) or n_new < 1:
         raise PivotuneError(f"The number of new tokens must be a positive integer, got {n_new!r}.")
-    backend = getattr(tokenizer, "backend_tokenizer", None)
-    if backend is None:
+    from tokenizers import Tokenizer
+    from transformers import PreTrainedTokenizerFast
+
+    if not isinstance(tokenizer, PreTrainedTokenizerFast):
         raise PivotuneError(f"Cannot extend the tokenizer of {name}: it is a slow (Python) tokenizer "
                             f"({type(tokenizer).__name__}); vocabulary extension needs a fast one (tokenizer.json).")
-    data = json.loads(backend.to_str())
+    data = json.loads(tokenizer.backend_tokenizer.to_str())
     alphabet = _alphabet(data, name)
     target = TargetScripts(tuple(scripts) if scripts else detect_scripts(texts))
     widened = keep_words_whole(data, target.marks())
     if widened is not None and not _keeps_splitting(tokenizer, widened, name):
         widened = None
     base = widened or data
-
-    from tokenizers import Tokenizer
-
     pieces = _pieces(Tokenizer.from_str(json.dumps(base)), texts)
     characters = [] if alphabet.byte_level else _new_characters(pieces, base["model"]["vocab"], target,
                                                                   min_frequency)[:n_new]
@@ -344,18 +362,7 @@ def extend_tokenizer(tokenizer, texts: Iterable[str], n_new: int, *, scripts: Se
     expected = {t: final["model"]["vocab"][t] for t in new_tokens}
     extended = _reloaded(tokenizer, final, expected, name)
 
-    checks = [t for t in (*CHECK_TEXTS, *check_texts) if not any(target.is_target(c) for c in t)]
-    changed = tokenization_changes(tokenizer, extended, checks)
-    if changed:
-        text, old, new = changed[0]
-        raise PivotuneError(
-            f"Refusing the extension: it would change how text outside {script_names} script tokenizes "
-            f"({len(changed)} of {len(checks)} check texts), e.g. {text[:80]!r}: {old[:12]} became {new[:12]}. "
-            "Nothing was written. Check the target script (--script) and the tokenizer's pre-tokenizer.")
-    broken = round_trip_failures(tokenizer, extended, [*checks, *texts[:_ROUND_TRIP_SAMPLE]])
-    if broken:
-        raise PivotuneError(f"Refusing the extension: the extended tokenizer decodes {len(broken)} texts differently "
-                            f"from the base tokenizer, e.g. {broken[0][:80]!r}. Nothing was written.")
+    checked = _verify(tokenizer, extended, target, check_texts, texts)
     return Extension(tokenizer=extended, new_tokens=new_tokens, new_ids=tuple(expected.values()),
-                     characters=len(characters), words_kept_whole=widened is not None, scripts=target.codes, kind=alphabet.kind,
-                     target_words=sum(words.values()), checked=len(checks))
+                     characters=len(characters), words_kept_whole=widened is not None, scripts=target.codes,
+                     kind=alphabet.kind, target_words=sum(words.values()), checked=checked)
