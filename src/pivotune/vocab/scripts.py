@@ -93,8 +93,9 @@ class TargetScripts:
         """Whether every text whose UTF-8 contains ``data`` contains a target-script character.
 
         True when ``data`` holds a whole target character, or ends in the start of a character that can
-        only be a target one (``E0 B8`` opens U+0E00–U+0E3F, all Thai). Leading continuation bytes belong to a
-        character that began before and decide nothing.
+        only be a target one (``E0 B9`` opens U+0E40–U+0E7F, Thai or unassigned; ``E0 B8`` does not: U+0E3F,
+        the baht sign, is Common). Leading continuation bytes belong to a character that began before and
+        decide nothing.
         """
         i, n = 0, len(data)
         while i < n and 0x80 <= data[i] < 0xC0:
