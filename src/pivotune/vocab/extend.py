@@ -30,6 +30,7 @@ target script or breaks decoding (:mod:`pivotune.vocab.measure`).
 
 from __future__ import annotations
 
+import functools
 import heapq
 import json
 import tempfile
@@ -117,6 +118,7 @@ class _Alphabet:
         return [tuple(g) for g in groups]
 
 
+@functools.lru_cache(maxsize=1)
 def _byte_decoder() -> dict[str, int]:
     """GPT-2's ``bytes_to_unicode`` table, inverted (character → byte)."""
     printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
@@ -184,16 +186,23 @@ def _new_characters(pieces: Counter, vocab: dict, target: TargetScripts, min_fre
 def _target_words(model, pieces: Counter, alphabet: _Alphabet, target: TargetScripts) -> Counter:
     """The corpus's target-script words as token tuples of ``model``, with their counts."""
     words: Counter[tuple[str, ...]] = Counter()
+    kept: dict[tuple[str, ...], bool] = {}   # a SentencePiece piece is a whole line: its words repeat
     for piece, n in pieces.items():
         for word in alphabet.words([t.value for t in model.tokenize(piece)]):
-            spelled = [alphabet.token_bytes(t) for t in word]
-            try:
-                text = b"".join(spelled).decode("utf-8") if all(b is not None for b in spelled) else ""
-            except UnicodeDecodeError:
-                continue
-            if target.is_word(text.lstrip()):
+            if word not in kept:
+                kept[word] = target.is_word(_spelled(word, alphabet).lstrip())
+            if kept[word]:
                 words[word] += n
     return words
+
+
+def _spelled(word: tuple[str, ...], alphabet: _Alphabet) -> str:
+    """The text a word's tokens spell ("" when a token spells no bytes, such as an unknown token)."""
+    spelled = [alphabet.token_bytes(t) for t in word]
+    try:
+        return b"".join(spelled).decode("utf-8") if all(b is not None for b in spelled) else ""
+    except UnicodeDecodeError:
+        return ""
 
 
 def _learn_merges(words: Counter, budget: int, vocab: set[str], alphabet: _Alphabet, target: TargetScripts,
