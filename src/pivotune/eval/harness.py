@@ -17,9 +17,11 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from ..data.parallel import FLORES_SPLITS
 from ..errors import PivotuneError
 from ..io import child_path, write_json_atomic, write_jsonl_atomic
 from . import registry
+from .flores import DEFAULT_SPLIT
 
 log = logging.getLogger(__name__)
 
@@ -132,9 +134,10 @@ def evaluate(model, tasks: Sequence[str], *, tokenizer=None, batch_size: int = 8
 
 def run_eval(target: str, tasks: list[str] | None = None, preset: str | None = None, *,
              out_dir: str | Path | None = None, indicqa_dir: str | Path | None = None,
-             toy_world: str | Path | None = None, **kwargs) -> tuple[dict, Path]:
+             toy_world: str | Path | None = None, flores_dir: str | Path | None = None,
+             flores_split: str = DEFAULT_SPLIT, **kwargs) -> tuple[dict, Path]:
     """``pivotune eval``: resolve the model and tasks, write local-data tasks, evaluate, save."""
-    from . import indicqa, toy_tasks
+    from . import flores, indicqa, toy_tasks
 
     names = registry.expand(tasks, preset)
     model_dir, run_dir = model_source(target)
@@ -156,6 +159,8 @@ def run_eval(target: str, tasks: list[str] | None = None, preset: str | None = N
                 raise PivotuneError("pivotune_toy_* tasks need --toy-world DIR (a toy world's directory).")
             for task in sorted({t for t, _ in toy}):
                 toy_tasks.write_tasks(toy_world, work, sorted({l for t2, l in toy if t2 == task}), [task])
+        flores.write_tasks(names, work, flores_dir=flores_dir, toy_world=toy_world, split=flores_split,
+                           limit=kwargs.get("limit"))
         if run_dir is not None and (Path(model_dir) / "adapter_config.json").is_file():
             from ..export import export  # a LoRA run: merge into a plain model first
 
@@ -169,7 +174,8 @@ def run_eval(target: str, tasks: list[str] | None = None, preset: str | None = N
 def _cmd_eval(args) -> int:
     res, out = run_eval(args.model, args.tasks, args.preset, out_dir=args.out, indicqa_dir=args.indicqa_dir,
                         toy_world=args.toy_world, batch_size=args.batch_size, dtype=args.dtype,
-                        limit=args.limit, log_samples=args.log_samples)
+                        limit=args.limit, log_samples=args.log_samples, flores_dir=args.flores_dir,
+                        flores_split=args.flores_split)
     from .compare import format_results
 
     print(format_results(res))
@@ -200,4 +206,7 @@ def add_parser(sub) -> None:
                    help="weights dtype (default: bfloat16 on a GPU, float32 on a CPU)")
     e.add_argument("--limit", type=int, help="evaluate only the first N items per task (for a quick look)")
     e.add_argument("--log-samples", action="store_true", help="also write each item's prompt and output")
+    e.add_argument("--flores-dir", help="local FLORES-200/FLORES+ files, for pivotune_flores_SRC-TGT tasks")
+    e.add_argument("--flores-split", choices=FLORES_SPLITS, default=DEFAULT_SPLIT,
+                   help=f"FLORES split to translate (default {DEFAULT_SPLIT})")
     e.set_defaults(func=_cmd_eval)

@@ -9,7 +9,9 @@ they never shadow a harness task:
 - ``pivotune_mlqa_ar``: the harness's MLQA Arabic with Arabic prompt labels (the PROM paper
   prompts in the target language; the harness's MLQA prompts in English);
 - ``pivotune_indicqa_LANG``: IndicQA, written per run from local data (:mod:`.indicqa`);
-- ``pivotune_toy_{mgsm,xquad}_LANG``: the toy world's sets (:mod:`.toy_tasks`).
+- ``pivotune_toy_{mgsm,xquad}_LANG``: the toy world's sets (:mod:`.toy_tasks`);
+- ``pivotune_flores_SRC-TGT`` / ``pivotune_toy_flores_SRC-TGT``: translation from local FLORES files
+  or the toy world's toy-FLORES (:mod:`.flores`).
 """
 
 from __future__ import annotations
@@ -107,8 +109,9 @@ def check_names(names: list[str], tm) -> None:
         lines.append(f"{n!r}" + (f" (did you mean {', '.join(close)}?)" if close else ""))
     raise PivotuneError(f"unknown task name(s): {'; '.join(lines)}. List the harness's tasks with "
                         "`lm-eval ls tasks`; pivotune's own are pivotune_xquad_LANG, pivotune_mlqa_ar, "
-                        f"pivotune_indicqa_LANG ({', '.join(INDICQA_LANGS)}) and, with --toy-world, "
-                        "pivotune_toy_{mgsm,xquad}_LANG; presets: " + ", ".join(PRESETS) + ".")
+                        f"pivotune_indicqa_LANG ({', '.join(INDICQA_LANGS)}), with --flores-dir "
+                        "pivotune_flores_SRC-TGT and, with --toy-world, pivotune_toy_{mgsm,xquad}_LANG and "
+                        "pivotune_toy_flores_SRC-TGT; presets: " + ", ".join(PRESETS) + ".")
 
 
 # -- what a task measures (for the tables) ----------------------------------------------------------
