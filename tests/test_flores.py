@@ -127,8 +127,8 @@ def test_comet_files_from_logged_samples(tmp_path):
 
 
 def test_eval_end_to_end_with_sacrebleu_check(tmp_path, tiny_model_dir, one_thread):
-    """`pivotune eval` on FLORES tasks writes chrF++ and BLEU; the stored scores equal sacrebleu's command
-    line on the logged generations."""
+    """`pivotune eval` on FLORES tasks writes chrF++, BLEU and the confusion rates; the stored scores equal
+    sacrebleu's command line on the logged generations."""
     root = _flores200(tmp_path / "flores")
     out = tmp_path / "eval"
     tasks = ["pivotune_flores_en-th", "pivotune_flores_th-en"]
@@ -145,3 +145,4 @@ def test_eval_end_to_end_with_sacrebleu_check(tmp_path, tiny_model_dir, one_thre
         bleu, chrf = _cli_scores(tmp_path / "ref.txt", tmp_path / "hyp.txt", samples[0]["doc"]["bleu_tokenize"])
         assert metrics["chrf++,none"] == pytest.approx(chrf, abs=1e-3)
         assert metrics["bleu,none"] == pytest.approx(bleu, abs=1e-3)
+        assert "confusion_judged,none" in metrics

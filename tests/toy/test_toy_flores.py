@@ -1,5 +1,5 @@
 """toy-FLORES: held-out sentences translated exactly, in the FLORES layout, evaluated through the harness
-with chrF++/BLEU."""
+with chrF++/BLEU and script-based language confusion."""
 
 from __future__ import annotations
 
@@ -41,7 +41,8 @@ def test_toy_flores_is_held_out_and_exact(world):
 
 
 def test_toy_flores_through_the_harness(world, tmp_path, tiny_model_dir, one_thread, capsys):
-    """`pivotune eval --toy-world` scores toy-FLORES; a world without toy-FLORES is a clear error."""
+    """`pivotune eval --toy-world` scores toy-FLORES and measures confusion by script; a world without
+    toy-FLORES is a clear error."""
     cfg, root = world
     out = tmp_path / "eval"
     tasks = ["pivotune_toy_flores_en-el", "pivotune_toy_flores_th-en"]
@@ -50,7 +51,7 @@ def test_toy_flores_through_the_harness(world, tmp_path, tiny_model_dir, one_thr
     res = json.loads((out / "results.json").read_text())
     for task in tasks:
         metrics = res["results"][task]
-        assert {"chrf++,none", "bleu,none"} <= set(metrics)
+        assert {"chrf++,none", "bleu,none", "confusion_judged,none"} <= set(metrics)
         rows = [json.loads(l) for l in (out / "samples" / f"{task}.jsonl").read_text().splitlines()]
         assert rows[0]["doc"]["bleu_tokenize"] == "13a"
         assert rows[0]["arguments"][0][1]["max_gen_toks"] == flores.TOY_MAX_GEN_TOKS

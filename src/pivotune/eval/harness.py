@@ -20,7 +20,7 @@ from pathlib import Path
 from ..data.parallel import FLORES_SPLITS
 from ..errors import PivotuneError
 from ..io import child_path, write_json_atomic, write_jsonl_atomic
-from . import registry
+from . import confusion, registry
 from .flores import DEFAULT_SPLIT
 
 log = logging.getLogger(__name__)
@@ -114,9 +114,13 @@ def evaluate(model, tasks: Sequence[str], *, tokenizer=None, batch_size: int = 8
             raise PivotuneError("evaluate() was given a loaded model without its tokenizer.")
         lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size, max_length=max_length)
     t0 = time.perf_counter()
-    res = simple_evaluate(model=lm, tasks=built, task_manager=tm, limit=limit, log_samples=log_samples,
+    # Samples are always collected: language confusion is measured on the raw generations.
+    res = simple_evaluate(model=lm, tasks=built, task_manager=tm, limit=limit, log_samples=True,
                           bootstrap_iters=bootstrap_iters)
     samples = res.pop("samples", None) or {}
+    confusion.annotate(res, samples)
+    if not log_samples:
+        samples = {}
     res = json.loads(json.dumps(res, default=handle_non_serializable, ensure_ascii=False))
     res["pivotune"] = {"model": str(source), "tasks": names, "batch_size": batch_size,
                        "dtype": str(getattr(model, "dtype", dtype)), "limit": limit, "lm_eval": _version(),
