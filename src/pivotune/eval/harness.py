@@ -20,6 +20,7 @@ from pathlib import Path
 from ..data.parallel import FLORES_SPLITS
 from ..errors import PivotuneError
 from ..io import child_path, write_json_atomic, write_jsonl_atomic
+from ..languages import add_extra_languages_option
 from . import confusion, registry
 from .flores import DEFAULT_SPLIT
 
@@ -138,13 +139,15 @@ def evaluate(model, tasks: Sequence[str], *, tokenizer=None, batch_size: int = 8
 
 def run_eval(target: str, tasks: list[str] | None = None, preset: str | None = None, *,
              out_dir: str | Path | None = None, indicqa_dir: str | Path | None = None,
-             toy_world: str | Path | None = None, flores_dir: str | Path | None = None,
-             flores_split: str = DEFAULT_SPLIT, **kwargs) -> tuple[dict, Path]:
-    """``pivotune eval``: resolve the model and tasks, write local-data tasks, evaluate, save."""
-    from . import flores, indicqa, toy_tasks
+             toy_world: str | Path | None = None, languages: list[str] | None = None,
+             flores_dir: str | Path | None = None, flores_split: str = DEFAULT_SPLIT,
+             **kwargs) -> tuple[dict, Path]:
+    """``pivotune eval``: resolve the model and tasks, write local-data tasks, evaluate, save.
+    ``languages``: for the presets that follow them (default: the run's)."""
+    from . import flores, indicqa, suites, toy_tasks
 
-    names = registry.expand(tasks, preset)
     model_dir, run_dir = model_source(target)
+    names = registry.expand(tasks, preset, languages or suites.run_languages(run_dir))
     if out_dir is None:
         if run_dir is None and not Path(model_dir).is_dir():
             raise PivotuneError(f"{target} is a hub name; say where to write results with --out.")
@@ -178,13 +181,20 @@ def run_eval(target: str, tasks: list[str] | None = None, preset: str | None = N
 def _cmd_eval(args) -> int:
     res, out = run_eval(args.model, args.tasks, args.preset, out_dir=args.out, indicqa_dir=args.indicqa_dir,
                         toy_world=args.toy_world, batch_size=args.batch_size, dtype=args.dtype,
-                        limit=args.limit, log_samples=args.log_samples, flores_dir=args.flores_dir,
-                        flores_split=args.flores_split)
+                        limit=args.limit, log_samples=args.log_samples,
+                        languages=_languages(args), flores_dir=args.flores_dir, flores_split=args.flores_split)
     from .compare import format_results
 
     print(format_results(res))
     print(f"results: {out / 'results.json'}")
     return 0
+
+
+def _languages(args) -> list[str]:
+    from ..languages import CLI_HATCH, check_code, declared
+
+    extra = declared(args.extra_languages, "--extra-languages")
+    return [check_code(l, "--languages", extra=extra, hatch=CLI_HATCH) for l in args.languages or []]
 
 
 def add_parser(sub) -> None:
@@ -195,7 +205,10 @@ def add_parser(sub) -> None:
                                    "is a LoRA adapter) or a hub name. Writes OUT/results.json (default RUN/eval). "
                                    "Preset prom-paper: XQuAD th/ar/el, MLQA ar, IndicQA ta/mr/ml, MGSM sw/th/bn/te "
                                    "with target-language prompts (pivotune_* tasks are our own variants: see "
-                                   "pivotune.eval.registry).",
+                                   "pivotune.eval.registry). Presets global (Belebele, Global-MMLU, XCOPA, XNLI, "
+                                   "XStoryCloze, MGSM), english-retention (MMLU, ARC-Challenge, HellaSwag, GSM8K) and "
+                                   "flores (FLORES en<->target, --flores-dir) follow the run's languages. Every "
+                                   "generative task also reports language confusion (line/word pass rates).",
                        epilog="examples:\n  pivotune eval runs/thai-prom --preset prom-paper --indicqa-dir indicqa\n"
                               "  pivotune eval meta-llama/Llama-2-7b-hf --tasks mgsm_native_cot_th "
                               "pivotune_xquad_th --out runs/llama2/eval")
@@ -210,7 +223,10 @@ def add_parser(sub) -> None:
                    help="weights dtype (default: bfloat16 on a GPU, float32 on a CPU)")
     e.add_argument("--limit", type=int, help="evaluate only the first N items per task (for a quick look)")
     e.add_argument("--log-samples", action="store_true", help="also write each item's prompt and output")
+    e.add_argument("--languages", nargs="+", metavar="LANG",
+                   help="target languages for the presets that follow them (default: the run's config)")
     e.add_argument("--flores-dir", help="local FLORES-200/FLORES+ files, for pivotune_flores_SRC-TGT tasks")
     e.add_argument("--flores-split", choices=FLORES_SPLITS, default=DEFAULT_SPLIT,
                    help=f"FLORES split to translate (default {DEFAULT_SPLIT})")
+    add_extra_languages_option(e)
     e.set_defaults(func=_cmd_eval)
