@@ -1,15 +1,19 @@
 """The presets that follow the run's languages resolve to the installed harness's own task names, a
-lacking language is one line."""
+lacking language is one line; and the generation backend option (vLLM's wiring, tested without vLLM)."""
 
 from __future__ import annotations
 
+import json
 import logging
+import shutil
+import sys
+import types
 
 import pytest
 
 from pivotune.cli import main
 from pivotune.errors import PivotuneError
-from pivotune.eval import registry, suites
+from pivotune.eval import backends, registry, suites
 
 EXPECTED = {
     "global": {
@@ -76,3 +80,63 @@ def test_run_languages_come_from_the_run_config(tmp_path, tiny_model_dir, capsys
     assert main(["eval", str(tiny_model_dir), "--preset", "flores", "--languages", "thai",
                  "--out", str(tmp_path / "o")]) == 2
     assert "--languages: 'thai' is not a language code" in capsys.readouterr().err
+
+
+# -- backends ------------------------------------------------------------------------------------------
+
+def _flores_dir(root):
+    (root / "devtest").mkdir(parents=True)
+    (root / "devtest" / "eng_Latn.devtest").write_text("A cat sleeps.\nTwo dogs run.\n", encoding="utf-8")
+    (root / "devtest" / "tha_Thai.devtest").write_text("แมวนอน\nสุนัขสองตัววิ่ง\n", encoding="utf-8")
+    return root
+
+
+def test_vllm_missing_is_one_clear_line(tmp_path, tiny_model_dir, capsys, monkeypatch):
+    """Without vLLM, --backend vllm stops before loading anything, with one line saying how to install it."""
+    monkeypatch.setattr(backends, "vllm_installed", lambda: False)
+    assert main(["eval", str(tiny_model_dir), "--tasks", "pivotune_flores_en-th", "--flores-dir",
+                 str(_flores_dir(tmp_path / "f")), "--backend", "vllm", "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"error: {backends.VLLM_INSTALL}" and "pip install vllm" in err and "\n" not in err
+    assert not (tmp_path / "o").exists()
+    assert backends.vllm_model_args("m", dtype="bfloat16", max_length=2048) == {
+        "pretrained": "m", "dtype": "bfloat16", "batch_size": "auto", "max_model_len": 2048}
+    monkeypatch.setattr(backends, "vllm_installed", lambda: True)
+    with pytest.raises(PivotuneError, match="in-memory model runs on --backend hf"):
+        backends.vllm_lm(object())
+
+
+def test_vllm_backend_gets_the_runs_model_directory(tmp_path, tiny_model_dir, monkeypatch):
+    """With vLLM present, the harness's VLLM model is built from the run's model/ directory and its
+    generations are scored like any other backend's (a stand-in VLLM here: no GPU, no vLLM)."""
+    from lm_eval.api.model import LM
+
+    class FakeVLLM(LM):
+        made: list = []
+
+        def __init__(self, **kwargs):
+            super().__init__()
+            FakeVLLM.made.append(kwargs)
+
+        def generate_until(self, requests, disable_tqdm=False):
+            return ["แมวนอน" for _ in requests]
+
+        def loglikelihood(self, requests, disable_tqdm=False):
+            raise NotImplementedError
+
+        def loglikelihood_rolling(self, requests, disable_tqdm=False):
+            raise NotImplementedError
+
+    monkeypatch.setattr(backends, "vllm_installed", lambda: True)
+    monkeypatch.setitem(sys.modules, "lm_eval.models.vllm_causallms", types.SimpleNamespace(VLLM=FakeVLLM))
+    run = tmp_path / "run"
+    shutil.copytree(tiny_model_dir, run / "model")
+    (run / "config.yaml").write_text("method: prom\nlanguages: [th]\n")
+    assert main(["eval", str(run), "--preset", "flores", "--flores-dir", str(_flores_dir(tmp_path / "f")),
+                 "--backend", "vllm", "--dtype", "bfloat16"]) == 0
+    assert FakeVLLM.made == [{"pretrained": str(run / "model"), "dtype": "bfloat16", "batch_size": "auto"}]
+    res = json.loads((run / "eval" / "results.json").read_text())
+    assert res["pivotune"]["backend"] == "vllm"
+    en_th = res["results"]["pivotune_flores_en-th"]
+    assert en_th["chrf++,none"] > en_th["bleu,none"] >= 0 and en_th["line_pass_rate,none"] == 1.0
+    assert res["results"]["pivotune_flores_th-en"]["line_pass_rate,none"] == 0.0   # Thai when English is asked

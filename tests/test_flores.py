@@ -146,3 +146,4 @@ def test_eval_end_to_end_with_sacrebleu_check(tmp_path, tiny_model_dir, one_thre
         assert metrics["chrf++,none"] == pytest.approx(chrf, abs=1e-3)
         assert metrics["bleu,none"] == pytest.approx(bleu, abs=1e-3)
         assert "confusion_judged,none" in metrics
+    assert res["pivotune"]["backend"] == "hf"

@@ -1,8 +1,9 @@
 """``pivotune eval``: a model or a run through lm-evaluation-harness (``simple_evaluate``, Hugging Face
-backend), results saved as JSON.
+backend, or vLLM with ``--backend vllm``: :mod:`.backends`), results saved as JSON.
 
 ``OUT/results.json`` holds the harness's own output (``results``, ``configs``, ``versions``,
-``n-samples``, ...) plus a ``pivotune`` block (model, tasks, settings, seconds); with
+``n-samples``, ...) plus a ``pivotune`` block (model, tasks, backend, settings, seconds); every
+generative task's metrics also hold its language-confusion rates (:mod:`.confusion`); with
 ``--log-samples`` each task's prompts and generations go to ``OUT/samples/TASK.jsonl``.
 """
 
@@ -21,7 +22,7 @@ from ..data.parallel import FLORES_SPLITS
 from ..errors import PivotuneError
 from ..io import child_path, write_json_atomic, write_jsonl_atomic
 from ..languages import add_extra_languages_option
-from . import confusion, registry
+from . import backends, confusion, registry
 from .flores import DEFAULT_SPLIT
 
 log = logging.getLogger(__name__)
@@ -86,7 +87,7 @@ def _build_tasks(names: list[str], tm) -> list:
 def evaluate(model, tasks: Sequence[str], *, tokenizer=None, batch_size: int = 8, dtype: str = "auto",
              limit: float | None = None, out_dir: str | Path | None = None,
              extra_task_dirs: Sequence[Path] = (), log_samples: bool = False, bootstrap_iters: int = 1000,
-             max_length: int | None = None) -> dict:
+             max_length: int | None = None, backend: str = backends.DEFAULT) -> dict:
     """Run ``tasks`` on ``model`` (a model directory/hub name, or a loaded model with ``tokenizer``).
 
     Returns the harness's result dict (without per-sample logs) plus a ``pivotune`` block; writes
@@ -96,12 +97,15 @@ def evaluate(model, tasks: Sequence[str], *, tokenizer=None, batch_size: int = 8
     from lm_eval.models.huggingface import HFLM
     from lm_eval.utils import handle_non_serializable
 
+    backends.check_available(backend)
     names = list(dict.fromkeys(tasks))
     tm = registry.task_manager(names, list(extra_task_dirs))
     registry.check_names(names, tm)
     source = model if isinstance(model, (str, Path)) else getattr(model, "name_or_path", "in-memory model")
     built = _build_tasks(names, tm)
-    if isinstance(model, (str, Path)) and (Path(model) / "bridge.json").is_file():
+    if backend in backends.BUILDERS:   # vllm: builds its own model from the directory
+        lm = backends.BUILDERS[backend](model, dtype=dtype, max_length=max_length)
+    elif isinstance(model, (str, Path)) and (Path(model) / "bridge.json").is_file():
         from .bridge_lm import (
             BridgeLM,  # LinguaLIFT: the prompt goes to the encoder, not the LM
         )
@@ -123,7 +127,7 @@ def evaluate(model, tasks: Sequence[str], *, tokenizer=None, batch_size: int = 8
     if not log_samples:
         samples = {}
     res = json.loads(json.dumps(res, default=handle_non_serializable, ensure_ascii=False))
-    res["pivotune"] = {"model": str(source), "tasks": names, "batch_size": batch_size,
+    res["pivotune"] = {"model": str(source), "tasks": names, "backend": backend, "batch_size": batch_size,
                        "dtype": str(getattr(model, "dtype", dtype)), "limit": limit, "lm_eval": _version(),
                        "seconds": round(time.perf_counter() - t0, 2)}
     if out_dir is not None:
@@ -181,7 +185,7 @@ def run_eval(target: str, tasks: list[str] | None = None, preset: str | None = N
 def _cmd_eval(args) -> int:
     res, out = run_eval(args.model, args.tasks, args.preset, out_dir=args.out, indicqa_dir=args.indicqa_dir,
                         toy_world=args.toy_world, batch_size=args.batch_size, dtype=args.dtype,
-                        limit=args.limit, log_samples=args.log_samples,
+                        limit=args.limit, log_samples=args.log_samples, backend=args.backend,
                         languages=_languages(args), flores_dir=args.flores_dir, flores_split=args.flores_split)
     from .compare import format_results
 
@@ -200,9 +204,10 @@ def _languages(args) -> list[str]:
 def add_parser(sub) -> None:
     e = sub.add_parser("eval", help="evaluate a model or a run with lm-evaluation-harness",
                        formatter_class=argparse.RawDescriptionHelpFormatter,
-                       description="Zero-shot evaluation through lm-evaluation-harness (Hugging Face backend). "
-                                   "MODEL is a model directory, a run directory (its model/, merged first when it "
-                                   "is a LoRA adapter) or a hub name. Writes OUT/results.json (default RUN/eval). "
+                       description="Zero-shot evaluation through lm-evaluation-harness (Hugging Face backend, "
+                                   "or vLLM with --backend vllm). MODEL is a model directory, a run directory (its "
+                                   "model/, merged first when it is a LoRA adapter) or a hub name. Writes "
+                                   "OUT/results.json (default RUN/eval). "
                                    "Preset prom-paper: XQuAD th/ar/el, MLQA ar, IndicQA ta/mr/ml, MGSM sw/th/bn/te "
                                    "with target-language prompts (pivotune_* tasks are our own variants: see "
                                    "pivotune.eval.registry). Presets global (Belebele, Global-MMLU, XCOPA, XNLI, "
@@ -217,12 +222,15 @@ def add_parser(sub) -> None:
     e.add_argument("--preset", choices=sorted(registry.PRESETS), help="a named task set")
     e.add_argument("--out", help="results directory (default RUN/eval or MODEL_DIR/eval)")
     e.add_argument("--indicqa-dir", help="local IndicQA data (see pivotune.eval.indicqa for how to get it)")
-    e.add_argument("--toy-world", help="a toy world directory, for pivotune_toy_{mgsm,xquad}_LANG tasks")
+    e.add_argument("--toy-world", help="a toy world directory, for pivotune_toy_{mgsm,xquad}_LANG and "
+                                       "pivotune_toy_flores_SRC-TGT tasks")
     e.add_argument("--batch-size", type=int, default=8, help="generation batch size (default 8, as the paper)")
     e.add_argument("--dtype", choices=["auto", "float32", "bfloat16", "float16"], default="auto",
                    help="weights dtype (default: bfloat16 on a GPU, float32 on a CPU)")
     e.add_argument("--limit", type=int, help="evaluate only the first N items per task (for a quick look)")
     e.add_argument("--log-samples", action="store_true", help="also write each item's prompt and output")
+    e.add_argument("--backend", choices=backends.NAMES, default=backends.DEFAULT,
+                   help="generation backend: hf (default) or vllm (the harness's vLLM model; pip install vllm)")
     e.add_argument("--languages", nargs="+", metavar="LANG",
                    help="target languages for the presets that follow them (default: the run's config)")
     e.add_argument("--flores-dir", help="local FLORES-200/FLORES+ files, for pivotune_flores_SRC-TGT tasks")
