@@ -9,7 +9,7 @@ import pytest
 import torch
 from conftest import tiny_llama
 
-from pivotune.config import load_config
+from pivotune.config import CloSettings, load_config
 from pivotune.data.clo_pairs import (
     UnitCollator,
     encode_units,
@@ -37,11 +37,6 @@ def _reverse(text: str) -> str:   # a stand-in "translation": exact, invertible,
 ENGLISH = [Sample(instruction=f"Name item {i}.", input="the house" if i % 2 else "", output=o, role="en", lang="en",
                   source="en.jsonl", origin=f"en.jsonl, line {i + 1}") for i, o in enumerate(OUTPUTS)]
 TARGET = translated_samples(ENGLISH, "xx", _reverse, source="xx.jsonl")
-
-
-class _Cfg:   # what the objective reads from a run config
-    def __init__(self, beta, nll_weight):
-        self.clo = type("S", (), {"beta": beta, "nll_weight": nll_weight})()
 
 
 def test_units_pair_rows_in_block_order():
@@ -94,8 +89,8 @@ def test_loss_equals_explicit_computation(tokenizer, one_thread):
     policy, reference = tiny_llama(tokenizer, seed=0).double(), tiny_llama(tokenizer, seed=1).double()
     units, batch = _batch(tokenizer, reference)
     beta, lam = 0.3, 0.25
-    objective = CLOObjective(_Cfg(beta, lam))
-    loss, parts = objective(policy, batch, objective.normalizers(batch))
+    objective = CLOObjective(CloSettings(beta=beta, nll_weight=lam))
+    loss, parts = objective.loss(policy, batch, objective.normalizers(batch))
 
     log_sigmoid = lambda x: -math.log1p(math.exp(-x))
     cl = nll = tokens = 0.0
@@ -115,14 +110,14 @@ def test_loss_equals_explicit_computation(tokenizer, one_thread):
 def test_nll_weight_one_is_sft_on_target_responses(tokenizer, one_thread):
     model = tiny_llama(tokenizer, seed=0).double()
     units, batch = _batch(tokenizer, model)
-    objective = CLOObjective(_Cfg(0.1, 1.0))
-    loss, _ = objective(model, batch, objective.normalizers(batch))
+    objective = CLOObjective(CloSettings(beta=0.1, nll_weight=1.0))
+    loss, _ = objective.loss(model, batch, objective.normalizers(batch))
     sft_batch = Collator(tokenizer.pad_token_id)([u.sequences[2] for u in units])
     sft = SFTObjective()
-    sft_loss, _ = sft(model, sft_batch, sft.normalizers(sft_batch))
+    sft_loss, _ = sft.loss(model, sft_batch, sft.normalizers(sft_batch))
     assert abs(loss.item() - sft_loss.item()) < 1e-6   # the SFT loss is computed in float32
     # at the start (policy = reference) every margin is 0: the preference term is 2·log 2 per unit
-    _, parts = CLOObjective(_Cfg(0.1, 0.0))(model, batch, objective.normalizers(batch))
+    _, parts = CLOObjective(CloSettings(beta=0.1, nll_weight=0.0)).loss(model, batch, objective.normalizers(batch))
     assert abs(float(parts["clo_cl"]) - 2 * math.log(2)) < 1e-9
 
 

@@ -43,7 +43,7 @@ def _sft_model():
 def _build(method: str):
     if method == "prom":
         obj, model = _objective(0.3)
-        obj.same_modules_every_rank = True
+        obj = obj.for_sharded_training()
         return obj, model, model.lm.model.layers
     obj, model = _sft_model()
     return obj, model, model.model.layers
@@ -78,12 +78,12 @@ def _fsdp_worker(out_path: str) -> None:
             norms = obj.normalizers(local)
             for v in norms.values():
                 dist.all_reduce(v)
-            loss, _ = obj(model, local, norms)
+            loss, _ = obj.loss(model, local, norms)
             (loss * world).backward()
             total = loss.detach().double()
             dist.all_reduce(total)
             full = _concat(parts)
-            ref_loss, _ = ref_obj(ref, full, ref_obj.normalizers(full))
+            ref_loss, _ = ref_obj.loss(ref, full, ref_obj.normalizers(full))
             ref_loss.backward()
             opt.step()
             ref_opt.step()
@@ -112,10 +112,9 @@ def test_same_modules_path_equals_the_early_stop_path(roles):
     batch = _rows(roles, seed=3)
     norms = obj.normalizers(batch)
     results = []
-    for uniform in (False, True):
-        obj.same_modules_every_rank = uniform
+    for objective in (obj, obj.for_sharded_training()):
         pm.zero_grad(set_to_none=True)
-        out = pm(batch, norms)
+        out = pm(batch, norms, objective.compute)
         out["loss"].backward()
         results.append((out, {k: p.grad for k, p in pm.named_parameters()}))
     (early, g_early), (same, g_same) = results

@@ -60,9 +60,8 @@ def _model_and_objective(tokenizer, method="xllama", lora=False):
     model = tiny_llama(tokenizer, layers=N_LAYERS, hidden=32, init_std=0.2).double()
     if lora:
         model = apply_lora(model, cfg.lora.model_copy(update={"r": 4, "dropout": 0.2}))
-    objective = build_objective("prom" if method.startswith("prom") else "sft", cfg)
-    if hasattr(objective, "prepare_model"):
-        model = objective.prepare_model(model)
+    objective = build_objective(cfg)
+    model = objective.prepare_model(model)
     return model, objective
 
 
@@ -73,7 +72,7 @@ def _naive_cosines(model, objective, batches_a, batches_b, blocks):
 
     def flat(batch):
         model.zero_grad(set_to_none=True)
-        loss, _ = objective(model, batch, objective.normalizers(batch))
+        loss, _ = objective.loss(model, batch, objective.normalizers(batch))
         loss.backward()
         return torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1) for p in params])
 

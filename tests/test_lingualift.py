@@ -14,7 +14,7 @@ from pivotune.config import load_config
 from pivotune.errors import ConfigError, PivotuneError
 from pivotune.models.bridge import NOT_A_CAUSAL_LM, LinguaLiftModel
 from pivotune.models.loading import load_model
-from pivotune.objectives.lingualift import response_ce
+from pivotune.objectives.base import weighted_token_ce
 from pivotune.train.lingualift import build_bridge
 from pivotune.train.run import train
 
@@ -122,14 +122,14 @@ def test_response_logits_match_each_row_run_alone_without_padding(tokenizer, pro
             torch.testing.assert_close(logits[i, :len(r)], ref, atol=1e-5, rtol=1e-5)
 
 
-def test_response_ce_matches_a_naive_loop():
+def test_unshifted_response_ce_matches_a_naive_loop():
     torch.manual_seed(0)
     logits, labels = torch.randn(3, 4, 7), torch.randint(0, 7, (3, 4))
     labels[0, 3] = labels[2, 0] = -100
     w = torch.tensor([1.0, 0.5, 2.0])
     naive = sum(-w[b] * torch.log_softmax(logits[b, t], -1)[labels[b, t]]
                 for b in range(3) for t in range(4) if labels[b, t] != -100) / 10
-    torch.testing.assert_close(response_ce(logits, labels, w, 10), naive)
+    torch.testing.assert_close(weighted_token_ce(logits, labels, w, 10, shift=False), naive)
 
 
 def test_stage2_without_a_stage1_checkpoint_is_a_clear_error(parts, tmp_path):

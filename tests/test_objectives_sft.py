@@ -2,7 +2,8 @@ import math
 
 import torch
 
-from pivotune.objectives.sft import IGNORE_INDEX, count_supervised, weighted_token_ce
+from pivotune.data.records import IGNORE_INDEX
+from pivotune.objectives.base import count_supervised, weighted_token_ce
 
 
 def test_weighted_token_ce_matches_naive_loop():

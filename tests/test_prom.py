@@ -14,8 +14,9 @@ from pivotune.config import load_config
 from pivotune.data.records import Sample
 from pivotune.errors import ConfigError, PivotuneError
 from pivotune.models.pivot_head import default_pivot_layer, load_pivot_head
-from pivotune.objectives.prom import PromObjective, english_lambda
-from pivotune.objectives.sft import weighted_token_ce
+from pivotune.objectives import build_objective
+from pivotune.objectives.base import weighted_token_ce
+from pivotune.objectives.prom import english_lambda
 from pivotune.train.run import train
 
 N_LAYERS, PIVOT = 4, 2
@@ -29,7 +30,7 @@ EN, TGT, MT = 0, 1, 2
 def _objective(tokenizer, *, method="prom", languages=("el",), seed=0, **prom):
     cfg = load_config(base={"model": "tiny", "method": method, "languages": list(languages),
                             "prom": {"pivot_layer": PIVOT, **prom}})
-    obj = PromObjective(cfg)
+    obj = build_objective(cfg)
     lm = tiny_llama(tokenizer, layers=N_LAYERS, hidden=32, seed=seed, init_std=0.2).double()
     return obj, obj.prepare_model(lm)
 
@@ -107,7 +108,7 @@ def test_loss_and_every_gradient_match_naive(tokenizer, kind, head, alpha):
     norms = obj.normalizers(batch)
     if kind != "tgt":   # the step's counts, not this micro-batch's: bigger denominators
         norms = {k: v + 5 for k, v in norms.items()}
-    ours = _loss_and_grads(lambda: obj(pm, batch, norms)[0], pm)
+    ours = _loss_and_grads(lambda: obj.loss(pm, batch, norms)[0], pm)
     ref = _loss_and_grads(lambda: _naive(pm, batch, norms, 0.3, alpha), pm)
     _assert_same(ours, ref, atol=1e-10)
     head_grads = [g for k, g in ours[1].items() if k.startswith("pivot_head.")]
@@ -129,12 +130,12 @@ def test_lambda_zero_is_plain_target_cross_entropy(tokenizer):
         # sft's loss (computed in float32): the reference for "plain target cross-entropy"
         return weighted_token_ce(out.logits, batch["labels"][~en], batch["weights"][~en], norms["final"]).double()
 
-    ours, ref = _loss_and_grads(lambda: obj(pm, batch, norms)[0], pm), _loss_and_grads(plain, pm)
+    ours, ref = _loss_and_grads(lambda: obj.loss(pm, batch, norms)[0], pm), _loss_and_grads(plain, pm)
     _assert_same(ours, ref, atol=1e-6)
     assert all(g is None for k, g in ours[1].items() if k.startswith("pivot_head."))
     # an English-only micro-batch still gives a loss that backpropagates (to nothing)
     en_only = _batch(tokenizer, BATCHES["en"])
-    loss, grads = _loss_and_grads(lambda: obj(pm, en_only, obj.normalizers(en_only))[0], pm)
+    loss, grads = _loss_and_grads(lambda: obj.loss(pm, en_only, obj.normalizers(en_only))[0], pm)
     assert loss.item() == 0.0 and all(g is None or g.abs().sum() == 0 for g in grads.values())
 
 
@@ -151,7 +152,7 @@ def test_english_rows_never_enter_blocks_above_the_pivot(tokenizer, kind):
     batch = _batch(tokenizer, BATCHES[kind])
     calls, handles = _count_block_calls(pm)
     try:
-        obj(pm, batch, obj.normalizers(batch))[0].backward()
+        obj.loss(pm, batch, obj.normalizers(batch))[0].backward()
     finally:
         for h in handles:
             h.remove()
@@ -168,7 +169,7 @@ def test_chunk_size_and_recompute_do_not_change_loss_or_grads(tokenizer):
     results = []
     for chunk, recompute in [(1, True), (7, True), (100_000, True), (7, False), (100_000, False)]:
         obj, pm = _objective(tokenizer, chunk_size=chunk, recompute_logits=recompute)
-        results.append(_loss_and_grads(lambda o=obj, m=pm: o(m, batch, o.normalizers(batch))[0], pm))
+        results.append(_loss_and_grads(lambda o=obj, m=pm: o.loss(m, batch, o.normalizers(batch))[0], pm))
     for r in results[1:]:
         _assert_same(results[0], r, atol=1e-12)
 
@@ -177,9 +178,9 @@ def test_activation_checkpointing_gives_the_same_gradients(tokenizer):
     batch = _batch(tokenizer, BATCHES["mixed"])
     obj, pm = _objective(tokenizer)
     pm.train()
-    ref = _loss_and_grads(lambda: obj(pm, batch, obj.normalizers(batch))[0], pm)
+    ref = _loss_and_grads(lambda: obj.loss(pm, batch, obj.normalizers(batch))[0], pm)
     pm.activation_checkpointing_enable()
-    _assert_same(_loss_and_grads(lambda: obj(pm, batch, obj.normalizers(batch))[0], pm), ref, atol=1e-10)
+    _assert_same(_loss_and_grads(lambda: obj.loss(pm, batch, obj.normalizers(batch))[0], pm), ref, atol=1e-10)
 
 
 def test_english_lambda_rule_and_settings():
@@ -188,7 +189,7 @@ def test_english_lambda_rule_and_settings():
     assert english_lambda(0.1, ["th", "sw"], {"th": 0.3, "sw": 0.3}) == pytest.approx(0.3)
     assert english_lambda(0.2, ["ar", "ta", "th", "sw"], {"ar": 0.0, "ta": 0.0}) == pytest.approx(0.1)
     base = {"model": "m", "languages": ["ar", "th"], "prom": {"lambda_per_language": {"ar": 0.0}}}
-    assert PromObjective(load_config(base={**base, "method": "prom"})).lambda_e == pytest.approx(0.05)
+    assert build_objective(load_config(base={**base, "method": "prom"})).lambda_e == pytest.approx(0.05)
     assert [default_pivot_layer(n) for n in (2, 4, 6, 32)] == [1, 3, 5, 24]   # always below the top block
 
 

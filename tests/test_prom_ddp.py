@@ -35,12 +35,12 @@ def _objective(lam: float):
     from transformers import LlamaConfig, LlamaForCausalLM
 
     from pivotune.config import load_config
-    from pivotune.objectives.prom import PromObjective
+    from pivotune.objectives.prom import PromObjective, english_lambda
 
     cfg = load_config(base={"model": "tiny", "method": "prom", "languages": ["el"],
                             "prom": {"pivot_layer": PIVOT, "lambda_en": lam, "label_smoothing": 0.1,
                                      "chunk_size": 5}})
-    obj = PromObjective(cfg)
+    obj = PromObjective(cfg.prom, english_lambda(lam, cfg.languages))
     lm_cfg = LlamaConfig(vocab_size=VOCAB, hidden_size=32, intermediate_size=64, num_hidden_layers=N_LAYERS,
                          num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64,
                          pad_token_id=0, bos_token_id=1, eos_token_id=2, initializer_range=0.2)
@@ -106,12 +106,12 @@ def _grads_worker(out_path: str) -> None:
             norms = obj.normalizers(local)
             for v in norms.values():
                 dist.all_reduce(v)
-            loss, _ = obj(ddp, local, norms)
+            loss, _ = obj.loss(ddp, local, norms)
             (loss * world).backward()          # compute_loss: undo DDP's gradient average
             total = loss.detach().double()     # the λ = 0 English-only zero loss is float32
             dist.all_reduce(total)
             full = _concat(parts)
-            ref_loss, _ = ref_obj(ref, full, ref_obj.normalizers(full))
+            ref_loss, _ = ref_obj.loss(ref, full, ref_obj.normalizers(full))
             ref_loss.backward()
             got, want = _grads(pm), _grads(ref)
             diffs = {k: (got[k] - want[k]).abs().max().item() for k in want}

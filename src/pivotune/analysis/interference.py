@@ -65,10 +65,13 @@ def draw_batches(items: list[Encoded], k: int, batch_size: int, *, seed: int, pa
 # ---------------------------------------------------------------- parameter sets
 
 def language_model(model: torch.nn.Module) -> torch.nn.Module:
-    """The causal LM inside ``model`` (PROM's :class:`PivotedModel` holds it as ``lm``)."""
+    """The causal LM inside ``model`` (a :class:`~pivotune.models.parts.ModelWithParts`, e.g. PROM's
+    ``PivotedModel``, holds it as ``lm``)."""
+    from ..models.parts import ModelWithParts
+
     while isinstance(model, torch.nn.parallel.DistributedDataParallel):
         model = model.module
-    return model.lm if hasattr(model, "pivot_head") else model
+    return model.lm if isinstance(model, ModelWithParts) else model
 
 
 def resolve_blocks(layers: int | str, num_layers: int, pivot_layer: int | None = None) -> list[int]:
@@ -132,7 +135,7 @@ def batch_gradient(model, objective, batch: dict, params: list[torch.nn.Paramete
     device = params[0].device
     batch = {k: v.to(device) for k, v in batch.items()}
     norms = {k: v.to(device) for k, v in objective.normalizers(batch).items()}
-    loss, _ = objective(model, batch, norms)
+    loss, _ = objective.loss(model, batch, norms)
     return list(torch.autograd.grad(loss, params, allow_unused=True, materialize_grads=True))
 
 

@@ -34,13 +34,12 @@ def _load_lm(run_dir: Path, cfg):
 
 def prepared(cfg, lm, run_dir: Path | None = None):
     """(model, objective) for ``cfg.method``; a PROM run's trained pivot head is loaded from ``run_dir``."""
-    from ..methods import METHODS
-    from ..models.pivot_head import HEAD_WEIGHTS
+    from ..models.pivot_head import HEAD_WEIGHTS, PivotedModel
     from ..objectives import build_objective
 
-    objective = build_objective(METHODS[cfg.method].objective, cfg)
-    model = objective.prepare_model(lm) if hasattr(objective, "prepare_model") else lm
-    if hasattr(model, "pivot_head") and run_dir is not None:
+    objective = build_objective(cfg)
+    model = objective.prepare_model(lm)
+    if isinstance(model, PivotedModel) and run_dir is not None:
         from safetensors.torch import load_file
 
         if not (run_dir / HEAD_WEIGHTS).exists() and model.pivot_head.kind != "tied":
@@ -76,7 +75,7 @@ def measure_model(cfg, model, objective, tokenizer, pairs: list[tuple[str, str]]
 
     encoded, lang_ids = encoded_data(cfg, tokenizer)
     n = arch_info(language_model(model)).num_layers
-    pivot = getattr(model, "pivot_layer", None) or resolve_pivot_layer(cfg.prom.pivot_layer, n)
+    pivot = resolve_pivot_layer(cfg.prom.pivot_layer, n)
     blocks = resolve_blocks(layers, n, pivot)
     measured = list(range(1, n + 1)) if profile else blocks
     size = batch_size or cfg.train.per_device_batch_size

@@ -190,6 +190,13 @@ def probe_items(model, tokenizer, items: Sequence[ProbeItem], pool: Sequence[tup
 # PROM regulation and pivot-layer suggestion
 # ----------------------------------------------------------------------------------------------------
 
+def target_leads(p_en: float, p_tgt: float) -> bool:
+    """The lens decision rule at one layer: the target language leads when the mean English probability is strictly
+    below the target's. PROM's regulation switches λ_t off where it holds at the pivot layer; lens-local splits the
+    model where it starts to hold for good."""
+    return p_en < p_tgt
+
+
 @dataclass
 class RegulationDecision:
     """PROM's rule for one language: ``λ_t = 0`` when ``P̄_{n,en} < P̄_{n,tgt}``, else the configured λ."""
@@ -224,7 +231,7 @@ def regulation_decision(result: LensResult, pivot_layer: int) -> RegulationDecis
     if result.n_items == 0:
         raise PivotuneError("No probe items: cannot decide the regulation without probabilities.")
     pe, pt = float(result.mean_en()[k]), float(result.mean_tgt()[k])
-    return RegulationDecision(k, pe, pt, float(result.sd_en()[k]), float(result.sd_tgt()[k]), pe < pt)
+    return RegulationDecision(k, pe, pt, float(result.sd_en()[k]), float(result.sd_tgt()[k]), target_leads(pe, pt))
 
 
 @dataclass

@@ -22,8 +22,8 @@ import torch
 
 from ..errors import DataError
 from ..objectives.clo import BLOCKS
-from .collate import IGNORE_INDEX, Encoded, encode_sample
-from .records import Sample
+from .collate import Encoded, encode_sample
+from .records import IGNORE_INDEX, Sample
 
 log = logging.getLogger(__name__)
 

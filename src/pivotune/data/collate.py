@@ -11,11 +11,10 @@ from dataclasses import dataclass
 
 import torch
 
-from .records import ROLE_IDS, Sample
+from .records import IGNORE_INDEX, ROLE_IDS, Sample
 from .templates import render_alpaca
 
 log = logging.getLogger(__name__)
-IGNORE_INDEX = -100
 
 
 @dataclass

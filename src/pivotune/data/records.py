@@ -15,6 +15,8 @@ from ..languages import check_syntax
 Role = Literal["en", "tgt", "mt", "cs"]
 ROLES: tuple[str, ...] = ("en", "tgt", "mt", "cs")
 ROLE_IDS: dict[str, int] = {r: i for i, r in enumerate(ROLES)}
+#: the label of a position no loss reads (prompt, padding): torch's cross-entropy ``ignore_index`` default
+IGNORE_INDEX = -100
 
 
 def parse_source(spec: str) -> tuple[str, str | None]:

@@ -33,6 +33,7 @@ from torch import nn
 from ..errors import PivotuneError
 from ..io import atomic_path
 from .arch import accepts_logits_to_keep, embedding_width, encoder_width, input_embeddings, unwrap
+from .parts import ModelWithParts, load_lm_files
 
 BRIDGE_FORMAT = 1
 BRIDGE_KIND = "pivotune-lingualift-bridge"
@@ -85,9 +86,12 @@ class BridgeOutput:
     logits: torch.Tensor
 
 
-class LinguaLiftModel(nn.Module):
+class LinguaLiftModel(ModelWithParts):
     """Encoder → alignment layer → causal LM. ``sources`` records where the encoder and LM came from, so a
-    checkpoint that did not change them can refer to them instead of copying them."""
+    checkpoint that did not change them can refer to them instead of copying them: a checkpoint holds the parts
+    that train (:meth:`set_trainable`) in the bridge directory's format, and ``save_pretrained`` the whole bridge."""
+
+    parts_beside_lm = False
 
     def __init__(self, encoder: nn.Module, alignment: AlignmentLayer, lm: nn.Module, *, bos_token_id: int | None,
                  encoder_tokenizer=None, lm_tokenizer=None, sources: dict[str, str] | None = None):
@@ -96,6 +100,7 @@ class LinguaLiftModel(nn.Module):
         self.bos_token_id = bos_token_id
         self.encoder_tokenizer, self.lm_tokenizer = encoder_tokenizer, lm_tokenizer
         self.sources = dict(sources or {})
+        self.checkpoint_parts: tuple[str, ...] = ("alignment",)
 
     # -- construction -------------------------------------------------------------------------------------
 
@@ -112,6 +117,13 @@ class LinguaLiftModel(nn.Module):
         if bos_token_id is None:
             bos_token_id = getattr(getattr(unwrap(lm), "config", None), "bos_token_id", None)
         return cls(encoder, alignment, lm, bos_token_id=bos_token_id, **kwargs)
+
+    def set_trainable(self, part: str) -> None:
+        """Freeze every part but ``part`` (``alignment``: LinguaLIFT's stage 1; ``lm``: stage 2). A checkpoint then
+        holds the alignment layer and, when it trains, the LM (full weights, or its LoRA adapter)."""
+        self.requires_grad_(False)
+        {"alignment": self.alignment, "lm": self.lm}[part].requires_grad_(True)
+        self.checkpoint_parts = ("alignment", "lm") if part == "lm" else ("alignment",)
 
     def train(self, mode: bool = True):
         super().train(mode)
@@ -208,6 +220,17 @@ class LinguaLiftModel(nn.Module):
             tmp.mkdir(parents=True)
             self._write(tmp, parts)
         return Path(out_dir)
+
+    def save_parts(self, directory: str | Path, state: dict | None = None) -> None:
+        """The parts that train, in the bridge format, into a checkpoint directory that already holds files (the
+        encoder and any frozen part by reference)."""
+        self.save_pretrained(directory, parts=self.checkpoint_parts, atomic=False)
+
+    def load_parts(self, directory: str | Path) -> None:
+        """Copy what :meth:`save_parts` wrote into this bridge, in place (the optimizer keeps its tensors)."""
+        load_alignment(self.alignment, Path(directory) / "alignment.safetensors")
+        if "lm" in self.checkpoint_parts:
+            load_lm_files(self.lm, Path(directory) / "lm")
 
     def _write(self, out: Path, parts: tuple[str, ...]) -> None:
         from safetensors.torch import save_file

@@ -19,7 +19,7 @@ any model, so the optimizer sees the head's parameters (trained fully, also unde
 the module whose ``forward`` computes the whole loss (the truncated forward then runs on the
 unwrapped LM inside DDP's forward, as :func:`~pivotune.models.arch.truncated_forward` requires).
 ``save_pretrained`` writes **only** the LM, so ``RUN/model`` stays a plain model (or adapter)
-directory; :meth:`PivotedModel.save_pivot_head` writes ``pivot_head.safetensors`` and
+directory; :meth:`PivotedModel.save_parts` writes ``pivot_head.safetensors`` and
 ``pivot_head.json`` beside it (run directory and Trainer checkpoints), and export never reads them.
 """
 
@@ -37,6 +37,7 @@ from torch import nn
 from ..errors import PivotuneError
 from ..io import atomic_path, write_text_atomic
 from .arch import ArchInfo, apply_logit_transforms, arch_info, unwrap
+from .parts import ModelWithParts
 
 HEAD_KINDS = ("copy", "copy_norm", "tied")
 HEAD_WEIGHTS = "pivot_head.safetensors"
@@ -117,21 +118,17 @@ class PivotHead(nn.Module):
         return apply_logit_transforms(info, logits)
 
 
-class PivotedModel(nn.Module):
-    """A causal LM plus PROM's pivot head; ``forward(batch, norms)`` returns the objective's output.
+class PivotedModel(ModelWithParts):
+    """A causal LM plus PROM's pivot head; ``forward(batch, norms, compute)`` returns ``compute(self, batch, norms)``
+    (:meth:`pivotune.objectives.prom.PromObjective.compute`): computing the loss inside ``forward`` is what lets
+    DDP wrap the whole computation. The head is its one part, beside the LM's files."""
 
-    ``loss_fn(self, batch, norms)`` computes the loss (:class:`pivotune.objectives.prom.PromObjective`);
-    calling it from ``forward`` is what lets DDP wrap the whole computation.
-    """
-
-    def __init__(self, lm: nn.Module, pivot_head: PivotHead, pivot_layer: int, loss_fn: Callable,
-                 meta: dict | None = None):
+    def __init__(self, lm: nn.Module, pivot_head: PivotHead, pivot_layer: int, meta: dict | None = None):
         super().__init__()
         self.lm = lm
         self.pivot_head = pivot_head
         self.info = arch_info(lm)   # plain attribute (not a module): references into lm
         self.pivot_layer = resolve_pivot_layer(pivot_layer, self.info.num_layers)
-        self.loss_fn = loss_fn
         self.meta = dict(meta or {})
 
     # -- what the Trainer asks of a model
@@ -151,23 +148,24 @@ class PivotedModel(nn.Module):
     def activation_checkpointing_enable(self, *args, **kwargs):
         return self.lm.activation_checkpointing_enable(*args, **kwargs)
 
-    def forward(self, batch: dict, norms: dict):
-        return self.loss_fn(self, batch, norms)
+    def forward(self, batch: dict, norms: dict, compute: Callable):
+        return compute(self, batch, norms)
 
     # -- saving
     def save_pretrained(self, save_directory, **kwargs):
         """The LM only (plain model or LoRA adapter): the head is not part of the model directory."""
         return self.lm.save_pretrained(save_directory, **kwargs)
 
-    def save_pivot_head(self, directory: str | Path, state: dict | None = None) -> None:
+    def save_parts(self, directory: str | Path, state: dict | None = None) -> None:
         """``pivot_head.safetensors`` (the head's own tensors; none for ``tied``) and ``pivot_head.json``.
 
-        ``state``: the head's tensors when they were gathered elsewhere (FSDP's full state dict)."""
+        ``state``: the parts' tensors when they were gathered elsewhere (FSDP's full state dict)."""
         from safetensors.torch import save_file
 
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        state = self.pivot_head.state_dict() if state is None else state
+        state = (self.pivot_head.state_dict() if state is None else
+                 {k.removeprefix("pivot_head."): v for k, v in state.items() if k.startswith("pivot_head.")})
         state = {k: v.detach().cpu().contiguous() for k, v in state.items()}
         with atomic_path(directory / HEAD_WEIGHTS) as tmp:
             save_file(state, str(tmp), metadata={"format": "pt"})
@@ -184,8 +182,8 @@ class PivotedModel(nn.Module):
         }
         write_text_atomic(directory / HEAD_CONFIG, json.dumps(desc, indent=2, default=str) + "\n")
 
-    def restore_pivot_head(self, directory: str | Path) -> None:
-        """Load the head's tensors saved by :meth:`save_pivot_head` (resuming from a checkpoint)."""
+    def load_parts(self, directory: str | Path) -> None:
+        """Load the head's tensors saved by :meth:`save_parts` (resuming from a checkpoint)."""
         from safetensors.torch import load_file
 
         path = Path(directory) / HEAD_WEIGHTS

@@ -1,24 +1,26 @@
-"""Objectives: one module per method, each a callable ``(model, batch, norms) -> (loss, logs)``.
+"""Objectives: each method's loss behind one contract (:class:`pivotune.objectives.base.Objective`).
 
-``normalizers(batch)`` returns the token counts the loss divides by; the
-trainer sums them over an optimizer step's micro-batches and ranks first.
-
-An objective may also define ``prepare_model(model) -> nn.Module`` (wrap the loaded, possibly
-LoRA-wrapped, model before the Trainer sees it — PROM adds its pivot head this way) and
-``describe(model) -> dict`` (recorded in run.json).
+Each objective is built from its own settings object; :func:`build_objective` picks a run's.
 """
 
 from __future__ import annotations
 
+from .base import Objective
 from .clo import CLOObjective
-from .prom import PromObjective
 from .lingualift import LinguaLiftObjective
+from .prom import PromObjective, english_lambda
 from .sft import SFTObjective
 
-OBJECTIVES = {"sft": SFTObjective, "prom": PromObjective, "lingualift": LinguaLiftObjective,
-              "clo": CLOObjective}
 
+def build_objective(cfg) -> Objective:
+    """The objective of ``cfg.method``, configured from its settings section."""
+    from ..methods import METHODS
 
-def build_objective(name: str, cfg=None):
-    """The objective registered as ``name``, configured from the run config."""
-    return OBJECTIVES[name](cfg)
+    name = METHODS[cfg.method].objective
+    if name == "prom":
+        lam = (cfg.prom.lambda_en if cfg.method == "prom-noreg" else
+               english_lambda(cfg.prom.lambda_en, cfg.languages, cfg.prom.lambda_per_language))
+        return PromObjective(cfg.prom, lam, meta={"base_model": cfg.model, "method": cfg.method})
+    if name == "clo":
+        return CLOObjective(cfg.clo)
+    return LinguaLiftObjective() if name == "lingualift" else SFTObjective()

@@ -27,7 +27,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-IGNORE_INDEX = -100
+from .base import Objective, count_supervised, supervised_targets
 #: Row blocks of a CLO batch: (prompt language, response language). Pairs: (0 chosen, 1 rejected) on
 #: English prompts, (2 chosen, 3 rejected) on target prompts; block 2 is also the NLL term's data.
 BLOCKS = (("en", "en"), ("en", "tgt"), ("tgt", "tgt"), ("tgt", "en"))
@@ -37,7 +37,7 @@ def sequence_logps(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """Σ over response tokens of log p(token) per row: ``logits`` [R, T, V] (position t predicts t+1),
     ``labels`` [R, T] unshifted with -100 on prompt and padding. Returns [R] in float32 (float64 for float64 logits)."""
     shift_labels = labels[:, 1:]
-    mask = shift_labels.ne(IGNORE_INDEX)
+    mask = supervised_targets(labels)
     logp = torch.log_softmax(logits[:, :-1, :].to(torch.promote_types(logits.dtype, torch.float32)), dim=-1)
     token = logp.gather(-1, shift_labels.clamp(min=0).unsqueeze(-1)).squeeze(-1)
     return (token * mask).sum(-1)
@@ -66,24 +66,21 @@ def clo_loss(policy: torch.Tensor, reference: torch.Tensor, weights: torch.Tenso
 def count_target_tokens(labels: torch.Tensor) -> torch.Tensor:
     """Supervised tokens of the NLL rows (block 2) of a CLO batch."""
     b = labels.shape[0] // len(BLOCKS)
-    return labels[2 * b:3 * b, 1:].ne(IGNORE_INDEX).sum()
+    return count_supervised(labels[2 * b:3 * b])
 
 
-class CLOObjective:
-    """``(model, batch, norms) -> (loss, logs)`` for the trainer; settings from ``cfg.clo``."""
+class CLOObjective(Objective):
+    """CLO's loss with β and λ from its settings (the run config's ``clo`` section)."""
 
-    name = "clo"
-
-    def __init__(self, cfg=None):
-        settings = getattr(cfg, "clo", None)
-        self.beta = settings.beta if settings is not None else 0.1
-        self.nll_weight = settings.nll_weight if settings is not None else 0.5
+    def __init__(self, settings):
+        self.beta = settings.beta
+        self.nll_weight = settings.nll_weight
 
     def normalizers(self, batch: dict) -> dict[str, torch.Tensor]:
         return {"tgt_tokens": count_target_tokens(batch["labels"]),
                 "units": torch.tensor(batch["unit_weights"].numel())}
 
-    def __call__(self, model, batch: dict, norms: dict[str, torch.Tensor]):
+    def loss(self, model, batch: dict, norms: dict[str, torch.Tensor]):
         out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False)
         n = len(BLOCKS)
         policy = sequence_logps(out.logits, batch["labels"]).view(n, -1)

@@ -31,16 +31,18 @@ English rows are not run at all (their data then only costs the data loading). `
 
 from __future__ import annotations
 
+import copy
+
 import torch
 import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
 from ..data.records import ROLE_IDS
 from ..errors import PivotuneError
-from ..models.arch import truncated_forward, unembed_logits, unwrap
+from ..models.arch import arch_info, truncated_forward, unembed_logits, unwrap
 from ..models.pivot_head import PivotedModel, PivotHead, resolve_pivot_layer
+from .base import Objective, supervised_targets
 
-IGNORE_INDEX = -100
 EN = ROLE_IDS["en"]
 
 
@@ -52,11 +54,6 @@ def english_lambda(lambda_en: float, languages: list[str] | None = None,
         return float(lambda_en)
     per = lambda_per_language or {}
     return float(sum(per.get(t, lambda_en) for t in targets) / len(targets))
-
-
-def _supervised(labels: torch.Tensor) -> torch.Tensor:
-    """[B, T-1] mask of next-token targets (labels are unshifted)."""
-    return labels[:, 1:].ne(IGNORE_INDEX)
 
 
 def _chunk_ce(head_fn, h, targets, w, alpha: float) -> torch.Tensor:
@@ -95,52 +92,49 @@ def _trim(batch: dict, rows: torch.Tensor) -> dict:
 
 def _gather(hidden: torch.Tensor, sub: dict):
     """Hidden states at supervised positions (position t predicts label t+1), their targets, weights."""
-    sel = _supervised(sub["labels"])
+    sel = supervised_targets(sub["labels"])
     h = hidden[:, :-1][sel]
     targets = sub["labels"][:, 1:][sel]
     w = sub["weights"][:, None].expand_as(sel)[sel]
     return h, targets, w
 
 
-class PromObjective:
-    """The PROM loss; the model must be the :class:`PivotedModel` that :meth:`prepare_model` builds."""
+class PromObjective(Objective):
+    """The PROM loss with its settings (the run config's ``prom`` section) and λ_e, the weight of English rows'
+    pivot term (:func:`english_lambda`, or λ itself for ``prom-noreg``); the model must be the
+    :class:`PivotedModel` that :meth:`prepare_model` builds. ``meta`` is recorded with the pivot head."""
 
-    name = "prom"
-    ddp_find_unused_parameters = True   # English-only micro-batches leave blocks > n unused, and so on
-    # Under FSDP / DeepSpeed (set by the trainer): every rank runs every block and both heads once per
-    # micro-batch, whatever its rows' roles (see compute_same_modules).
-    same_modules_every_rank = False
+    find_unused_parameters = True   # English-only micro-batches leave blocks > n unused, and so on
 
-    def __init__(self, cfg=None):
-        from ..config import PromSettings
-
-        self.cfg = cfg
-        self.settings = cfg.prom if cfg is not None else PromSettings()
-        s = self.settings
-        if cfg is not None and cfg.method == "prom-noreg":
-            self.lambda_e = float(s.lambda_en)
-        else:
-            self.lambda_e = english_lambda(s.lambda_en, cfg.languages if cfg is not None else None,
-                                           s.lambda_per_language)
+    def __init__(self, settings, lambda_english_rows: float, *, meta: dict | None = None,
+                 same_modules_every_rank: bool = False):
+        self.settings = settings
+        self.lambda_e = float(lambda_english_rows)
+        self.meta = dict(meta or {})
+        # sharded training (FSDP, ZeRO-3): every rank runs every block and both heads once per micro-batch,
+        # whatever its rows' roles (see compute_same_modules)
+        self.same_modules_every_rank = same_modules_every_rank
         self._step_logs: dict[str, torch.Tensor] = {}
         self._step_key = None
+
+    def for_sharded_training(self) -> PromObjective:
+        """This loss computed so that every rank runs the same modules (:meth:`compute_same_modules`)."""
+        sharded = copy.copy(self)
+        sharded.same_modules_every_rank = True
+        return sharded
 
     # -- model
     def prepare_model(self, model) -> PivotedModel:
         """Wrap the (possibly LoRA-wrapped) LM with a pivot head; the pivot layer is checked here."""
         s = self.settings
-        from ..models.arch import arch_info
-
         info = arch_info(model)
         n = resolve_pivot_layer(s.pivot_layer, info.num_layers)
         head = PivotHead.from_model(unwrap(model), s.head, info)
         meta = {"label_smoothing": s.label_smoothing, "lambda_en": s.lambda_en, "lambda_english_rows": self.lambda_e,
-                "lambda_per_language": s.lambda_per_language,
-                "base_model": getattr(self.cfg, "model", None), "method": getattr(self.cfg, "method", "prom")}
-        return PivotedModel(model, head, n, self.compute, meta=meta)
+                "lambda_per_language": s.lambda_per_language, **self.meta}
+        return PivotedModel(model, head, n, meta=meta)
 
     def describe(self, model) -> dict:
-        """What run.json records about the objective."""
         inner = _unwrap_pivoted(model)
         return {"prom": {"pivot_layer": inner.pivot_layer, "num_layers": inner.info.num_layers,
                          "head": inner.pivot_head.kind, "lambda_english_rows": self.lambda_e,
@@ -148,15 +142,15 @@ class PromObjective:
 
     # -- normalisers and loss
     def normalizers(self, batch: dict) -> dict[str, torch.Tensor]:
-        sup = _supervised(batch["labels"]).sum(1)
+        sup = supervised_targets(batch["labels"]).sum(1)
         en = batch["roles"].eq(EN)
         return {"en": sup[en].sum(), "final": sup[~en].sum()}
 
-    def __call__(self, model, batch: dict, norms: dict[str, torch.Tensor]):
+    def loss(self, model, batch: dict, norms: dict[str, torch.Tensor]):
         if not isinstance(_unwrap_pivoted(model), PivotedModel):
             raise PivotuneError("The prom objective needs the model from PromObjective.prepare_model (the LM with "
                                 "its pivot head), got " + type(model).__name__ + ".")
-        out = model(batch, norms)
+        out = model(batch, norms, self.compute)
         logs = {k: v for k, v in out.items() if k != "loss"}
         # per-step diagnostics: the trainer gives every micro-batch of a step the same norms dict
         if norms is not self._step_key:

@@ -37,6 +37,7 @@ from .guards import (
     IndexedDataset,
     check_disk_space,
     guarded_train,
+    training_guards,
 )
 from .resume import (
     data_fingerprint,
@@ -184,9 +185,10 @@ def train_clo(cfg: RunConfig, run_dir: Path, samples: list[Sample] | None = None
 
     trainer = PivotuneTrainer(model=model, args=args, train_dataset=IndexedDataset(EncodedDataset(encoded)),
                               data_collator=IndexedCollator(collator), processing_class=tokenizer,
-                              objective=build_objective("clo", cfg))
-    result = guarded_train(trainer, run_dir, checkpoint, data_fingerprint([e for u in encoded for e in u.sequences]),
-                           unit_describer(encoded))
+                              objective=build_objective(cfg), **training_guards(
+                                  checkpoint, data_fingerprint([e for u in encoded for e in u.sequences]),
+                                  unit_describer(encoded)))
+    result = guarded_train(trainer, run_dir, checkpoint)
     langs: dict[str, int] = {}
     for u in encoded:
         langs[u.lang] = langs.get(u.lang, 0) + 1

@@ -112,16 +112,6 @@ class NonFiniteLossGuard(TrainerCallback):
             "bfloat16), or a corrupt row in the sources named here.")
 
 
-def install_loss_guard(trainer, describe) -> NonFiniteLossGuard:
-    """Every training road's loss guard: ``trainer`` (a ``PivotuneTrainer`` whose batches carry
-    ``sample_index``, see :class:`IndexedCollator`) stops on a non-finite loss, naming rows by ``describe``."""
-    guard = NonFiniteLossGuard(describe)
-    guard.trainer = trainer
-    trainer.loss_guard = guard
-    trainer.add_callback(guard)
-    return guard
-
-
 def sample_describer(encoded, samples):
     """``describe(i)`` for :class:`NonFiniteLossGuard`: encoded row ``i`` → its sample's source and origin
     (``Encoded.sample_index`` is the sample's position, rows dropped by encoding notwithstanding)."""
@@ -205,26 +195,26 @@ def write_failures_reported(run_dir: Path):
         raise err from e
 
 
-def guarded_train(trainer, run_dir: Path, checkpoint: Path | None, fingerprint: str, describe):
-    """Every training road's last step: refuse a ``checkpoint`` that would not continue this run exactly, write
-    checkpoints atomically, stop on a non-finite loss (rows named by ``describe``), and turn a write failure into a message naming the surviving checkpoint. A
-    ``checkpoint`` at the run's last step is not trained past: its weights and state are loaded, for the caller
-    to write the final outputs. Returns ``trainer.train``'s result."""
-    from .resume import (
-        AtomicCheckpoints,
-        check_resumable,
-        finish_from,
-        geometry,
-        is_last_step,
-        run_id,
-        untrusted_file_error,
-    )
+def training_guards(checkpoint: Path | None, fingerprint: str, describe) -> dict:
+    """The guards of a run's trainer, as :class:`~pivotune.train.trainer.PivotuneTrainer` keyword arguments:
+    checkpoints written atomically that carry the run's identity (``checkpoint``'s run's when continuing it) and
+    data ``fingerprint``, and a stop on a non-finite loss naming the rows by ``describe``."""
+    from .resume import AtomicCheckpoints, run_id
+
+    return {"checkpoints": AtomicCheckpoints(fingerprint, run_id(checkpoint)),
+            "loss_guard": NonFiniteLossGuard(describe)}
+
+
+def guarded_train(trainer, run_dir: Path, checkpoint: Path | None):
+    """Every training stage's last step, for a ``trainer`` built with :func:`training_guards`: refuse a
+    ``checkpoint`` that would not continue this run exactly, and turn a write failure into a message naming the
+    surviving checkpoint. A ``checkpoint`` at the run's last step is not trained past: its weights and state are
+    loaded, for the caller to write the final outputs. Returns ``trainer.train``'s result."""
+    from .resume import check_resumable, finish_from, geometry, is_last_step, untrusted_file_error
 
     if checkpoint is not None:   # (an earlier run's checkpoints are never there otherwise: train.rundir)
-        check_resumable(checkpoint, fingerprint, geometry(trainer.args))
+        check_resumable(checkpoint, trainer.atomic_checkpoints.fingerprint, geometry(trainer.args))
         log.info("resuming from %s", checkpoint)
-    trainer.atomic_checkpoints = AtomicCheckpoints(fingerprint, run_id(checkpoint))
-    install_loss_guard(trainer, describe)
     if checkpoint is not None and is_last_step(checkpoint):   # killed after its last checkpoint: nothing to train
         return finish_from(trainer, checkpoint)
     try:

@@ -101,9 +101,8 @@ def attach_interference(trainer, cfg, encoded, lang_ids: dict[str, int], pad_tok
     s = cfg.interference
     if not s.every:
         return None
-    model = trainer.model
-    num_layers = arch_info(language_model(model)).num_layers
-    pivot = getattr(model, "pivot_layer", None) or resolve_pivot_layer(cfg.prom.pivot_layer, num_layers)
+    num_layers = arch_info(language_model(trainer.model)).num_layers
+    pivot = resolve_pivot_layer(cfg.prom.pivot_layer, num_layers)   # PROM's pivot layer, for every method
     blocks = resolve_blocks(s.layers, num_layers, pivot)
     size = s.batch_size or cfg.train.per_device_batch_size
     pairs = {}

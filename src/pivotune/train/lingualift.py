@@ -56,10 +56,10 @@ from .guards import (
     check_disk_space,
     guarded_train,
     sample_describer,
+    training_guards,
     write_failures_reported,
 )
 from .lingualift_resume import (
-    BridgeTrainer,
     bridge_fingerprint,
     read_stage1,
     resume_plan,
@@ -79,8 +79,7 @@ log = logging.getLogger(__name__)
 
 def set_stage(bridge: LinguaLiftModel, stage: int) -> None:
     """Freeze for a stage: 1 → only the alignment layer trains; 2 → only the LM trains."""
-    bridge.requires_grad_(False)
-    (bridge.alignment if stage == 1 else bridge.lm).requires_grad_(True)
+    bridge.set_trainable("alignment" if stage == 1 else "lm")
 
 
 def stage1_source(cfg: RunConfig) -> Path:
@@ -142,14 +141,16 @@ def _run_stage(cfg: RunConfig, bridge: LinguaLiftModel, stage: int, samples: lis
                save_checkpoints: bool, checkpoint: Path | None):
     """Train one stage (continuing from ``checkpoint`` when given); returns (trainer, report)."""
     args = _stage_args(cfg, stage, out, save_checkpoints)
-    trainer = BridgeTrainer(
+    from .trainer import PivotuneTrainer
+
+    trainer = PivotuneTrainer(
         model=bridge, args=args, train_dataset=IndexedDataset(EncodedDataset(encoded)),
         data_collator=IndexedCollator(BridgeCollator(bridge.encoder_tokenizer.pad_token_id,
                                                      bridge.lm_tokenizer.pad_token_id)),
-        objective=build_objective("lingualift", cfg), save_parts=("alignment",) if stage == 1 else ("alignment", "lm"))
+        objective=build_objective(cfg),
+        **training_guards(checkpoint, bridge_fingerprint(encoded), sample_describer(encoded, samples)))
     # a checkpoint at the stage's last step (stopped before its result was written) is finished from, not trained
-    loss = guarded_train(trainer, out, checkpoint, bridge_fingerprint(encoded),
-                         sample_describer(encoded, samples)).training_loss
+    loss = guarded_train(trainer, out, checkpoint).training_loss
     return trainer, {"steps": trainer.state.global_step, "train_loss": loss,
                      "resumed_from": checkpoint.name if checkpoint is not None else None,
                      "trainable_parameters": sum(p.numel() for p in bridge.parameters() if p.requires_grad),

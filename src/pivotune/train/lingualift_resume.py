@@ -3,7 +3,7 @@
 A stage's checkpoint (``RUN/stage1/checkpoint-N``, ``RUN/stage2/checkpoint-N``) is written atomically like every
 run's (:mod:`pivotune.train.resume`) and holds the bridge parts the stage changes: stage 1 the alignment layer,
 stage 2 the alignment layer and the LM (full weights, or its LoRA adapter); the other parts are references to
-their sources. :meth:`BridgeTrainer._load_from_checkpoint` restores exactly those parts, the Trainer the
+their sources. :meth:`pivotune.models.bridge.LinguaLiftModel.load_parts` restores exactly those parts, the Trainer the
 optimizer, scheduler, RNG states and data position.
 
 ``RUN/stage1/model`` is stage 1's result and is written atomically with ``pivotune_stage1.json`` (the stage's
@@ -13,90 +13,15 @@ data fingerprint, batch geometry and report); a resumed run skips stage 1 when i
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import torch
-
 from ..errors import PivotuneError
 from ..io import atomic_path, write_json_atomic
-from ..models.bridge import LinguaLiftModel, load_alignment
+from ..models.bridge import LinguaLiftModel
 from .resume import RUN_INFO, check_same_run, check_unfinished, data_fingerprint, find_resume_checkpoint
-from .trainer import PivotuneTrainer
 
 STAGE1_INFO = "pivotune_stage1.json"
-
-
-class BridgeTrainer(PivotuneTrainer):
-    """Checkpoints hold the bridge parts the stage changes (the rest by reference to their sources)."""
-
-    def __init__(self, *args, save_parts: tuple[str, ...], **kwargs):
-        super().__init__(*args, **kwargs)
-        self.save_parts = save_parts
-
-    def _save(self, output_dir=None, state_dict=None):
-        output_dir = output_dir if output_dir is not None else self.args.output_dir
-        if not self.args.should_save:
-            return
-        inner = self.accelerator.unwrap_model(self.model, keep_torch_compile=False)
-        inner.save_pretrained(output_dir, parts=self.save_parts, atomic=False)
-        torch.save(self.args, os.path.join(output_dir, "training_args.bin"))
-
-    def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
-        if self.is_fsdp_enabled or self.is_deepspeed_enabled:
-            raise PivotuneError("method 'lingualift' resumes only without FSDP or DeepSpeed (its checkpoints hold "
-                                "whole bridge parts, not shards): resume with plain data parallelism.")
-        inner = self.accelerator.unwrap_model(model if model is not None else self.model, keep_torch_compile=False)
-        restore_parts(inner, Path(resume_from_checkpoint), self.save_parts)
-
-
-def restore_parts(bridge: LinguaLiftModel, ckpt: Path, parts: tuple[str, ...]) -> None:
-    """Copy what :meth:`BridgeTrainer._save` wrote into ``bridge``, in place (the optimizer keeps its tensors)."""
-    load_alignment(bridge.alignment, ckpt / "alignment.safetensors")
-    if "lm" in parts:
-        _load_lm(bridge.lm, ckpt / "lm")
-
-
-def _load_lm(lm, d: Path) -> None:
-    from safetensors.torch import load_file
-
-    if (d / "adapter_model.safetensors").is_file():
-        if not hasattr(lm, "peft_config"):
-            raise PivotuneError(f"{d} holds a LoRA adapter but this run trains the full LM: resume with lora.enabled "
-                                "as the checkpoint's run had it.")
-        from peft import set_peft_model_state_dict
-
-        state = load_file(str(d / "adapter_model.safetensors"))
-        result = set_peft_model_state_dict(lm, state)
-        lost = [k for k in result.missing_keys if "lora_" in k]
-        if result.unexpected_keys or lost:
-            raise PivotuneError(f"{d}/adapter_model.safetensors does not fit this run's LoRA adapter (unexpected "
-                                f"{result.unexpected_keys[:3]}, missing {lost[:3]}): resume with the lora settings "
-                                "of the checkpoint's run.")
-        return
-    if hasattr(lm, "peft_config"):
-        raise PivotuneError(f"{d} holds full LM weights but this run trains a LoRA adapter: resume with lora.enabled "
-                            "as the checkpoint's run had it.")
-    index = d / "model.safetensors.index.json"
-    files = ([d / f for f in sorted(set(json.loads(index.read_text())["weight_map"].values()))]
-             if index.is_file() else [d / "model.safetensors"])
-    own = lm.state_dict(keep_vars=True)
-    loaded: set[str] = set()
-    for f in files:
-        state = load_file(str(f))
-        unexpected = sorted(set(state) - set(own))
-        if unexpected:
-            raise PivotuneError(f"{f} does not fit the LM being trained (unexpected weights {unexpected[:3]}): resume "
-                                "with the model the checkpoint's run trained.")
-        lm.load_state_dict(state, strict=False)
-        loaded |= set(state)
-    # a weight missing from the file is fine only when it is tied to one that was loaded (lm_head ↔ embeddings)
-    ptrs = {own[k].data_ptr() for k in loaded}
-    missing = [k for k in own if k not in loaded and own[k].data_ptr() not in ptrs]
-    if missing:
-        raise PivotuneError(f"{d} lacks LM weights {missing[:3]}, so the resumed run would not continue exactly; "
-                            "resume from a complete checkpoint.")
 
 
 @dataclass

@@ -12,16 +12,12 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from ..analysis.logit_lens import target_leads
 from ..config import RunConfig
 from ..errors import PivotuneError, bullet_list
 from ..io import child_path, parse_json, write_json_atomic
 
 log = logging.getLogger(__name__)
-
-
-def _decide(p_en: float, p_tgt: float) -> bool:
-    """True when λ_t must be 0 (the same strict rule as analysis.logit_lens.regulation_decision)."""
-    return p_en < p_tgt
 
 
 def read_probe_report(path: str, languages: list[str]) -> dict:
@@ -51,7 +47,8 @@ def _from_probe_json(path: str, languages: list[str], layer: int, num_layers: in
     for lang in languages:
         p_en = per_lang[lang]["p_en"]["mean"][layer]
         p_tgt = per_lang[lang]["p_tgt"]["mean"][layer]
-        out[lang] = {"pivot_layer": layer, "p_en_mean": p_en, "p_tgt_mean": p_tgt, "lambda_zero": _decide(p_en, p_tgt)}
+        out[lang] = {"pivot_layer": layer, "p_en_mean": p_en, "p_tgt_mean": p_tgt,
+                     "lambda_zero": target_leads(p_en, p_tgt)}
     return out
 
 

@@ -39,6 +39,7 @@ from .guards import (
     check_disk_space,
     guarded_train,
     sample_describer,
+    training_guards,
     write_failures_reported,
 )
 from .regulation import regulate
@@ -158,34 +159,32 @@ def train_sft(cfg: RunConfig, run_dir: Path, samples: list[Sample] | None, *, sa
     cfg = regulate(cfg, model, tokenizer, run_dir)   # PROM: λ per language from the base model's lens
     if cfg.lora.enabled:
         model = apply_lora(model, cfg.lora)
-    objective = build_objective(METHODS[cfg.method].objective, cfg)
-    if hasattr(objective, "prepare_model"):   # e.g. PROM: the LM plus its pivot head
-        model = objective.prepare_model(model)
+    objective = build_objective(cfg)
+    model = objective.prepare_model(model)   # e.g. PROM: the LM plus its pivot head
     check_disk_space(run_dir, model, checkpoints=save_checkpoints)
     args = training_arguments(cfg, run_dir)
     if not save_checkpoints:
         args.save_strategy = "no"
-    if getattr(objective, "ddp_find_unused_parameters", False):
-        args.ddp_find_unused_parameters = True
+    args.ddp_find_unused_parameters = objective.find_unused_parameters
     from .trainer import PivotuneTrainer
 
     trainer = PivotuneTrainer(
         model=model, args=args, train_dataset=IndexedDataset(EncodedDataset(encoded)),
         data_collator=IndexedCollator(Collator(tokenizer.pad_token_id)), processing_class=tokenizer,
-        objective=objective,
+        objective=objective, **training_guards(checkpoint, data_fingerprint(encoded), sample_describer(encoded, samples)),
     )
     from .interference_callback import (
         attach_interference,  # cfg.interference.every > 0 only
     )
 
     attach_interference(trainer, cfg, encoded, lang_ids, tokenizer.pad_token_id, run_dir)
-    result = guarded_train(trainer, run_dir, checkpoint, data_fingerprint(encoded), sample_describer(encoded, samples))
+    result = guarded_train(trainer, run_dir, checkpoint)
     save_run(trainer, tokenizer, cfg, run_dir, extra={
         "mixture": summarize(samples), "encoded": len(encoded),
         "truncated": sum(e.truncated for e in encoded), "train_loss": result.training_loss,
         "steps": trainer.state.global_step, "seconds": round(time.time() - started, 2),
         "resumed_from": checkpoint.name if checkpoint is not None else None,
-        **(objective.describe(trainer.model) if hasattr(objective, "describe") else {}),
+        **objective.describe(trainer.model),
     })
     return trainer
 
@@ -195,7 +194,7 @@ def save_run(trainer, tokenizer, cfg: RunConfig, run_dir: Path, extra: dict) -> 
     run and step tells a finished run from one killed while writing these; see :mod:`pivotune.train.resume`)."""
     import transformers
 
-    from .trainer import split_pivoted_state
+    from ..models.parts import ModelWithParts
 
     # sharded weights (FSDP, ZeRO-3) are gathered on every rank (a collective); one process writes
     state = (trainer.accelerator.get_state_dict(trainer.model)
@@ -203,13 +202,14 @@ def save_run(trainer, tokenizer, cfg: RunConfig, run_dir: Path, extra: dict) -> 
     if not trainer.args.should_save:
         return run_dir
     model = trainer.accelerator.unwrap_model(trainer.model, keep_torch_compile=False)
-    lm_state, head_state = split_pivoted_state(state) if hasattr(model, "save_pivot_head") else (state, None)
+    with_parts = isinstance(model, ModelWithParts)
+    lm_state, parts_state = model.split_state(state) if with_parts else (state, None)
     with write_failures_reported(run_dir):
         with atomic_path(run_dir / "model") as tmp:
             model.save_pretrained(tmp, state_dict=lm_state, safe_serialization=True)   # PROM: its LM only
             tokenizer.save_pretrained(tmp)
-        if hasattr(model, "save_pivot_head"):
-            model.save_pivot_head(run_dir, state=head_state)
+        if with_parts and model.parts_beside_lm:
+            model.save_parts(run_dir, state=parts_state)
         write_text_atomic(run_dir / "config.yaml", dump_config(cfg))
         meta = {"method": cfg.method, "base_model": cfg.model, "lora": cfg.lora.enabled,
                 "versions": {"torch": torch.__version__, "transformers": transformers.__version__},

@@ -6,9 +6,12 @@ each term by its own token count). So this subclass gathers the objective's
 token counts over the step's micro-batches and all ranks, and the objective
 divides by them; the loss is then already scaled for accumulation.
 
-An objective that wraps the model (PROM: the LM plus its pivot head, see
-``pivotune.models.pivot_head``) gets checkpoints laid out like the run directory:
-the LM via its ``save_pretrained`` and the head beside it (``save_pivot_head``).
+A model with parts of its own (:class:`pivotune.models.parts.ModelWithParts`: PROM's pivot head,
+LinguaLIFT's bridge) is checkpointed through its ``save_parts`` / ``load_parts`` pair, laid out like the run
+directory: PROM's LM files with the head beside them, the bridge's parts in its own format.
+
+The guards (:mod:`pivotune.train.guards`: atomic checkpoints, the non-finite loss guard) come in through the
+constructor; the objective is asked for its sharded form, never changed.
 """
 
 from __future__ import annotations
@@ -21,15 +24,10 @@ from contextvars import ContextVar
 import torch
 from transformers import PrinterCallback, ProgressCallback, Trainer, TrainerCallback
 
+from ..errors import PivotuneError
+from ..models.parts import ModelWithParts
+
 BATCH_KEYS = ("input_ids", "attention_mask", "labels", "roles", "langs", "weights")
-
-
-def split_pivoted_state(state_dict: dict | None) -> tuple[dict | None, dict | None]:
-    """A ``PivotedModel``'s full state dict (gathered by FSDP / DeepSpeed) as (LM's, pivot head's)."""
-    if not state_dict:
-        return None, None
-    return ({k.removeprefix("lm."): v for k, v in state_dict.items() if k.startswith("lm.")},
-            {k.removeprefix("pivot_head."): v for k, v in state_dict.items() if k.startswith("pivot_head.")})
 
 
 #: callbacks for every trainer built inside :func:`reporting_to` (the demo's progress view), in place of the
@@ -50,21 +48,26 @@ def reporting_to(*callbacks: TrainerCallback) -> Iterator[None]:
 class PivotuneTrainer(Trainer):
     loss_is_scaled_for_ga = True
 
-    def __init__(self, *args, objective, **kwargs):
+    def __init__(self, *args, objective, checkpoints=None, loss_guard=None, **kwargs):
+        """``objective``: a :class:`pivotune.objectives.base.Objective`; ``checkpoints``: the run's
+        :class:`~pivotune.train.resume.AtomicCheckpoints`; ``loss_guard``: its
+        :class:`~pivotune.train.guards.NonFiniteLossGuard` (both from :func:`pivotune.train.guards.training_guards`)."""
         super().__init__(*args, **kwargs)
         for reporter in _REPORTERS.get():
             self.remove_callback(PrinterCallback)
             self.remove_callback(ProgressCallback)
             self.add_callback(reporter)
-        self.objective = objective
+        # sharded parameters are gathered module by module, in lockstep over the ranks: an objective that skips
+        # modules for some rows (PROM's early stop) must then run the same ones everywhere
+        self.objective = (objective.for_sharded_training() if self.is_fsdp_enabled or self.is_deepspeed_enabled
+                          else objective)
         self._step_norms: dict[str, torch.Tensor] | None = None
         self._pending_logs: dict | None = None   # the objective's extra metrics, merged into the next log
-        self.loss_guard = None            # train.guards.NonFiniteLossGuard, set by train.run
-        self.atomic_checkpoints = None    # train.resume.AtomicCheckpoints, set by train.run
-        if (self.is_fsdp_enabled or self.is_deepspeed_enabled) and hasattr(objective, "same_modules_every_rank"):
-            # sharded parameters are gathered module by module, in lockstep over the ranks: an objective
-            # that skips modules for some rows (PROM's early stop) must then run the same ones everywhere
-            objective.same_modules_every_rank = True
+        self.atomic_checkpoints = checkpoints
+        self.loss_guard = loss_guard
+        if loss_guard is not None:
+            loss_guard.trainer = self   # it reduces its flag over the ranks through this trainer's accelerator
+            self.add_callback(loss_guard)
 
     def get_batch_samples(self, epoch_iterator, num_batches, device):
         batch_samples, num_items = super().get_batch_samples(epoch_iterator, num_batches, device)
@@ -82,7 +85,7 @@ class PivotuneTrainer(Trainer):
         if norms is None or not self.model.training:
             # evaluation / prediction: normalise within this batch
             norms = {k: v.to(inputs["input_ids"].device) for k, v in self.objective.normalizers(inputs).items()}
-        loss, logs = self.objective(model, inputs, norms)
+        loss, logs = self.objective.loss(model, inputs, norms)
         if self.loss_guard is not None and self.model.training:
             self.loss_guard.observe(loss, inputs)
         if self.model.training and self.args.world_size > 1:
@@ -103,24 +106,31 @@ class PivotuneTrainer(Trainer):
 
     def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
         inner = self.accelerator.unwrap_model(model if model is not None else self.model, keep_torch_compile=False)
-        if not hasattr(inner, "restore_pivot_head") or self.is_fsdp_enabled or self.is_deepspeed_enabled:
-            return super()._load_from_checkpoint(resume_from_checkpoint, model)   # FSDP: its own full-model files
-        super()._load_from_checkpoint(resume_from_checkpoint, inner.lm)   # the LM's files, as _save wrote them
-        inner.restore_pivot_head(resume_from_checkpoint)
+        if not isinstance(inner, ModelWithParts):
+            return super()._load_from_checkpoint(resume_from_checkpoint, model)
+        if self.is_fsdp_enabled or self.is_deepspeed_enabled:
+            if inner.parts_beside_lm:   # their own full-model files
+                return super()._load_from_checkpoint(resume_from_checkpoint, model)
+            raise PivotuneError(f"A {type(inner).__name__} resumes only without FSDP or DeepSpeed (its checkpoints "
+                                "hold whole parts, not shards): resume with plain data parallelism.")
+        if inner.parts_beside_lm:
+            super()._load_from_checkpoint(resume_from_checkpoint, inner.lm)   # the LM's files, as _save wrote them
+        inner.load_parts(resume_from_checkpoint)
 
     def _save(self, output_dir=None, state_dict=None):
         inner = self.accelerator.unwrap_model(self.model, keep_torch_compile=False)
-        if not hasattr(inner, "save_pivot_head"):
+        if not isinstance(inner, ModelWithParts):
             return super()._save(output_dir, state_dict)
         output_dir = output_dir if output_dir is not None else self.args.output_dir
         if not self.args.should_save:
             return
         os.makedirs(output_dir, exist_ok=True)
-        lm_state, head_state = split_pivoted_state(state_dict)
-        inner.save_pretrained(output_dir, state_dict=lm_state, safe_serialization=True)   # the LM (or adapter)
-        inner.save_pivot_head(output_dir, state=head_state)
-        if self.processing_class is not None:
-            self.processing_class.save_pretrained(output_dir)
+        lm_state, parts_state = inner.split_state(state_dict)
+        if inner.parts_beside_lm:
+            inner.save_pretrained(output_dir, state_dict=lm_state, safe_serialization=True)   # the LM (or adapter)
+            if self.processing_class is not None:
+                self.processing_class.save_pretrained(output_dir)
+        inner.save_parts(output_dir, state=parts_state)
         torch.save(self.args, os.path.join(output_dir, "training_args.bin"))
 
     def log(self, logs, *args, **kwargs):
