@@ -29,7 +29,9 @@ def test_cases_and_headline_metrics():
     assert case_of("pivotune_indicqa_ta") == Case("IndicQA", "ta", "qa")
     assert case_of("mgsm_native_cot_sw") == Case("MGSM", "sw", "acc") == case_of("mgsm_direct_sw")
     assert case_of("pivotune_toy_mgsm_el") == Case("toy-MGSM", "el", "acc")
-    assert case_of("hellaswag") is None
+    assert case_of("hellaswag") == Case("HellaSwag", "en", "acc")    # English retention: language-less names
+    assert case_of("belebele_tha_Thai") == Case("Belebele", "tha_Thai", "acc")
+    assert case_of("global_mmlu_full_el_stem") is None and case_of("wikitext") is None
     assert headline_scores("xquad_th", _qa(0.25, 0.5)) == {"em": 25.0, "f1": 50.0}
     assert headline_scores("mgsm_direct_th", _mgsm(0.04)) == {"acc": 4.0}   # flexible-extract, not strict
     assert headline_scores("pivotune_toy_mgsm_el", {"accuracy,none": 0.5}) == {"acc": 50.0}

@@ -218,6 +218,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_interference_parser(sub)
     from .report import add_parser as add_report_parser
     add_report_parser(sub)
+    from .vocab.cli import add_parser as add_vocab_parser
+    add_vocab_parser(sub)
     return p
 
 

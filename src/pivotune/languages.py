@@ -162,6 +162,15 @@ def primary(code: str) -> str:
     return re.split(r"[-_]", code, maxsplit=1)[0]
 
 
+def iso639_1(code: str) -> str:
+    """``th`` for ``th``, ``th-TH``, ``tha`` or ``tha_Thai``: the two-letter code of a language of the FLORES
+    table, else the primary subtag (most corpora, harness tasks and identifiers name languages so)."""
+    code = primary(code)
+    if len(code) == 3:
+        return next((iso1 for iso1, fl in FLORES_CODES.items() if primary(fl) == code), code)
+    return code
+
+
 def english_name(code: str) -> str:
     """``Thai`` for ``th`` (and ``th-TH``); the code itself for a language the table lacks."""
     return ENGLISH_NAMES.get(code) or ENGLISH_NAMES.get(primary(code), code)

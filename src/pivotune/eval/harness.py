@@ -1,8 +1,9 @@
 """``pivotune eval``: a model or a run through lm-evaluation-harness (``simple_evaluate``, Hugging Face
-backend), results saved as JSON.
+backend, or vLLM with ``--backend vllm``: :mod:`.backends`), results saved as JSON.
 
 ``OUT/results.json`` holds the harness's own output (``results``, ``configs``, ``versions``,
-``n-samples``, ...) plus a ``pivotune`` block (model, tasks, settings, seconds); with
+``n-samples``, ...) plus a ``pivotune`` block (model, tasks, backend, settings, seconds); every
+generative task's metrics also hold its language-confusion rates (:mod:`.confusion`); with
 ``--log-samples`` each task's prompts and generations go to ``OUT/samples/TASK.jsonl``, from which
 :func:`read_item_scores` reads each item's headline scores (for paired intervals between two runs).
 """
@@ -18,9 +19,12 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from ..data.parallel import FLORES_SPLITS
 from ..errors import PivotuneError
 from ..io import child_path, write_json_atomic, write_jsonl_atomic
-from . import registry
+from ..languages import add_extra_languages_option
+from . import backends, confusion, registry
+from .flores import DEFAULT_SPLIT
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +88,7 @@ def _build_tasks(names: list[str], tm) -> list:
 def evaluate(model, tasks: Sequence[str], *, tokenizer=None, batch_size: int = 8, dtype: str = "auto",
              limit: float | None = None, out_dir: str | Path | None = None,
              extra_task_dirs: Sequence[Path] = (), log_samples: bool = False, bootstrap_iters: int = 1000,
-             max_length: int | None = None) -> dict:
+             max_length: int | None = None, backend: str = backends.DEFAULT) -> dict:
     """Run ``tasks`` on ``model`` (a model directory/hub name, or a loaded model with ``tokenizer``).
 
     Returns the harness's result dict (without per-sample logs) plus a ``pivotune`` block; writes
@@ -94,12 +98,15 @@ def evaluate(model, tasks: Sequence[str], *, tokenizer=None, batch_size: int = 8
     from lm_eval.models.huggingface import HFLM
     from lm_eval.utils import handle_non_serializable
 
+    backends.check_available(backend)
     names = list(dict.fromkeys(tasks))
     tm = registry.task_manager(names, list(extra_task_dirs))
     registry.check_names(names, tm)
     source = model if isinstance(model, (str, Path)) else getattr(model, "name_or_path", "in-memory model")
     built = _build_tasks(names, tm)
-    if isinstance(model, (str, Path)) and (Path(model) / "bridge.json").is_file():
+    if backend in backends.BUILDERS:   # vllm: builds its own model from the directory
+        lm = backends.BUILDERS[backend](model, dtype=dtype, max_length=max_length)
+    elif isinstance(model, (str, Path)) and (Path(model) / "bridge.json").is_file():
         from .bridge_lm import (
             BridgeLM,  # LinguaLIFT: the prompt goes to the encoder, not the LM
         )
@@ -113,11 +120,15 @@ def evaluate(model, tasks: Sequence[str], *, tokenizer=None, batch_size: int = 8
             raise PivotuneError("evaluate() was given a loaded model without its tokenizer.")
         lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size, max_length=max_length)
     t0 = time.perf_counter()
-    res = simple_evaluate(model=lm, tasks=built, task_manager=tm, limit=limit, log_samples=log_samples,
+    # Samples are always collected: language confusion is measured on the raw generations.
+    res = simple_evaluate(model=lm, tasks=built, task_manager=tm, limit=limit, log_samples=True,
                           bootstrap_iters=bootstrap_iters)
     samples = res.pop("samples", None) or {}
+    confusion.annotate(res, samples)
+    if not log_samples:
+        samples = {}
     res = json.loads(json.dumps(res, default=handle_non_serializable, ensure_ascii=False))
-    res["pivotune"] = {"model": str(source), "tasks": names, "batch_size": batch_size,
+    res["pivotune"] = {"model": str(source), "tasks": names, "backend": backend, "batch_size": batch_size,
                        "dtype": str(getattr(model, "dtype", dtype)), "limit": limit, "lm_eval": _version(),
                        "seconds": round(time.perf_counter() - t0, 2)}
     if out_dir is not None:
@@ -168,14 +179,17 @@ def read_item_scores(results_dir: str | Path) -> dict[str, dict[str, dict[str, f
 
 def run_eval(target: str, tasks: list[str] | None = None, preset: str | None = None, *,
              out_dir: str | Path | None = None, indicqa_dir: str | Path | None = None,
-             toy_world: str | Path | None = None, force: bool = False, **kwargs) -> tuple[dict, Path]:
+             toy_world: str | Path | None = None, languages: list[str] | None = None,
+             flores_dir: str | Path | None = None, flores_split: str = DEFAULT_SPLIT,
+             force: bool = False, **kwargs) -> tuple[dict, Path]:
     """``pivotune eval``: resolve the model and tasks, write local-data tasks, evaluate, save (``out_dir``: new, empty
-    or an earlier evaluation's, unless ``force``)."""
+    or an earlier evaluation's, unless ``force``). ``languages``: for the presets that follow them (default: the
+    run's)."""
     from ..outputs import claim_output_dir, mark_output
-    from . import indicqa, toy_tasks
+    from . import flores, indicqa, suites, toy_tasks
 
-    names = registry.expand(tasks, preset)
     model_dir, run_dir = model_source(target)
+    names = registry.expand(tasks, preset, languages or suites.run_languages(run_dir))
     if out_dir is None:
         if run_dir is None and not Path(model_dir).is_dir():
             raise PivotuneError(f"{target} is a hub name; say where to write results with --out.")
@@ -195,6 +209,8 @@ def run_eval(target: str, tasks: list[str] | None = None, preset: str | None = N
                 raise PivotuneError("pivotune_toy_* tasks need --toy-world DIR (a toy world's directory).")
             for task in sorted({t for t, _ in toy}):
                 toy_tasks.write_tasks(toy_world, work, sorted({l for t2, l in toy if t2 == task}), [task])
+        flores.write_tasks(names, work, flores_dir=flores_dir, toy_world=toy_world, split=flores_split,
+                           limit=kwargs.get("limit"))
         if run_dir is not None and (Path(model_dir) / "adapter_config.json").is_file():
             from ..export import export  # a LoRA run: merge into a plain model first
 
@@ -209,7 +225,9 @@ def run_eval(target: str, tasks: list[str] | None = None, preset: str | None = N
 def _cmd_eval(args) -> int:
     res, out = run_eval(args.model, args.tasks, args.preset, out_dir=args.out, indicqa_dir=args.indicqa_dir,
                         toy_world=args.toy_world, batch_size=args.batch_size, dtype=args.dtype,
-                        limit=args.limit, log_samples=args.log_samples, force=args.force)
+                        limit=args.limit, log_samples=args.log_samples, backend=args.backend,
+                        languages=_languages(args), flores_dir=args.flores_dir, flores_split=args.flores_split,
+                        force=args.force)
     from .compare import format_results
 
     print(format_results(res))
@@ -217,15 +235,26 @@ def _cmd_eval(args) -> int:
     return 0
 
 
+def _languages(args) -> list[str]:
+    from ..languages import CLI_HATCH, check_code, declared
+
+    extra = declared(args.extra_languages, "--extra-languages")
+    return [check_code(l, "--languages", extra=extra, hatch=CLI_HATCH) for l in args.languages or []]
+
+
 def add_parser(sub) -> None:
     e = sub.add_parser("eval", help="evaluate a model or a run with lm-evaluation-harness",
                        formatter_class=argparse.RawDescriptionHelpFormatter,
-                       description="Zero-shot evaluation through lm-evaluation-harness (Hugging Face backend). "
-                                   "MODEL is a model directory, a run directory (its model/, merged first when it "
-                                   "is a LoRA adapter) or a hub name. Writes OUT/results.json (default RUN/eval). "
+                       description="Zero-shot evaluation through lm-evaluation-harness (Hugging Face backend, "
+                                   "or vLLM with --backend vllm). MODEL is a model directory, a run directory (its "
+                                   "model/, merged first when it is a LoRA adapter) or a hub name. Writes "
+                                   "OUT/results.json (default RUN/eval). "
                                    "Preset prom-paper: XQuAD th/ar/el, MLQA ar, IndicQA ta/mr/ml, MGSM sw/th/bn/te "
                                    "with target-language prompts (pivotune_* tasks are our own variants: see "
-                                   "pivotune.eval.registry).",
+                                   "pivotune.eval.registry). Presets global (Belebele, Global-MMLU, XCOPA, XNLI, "
+                                   "XStoryCloze, MGSM), english-retention (MMLU, ARC-Challenge, HellaSwag, GSM8K) and "
+                                   "flores (FLORES en<->target, --flores-dir) follow the run's languages. Every "
+                                   "generative task also reports language confusion (line/word pass rates).",
                        epilog="examples:\n  pivotune eval runs/thai-prom --preset prom-paper --indicqa-dir indicqa\n"
                               "  pivotune eval meta-llama/Llama-2-7b-hf --tasks mgsm_native_cot_th "
                               "pivotune_xquad_th --out runs/llama2/eval")
@@ -236,10 +265,19 @@ def add_parser(sub) -> None:
                                  "evaluation's")
     e.add_argument("--force", action="store_true", help="write into --out even if it holds other files")
     e.add_argument("--indicqa-dir", help="local IndicQA data (see pivotune.eval.indicqa for how to get it)")
-    e.add_argument("--toy-world", help="a toy world directory, for pivotune_toy_{mgsm,xquad}_LANG tasks")
+    e.add_argument("--toy-world", help="a toy world directory, for pivotune_toy_{mgsm,xquad}_LANG and "
+                                       "pivotune_toy_flores_SRC-TGT tasks")
     e.add_argument("--batch-size", type=int, default=8, help="generation batch size (default 8, as the paper)")
     e.add_argument("--dtype", choices=["auto", "float32", "bfloat16", "float16"], default="auto",
                    help="weights dtype (default: bfloat16 on a GPU, float32 on a CPU)")
     e.add_argument("--limit", type=int, help="evaluate only the first N items per task (for a quick look)")
     e.add_argument("--log-samples", action="store_true", help="also write each item's prompt and output")
+    e.add_argument("--backend", choices=backends.NAMES, default=backends.DEFAULT,
+                   help="generation backend: hf (default) or vllm (the harness's vLLM model; pip install vllm)")
+    e.add_argument("--languages", nargs="+", metavar="LANG",
+                   help="target languages for the presets that follow them (default: the run's config)")
+    e.add_argument("--flores-dir", help="local FLORES-200/FLORES+ files, for pivotune_flores_SRC-TGT tasks")
+    e.add_argument("--flores-split", choices=FLORES_SPLITS, default=DEFAULT_SPLIT,
+                   help=f"FLORES split to translate (default {DEFAULT_SPLIT})")
+    add_extra_languages_option(e)
     e.set_defaults(func=_cmd_eval)

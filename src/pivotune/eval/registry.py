@@ -9,17 +9,26 @@ they never shadow a harness task:
 - ``pivotune_mlqa_ar``: the harness's MLQA Arabic with Arabic prompt labels (the PROM paper
   prompts in the target language; the harness's MLQA prompts in English);
 - ``pivotune_indicqa_LANG``: IndicQA, written per run from local data (:mod:`.indicqa`);
-- ``pivotune_toy_{mgsm,xquad}_LANG``: the toy world's sets (:mod:`.toy_tasks`).
+- ``pivotune_toy_{mgsm,xquad}_LANG``: the toy world's sets (:mod:`.toy_tasks`);
+- ``pivotune_flores_SRC-TGT`` / ``pivotune_toy_flores_SRC-TGT``: translation from local FLORES files
+  or the toy world's toy-FLORES (:mod:`.flores`).
+
+Presets that follow the run's languages (``global``, ``english-retention``, ``flores``) are defined
+and resolved against the installed harness in :mod:`.suites`.
 """
 
 from __future__ import annotations
 
 import difflib
+import logging
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import PivotuneError
+from . import suites
+
+log = logging.getLogger(__name__)
 
 TASKS_DIR = Path(__file__).parent / "tasks"
 STATIC_DIRS = ("xquad", "mlqa")              # our task files that need no local data
@@ -35,16 +44,24 @@ PRESETS: dict[str, tuple[str, ...]] = {
         "pivotune_indicqa_ta", "pivotune_indicqa_mr", "pivotune_indicqa_ml",
         "mgsm_native_cot_sw", "mgsm_native_cot_th", "mgsm_native_cot_bn", "mgsm_native_cot_te",
     ),
+    **{name: tuple(s.pattern for s in group) for name, group in suites.LANGUAGE_PRESETS.items()},
 }
 
 
-def expand(tasks: list[str] | None, preset: str | None) -> list[str]:
-    """The task list of ``preset`` followed by ``tasks`` (duplicates dropped, order kept)."""
+def expand(tasks: list[str] | None, preset: str | None, languages: list[str] = ()) -> list[str]:
+    """The task list of ``preset`` (for ``languages``, where it follows them) followed by ``tasks``
+    (duplicates dropped, order kept); what the harness lacks is logged in one line."""
     names: list[str] = []
     if preset is not None:
         if preset not in PRESETS:
             raise PivotuneError(f"unknown preset {preset!r}; available: {', '.join(PRESETS)}")
-        names += PRESETS[preset]
+        if preset in suites.LANGUAGE_PRESETS:
+            resolved = suites.resolve(preset, list(languages))
+            if resolved.lacking:
+                log.warning("%s", resolved.line(preset))
+            names += resolved.names
+        else:
+            names += PRESETS[preset]
     names += list(tasks or [])
     if not names:
         raise PivotuneError("no tasks to evaluate: give --tasks NAME... or --preset "
@@ -107,8 +124,9 @@ def check_names(names: list[str], tm) -> None:
         lines.append(f"{n!r}" + (f" (did you mean {', '.join(close)}?)" if close else ""))
     raise PivotuneError(f"unknown task name(s): {'; '.join(lines)}. List the harness's tasks with "
                         "`lm-eval ls tasks`; pivotune's own are pivotune_xquad_LANG, pivotune_mlqa_ar, "
-                        f"pivotune_indicqa_LANG ({', '.join(INDICQA_LANGS)}) and, with --toy-world, "
-                        "pivotune_toy_{mgsm,xquad}_LANG; presets: " + ", ".join(PRESETS) + ".")
+                        f"pivotune_indicqa_LANG ({', '.join(INDICQA_LANGS)}), with --flores-dir "
+                        "pivotune_flores_SRC-TGT and, with --toy-world, pivotune_toy_{mgsm,xquad}_LANG and "
+                        "pivotune_toy_flores_SRC-TGT; presets: " + ", ".join(PRESETS) + ".")
 
 
 # -- what a task measures (for the tables) ----------------------------------------------------------
@@ -130,6 +148,15 @@ _FAMILIES = (
     (r"mlqa_(\w+?)_\w+", "MLQA", "qa"),
     (r"pivotune_indicqa_(\w+)", "IndicQA", "qa"),
     (r"mgsm_(?:direct|native_cot|en_cot)_(\w+)", "MGSM", "acc"),
+    (r"belebele_([a-z]{3}_[A-Z][a-z]{3})", "Belebele", "acc"),
+    (r"global_mmlu_full_([a-z]{2,3})", "Global-MMLU", "acc"),
+    (r"xcopa_([a-z]{2,3})", "XCOPA", "acc"),
+    (r"xnli_([a-z]{2,3})", "XNLI", "acc"),
+    (r"xstorycloze_([a-z]{2,3})", "XStoryCloze", "acc"),
+    (r"mmlu", "MMLU", "acc"),               # English retention: no language in the name
+    (r"arc_challenge", "ARC-Challenge", "acc"),
+    (r"hellaswag", "HellaSwag", "acc"),
+    (r"gsm8k", "GSM8K", "acc"),
 )
 
 
@@ -137,7 +164,7 @@ def case_of(task: str) -> Case | None:
     for pattern, bench, kind in _FAMILIES:
         m = re.fullmatch(pattern, task)
         if m:
-            return Case(bench, m.group(1), kind)
+            return Case(bench, m.group(1) if m.groups() else "en", kind)
     return None
 
 

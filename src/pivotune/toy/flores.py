@@ -1,0 +1,71 @@
+"""toy-FLORES: held-out toy sentences in every language of the world, in the FLORES-200 layout.
+
+Each sentence states one reserved fact (``{name} lives in {place} .``, ``{name} works as a {job} .``,
+``{name} has a {color} {thing} .`` with name×value combinations the grammar keeps out of all
+training text), so no pretraining document, instruction or parallel pair contains it; its
+translations are the world's exact translations (:func:`pivotune.toy.language.translate`). Short
+sentences keep prompt and translation inside the toy model's context. Files:
+``ROOT/devtest/eng_Latn.devtest``, ``ell_Grek.devtest``, ... (line N of each translates line N of
+English), read by :mod:`pivotune.eval.flores` as ``pivotune_toy_flores_SRC-TGT`` tasks with
+``ROOT = WORLD/flores``.
+"""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+from ..io import write_text_atomic
+from . import grammar
+from .grammar import Grammar
+from .language import ENGLISH, translate
+
+SPLIT = "devtest"
+MAX_DRAWS = 100          # draws per sentence before giving up (distinct reserved combinations are many)
+
+
+def toy_instruction(src: str, tgt: str) -> str:
+    """The toy world's translation instruction (its English→target form is the one the world trains with)."""
+    return f"translate the sentence from {grammar.LANG_WORDS[src]} to {grammar.LANG_WORDS[tgt]} ."
+
+
+def held_out_fact(g: Grammar, rng: random.Random) -> str:
+    """One fact sentence whose every name×value combination is reserved (never in training text)."""
+    name = rng.choice(grammar.NAMES)
+    kind = rng.choice(sorted(grammar.FACT_TEMPLATES))
+    pools = {"place": grammar.PLACES, "job": grammar.JOBS, "color": grammar.COLORS, "thing": grammar.THINGS}
+    slots = {k: rng.choice(g.values(name, pool, reserved=True) or ["?"]) for k, pool in pools.items()}
+    sentence = grammar.FACT_TEMPLATES[kind].format(name=name, **slots)
+    return "" if "?" in sentence.split() else sentence
+
+
+def toy_flores_sentences(cfg) -> list[str]:
+    """``cfg.n_eval`` distinct English held-out sentences of the world ``cfg`` (a ``WorldConfig``)."""
+    g = Grammar(cfg.seed, cfg.reserve_every)
+    rng = random.Random(f"pivotune-flores:{cfg.seed}")
+    out, seen = [], {""}
+    for _ in range(cfg.n_eval * MAX_DRAWS):
+        if len(out) == cfg.n_eval:
+            break
+        sentence = held_out_fact(g, rng)
+        if sentence not in seen:
+            seen.add(sentence)
+            out.append(sentence)
+    return out
+
+
+def write_toy_flores(cfg, root: str | Path) -> dict[str, int]:
+    """Write toy-FLORES of ``cfg`` under ``root``; returns ``{path relative to root: sentences}``.
+
+    ``build_world`` calls it with ``root = WORLD/flores``.
+    """
+    from ..eval.flores import corpus_code
+
+    sentences = toy_flores_sentences(cfg)
+    written = {}
+    for lang in [ENGLISH, *cfg.languages]:
+        rel = f"{SPLIT}/{corpus_code(lang)}.{SPLIT}"
+        lines = sentences if lang == ENGLISH else [translate(s, ENGLISH, lang, cfg.seed) for s in sentences]
+        write_text_atomic(Path(root) / rel, "".join(line + "\n" for line in lines))
+        written[rel] = len(lines)
+    return written

@@ -1,0 +1,63 @@
+"""toy-FLORES: held-out sentences translated exactly, in the FLORES layout, evaluated through the harness
+with chrF++/BLEU and script-based language confusion."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from pivotune.cli import main
+from pivotune.eval import flores
+from pivotune.toy import grammar
+from pivotune.toy.flores import toy_flores_sentences, toy_instruction, write_toy_flores
+from pivotune.toy.language import translate
+from pivotune.toy.world import WorldConfig, build_world
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    cfg = WorldConfig.quick()
+    root = build_world(cfg, tmp_path_factory.mktemp("toy") / "world")
+    write_toy_flores(cfg, root / "flores")
+    return cfg, root
+
+
+def test_toy_flores_is_held_out_and_exact(world):
+    """Every language file has the world's n_eval lines, each the exact translation of the English line, and
+    no English sentence occurs in any training text (pretraining, instructions, parallel data)."""
+    cfg, root = world
+    english = toy_flores_sentences(cfg)
+    assert len(english) == len(set(english)) == cfg.n_eval
+    for lang in cfg.languages:
+        assert flores.read_pairs(root / "flores", "en", lang) == [(s, translate(s, "en", lang, cfg.seed))
+                                                                  for s in english]
+    training = (root / "pretrain.txt").read_text(encoding="utf-8") + (root / "instructions" / "en.jsonl").read_text()
+    training += "".join(p.read_text(encoding="utf-8") for p in (root / "parallel").iterdir())
+    leaked = [s for s in english if s.removesuffix(" .") in training]
+    assert not leaked
+    assert toy_instruction("en", "el") == grammar.TRANSLATE_INSTRUCTIONS[0].format(lang="greek")
+    assert translate(toy_instruction("el", "en"), "en", "th", cfg.seed)   # every word is in the toy lexicon
+
+
+def test_toy_flores_through_the_harness(world, tmp_path, tiny_model_dir, one_thread, capsys):
+    """`pivotune eval --toy-world` scores toy-FLORES and measures confusion by script; a world without
+    toy-FLORES is a clear error."""
+    cfg, root = world
+    out = tmp_path / "eval"
+    tasks = ["pivotune_toy_flores_en-el", "pivotune_toy_flores_th-en"]
+    assert main(["eval", str(tiny_model_dir), "--tasks", *tasks, "--toy-world", str(root), "--out", str(out),
+                 "--limit", "3", "--batch-size", "3", "--log-samples"]) == 0
+    res = json.loads((out / "results.json").read_text())
+    for task in tasks:
+        metrics = res["results"][task]
+        assert {"chrf++,none", "bleu,none", "confusion_judged,none"} <= set(metrics)
+        rows = [json.loads(l) for l in (out / "samples" / f"{task}.jsonl").read_text().splitlines()]
+        assert rows[0]["doc"]["bleu_tokenize"] == "13a"
+        assert rows[0]["arguments"][0][1]["max_gen_toks"] == flores.TOY_MAX_GEN_TOKS
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    capsys.readouterr()
+    assert main(["eval", str(tiny_model_dir), "--tasks", tasks[0], "--toy-world", str(bare),
+                 "--out", str(tmp_path / "o")]) == 2
+    assert "has no toy-FLORES" in capsys.readouterr().err
