@@ -43,6 +43,7 @@ SETTINGS = {
     "prom": lambda p: {"prom": {"lambda_per_language": {"xx": 0.5}}},   # λ given: no probe to run
     "lingualift": lambda p: {"lingualift": {"encoder": p["encoder"], "lexicons": {"xx": p["lexicon"]},
                                             "stage1_max_steps": 2, "stage1_lr": 1e-2, "max_encoder_len": 64}},
+    "lens-local": lambda p: {"lens_local": {"split_layer": 1}},   # the split given: no probe to run
 }
 
 

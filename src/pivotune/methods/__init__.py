@@ -9,11 +9,11 @@ settings section, config rules, what the toy demo changes). Adding a method is a
 
 from __future__ import annotations
 
-from . import clo, lingualift, prom, sft
+from . import clo, lens_local, lingualift, prom, sft
 from .base import DemoEntry, Method, Road, Stage, ToyRun, Units
 
 #: the method packages, in the order methods are listed (CLI help, the demo, tables)
-PACKAGES = (sft, prom, clo, lingualift)
+PACKAGES = (sft, prom, clo, lingualift, lens_local)
 
 METHODS: dict[str, Method] = {m.name: m for package in PACKAGES for m in package.REGISTERED}
 
