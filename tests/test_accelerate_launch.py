@@ -258,8 +258,10 @@ def _check_run(method: str, run: Path, log: str, *, probe: bool = True) -> dict:
     meta = json.loads((run / "run.json").read_text(encoding="utf-8"))
     assert log.count("done: ") == 2, log[-3000:]   # both ranks finished
     # atomic writes leave no temporary sibling behind, even if two ranks had raced for RUN/model; the run's own
-    # hidden files are its lock (taken by rank 0 alone) and its marker
-    assert not [p.name for p in run.rglob(".*") if p.relative_to(run).as_posix() not in (LOCK, MARKER)], log[-3000:]
+    # hidden files are its lock (taken by rank 0 alone), its marker and that of its probe (RUN/probe, read by PROM's
+    # regulation and lens-local)
+    own = (LOCK, MARKER, f"probe/{MARKER}")
+    assert not [p.name for p in run.rglob(".*") if p.relative_to(run).as_posix() not in own], log[-3000:]
     if method == "lingualift":
         from pivotune.models.bridge import LinguaLiftModel
 
