@@ -222,8 +222,8 @@ def bleu(items: list[tuple]) -> float:
 # -- COMET and tables ---------------------------------------------------------------------------------
 
 def comet_files(samples_jsonl: str | Path, out_dir: str | Path) -> list[Path]:
-    """``src.txt``, ``mt.txt`` and ``ref.txt`` from a FLORES task's logged samples (``pivotune eval
-    --log-samples``: ``OUT/samples/TASK.jsonl``), for COMET, which pivotune does not run itself::
+    """``src.txt``, ``mt.txt`` and ``ref.txt`` from a FLORES task's logged samples (``pivotune eval`` writes
+    them to ``OUT/samples/TASK.jsonl``), for COMET, which pivotune does not run itself::
 
         pip install unbabel-comet
         huggingface-cli download Unbabel/wmt22-comet-da --local-dir wmt22-comet-da
