@@ -31,6 +31,8 @@ from ..io import parse_json, write_text_atomic
 from ..languages import add_extra_languages_option
 from .registry import Case, case_of, headline_scores
 
+#: Tables 1-3 are the PROM paper's; Tables 4-5 (language confusion, translation) go beyond it
+PAPER_TABLES = (1, 2, 3)
 #: {task: {item id: headline scores}} per run, as :func:`pivotune.eval.harness.read_item_scores` reads them
 Items = dict[str, dict[str, dict[str, float]]]
 
@@ -40,6 +42,11 @@ class Table:
     title: str
     header: list[str]
     rows: list[list]          # first cell: the run label; numbers as floats, None when absent
+
+    @property
+    def number(self) -> int:
+        """N of the title's "Table N: ..." (the CSV file's name)."""
+        return int(self.title.split(":")[0].split()[-1])
 
     def cells(self, digits: int = 1) -> list[list[str]]:
         return [[c if isinstance(c, str) else ("–" if c is None else
@@ -189,7 +196,7 @@ def write_tables(tables: list[Table], out_dir: str | Path) -> list[Path]:
     write_text_atomic(paths[0], to_markdown(tables))
     write_text_atomic(paths[1], to_html(tables))
     for t in tables:
-        paths.append(out_dir / f"table_{t.title.split(':')[0].split()[-1]}.csv")
+        paths.append(out_dir / f"table_{t.number}.csv")
         write_text_atomic(paths[-1], to_csv(t))
     return paths
 
