@@ -37,8 +37,8 @@ def add_evaluations(demo: Path, with_samples: bool = True) -> Path:
     for method, goods in GOOD.items():
         for seed, good in enumerate(goods):
             run = demo / f"{method}-seed{seed}"
-            samples = {t: [{"doc_id": i, "doc": {"id": f"item-{i:02d}"}, "resps": [[_response(lang, i < good)]], "metrics": [],
-                            "filter": "none"} for i in range(N)] for t, lang in TASKS.items()}
+            samples = {t: [{"doc_id": i, "doc": {"id": f"item-{i:02d}"}, "resps": [[_response(lang, i < good)]],
+                            "metrics": [], "filter": "none"} for i in range(N)] for t, lang in TASKS.items()}
             res = {"results": {t: {} for t in TASKS}, "configs": {t: {"output_type": "generate_until"}
                                                                   for t in TASKS}}
             confusion.annotate(res, samples)
@@ -115,8 +115,31 @@ def test_report_page_shows_confusion_and_translation(tmp_path):
     demo = add_evaluations(make_demo(tmp_path / "demo"))
     write_report([demo], tmp_path / "report")
     md = (tmp_path / "report" / "report.md").read_text(encoding="utf-8")
-    assert "## Language confusion: line / word pass rate (%)" in md and "| language | task | judged | xllama | prom |" in md
+    assert "## Language confusion: line / word pass rate (%)" in md
+    assert "| language | task | judged | xllama | prom |" in md
     assert "## Translation (toy-FLORES): chrF++ / BLEU" in md and "- Language confusion (line-level pass rate" in md
     assert "- Translation (toy-FLORES chrF++, mean over 2 direction(s) and the seeds)" in md
     write_report([make_demo(tmp_path / "old")], tmp_path / "old-report")
     assert "Language confusion" not in (tmp_path / "old-report" / "report.md").read_text(encoding="utf-8")
+
+
+def test_report_of_evaluated_runs_has_tables_4_and_5_with_intervals(tmp_path):
+    """Run directories evaluated by `pivotune eval` (eval/results.json, eval/samples/) get compare's Tables 4
+    and 5 on the page, each LPR difference from the baseline run with its paired interval."""
+    task, flores_task = "pivotune_toy_mgsm_el", "pivotune_toy_flores_en-el"
+    for name, good in (("base", 5), ("mine", 20)):
+        run = tmp_path / name
+        (run / "eval" / "samples").mkdir(parents=True)
+        (run / "config.yaml").write_text("method: xllama\n")
+        samples = {t: [{"doc_id": i, "doc": {"id": f"i{i}"}, "resps": [[_response("el", i < good)]], "metrics": [],
+                        "filter": "none"} for i in range(N)] for t in (task, flores_task)}
+        res = {"results": {task: {"accuracy,none": 0.1}, flores_task: {"chrf++,none": 40.0, "bleu,none": 9.0}},
+               "configs": {t: {"output_type": "generate_until"} for t in samples}}
+        confusion.annotate(res, samples)
+        (run / "eval" / "results.json").write_text(json.dumps(res))
+        for t, rows in samples.items():
+            (run / "eval" / "samples" / f"{t}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    write_report([tmp_path / "base", tmp_path / "mine"], tmp_path / "report", baseline="base")
+    md = (tmp_path / "report" / "report.md").read_text(encoding="utf-8")
+    assert "### Table 4: language confusion, line / word pass rate (%)" in md and "### Table 5: translation" in md
+    assert "| mine | toy-MGSM el | 100.0 | 100.0 | 20 | +75.0 [+" in md

@@ -1,6 +1,7 @@
 """The report's findings: sentences computed from the numbers only, each difference with its 95 % interval
-(:mod:`.differences`; language confusion and translation: :mod:`.generations`), and the study's three claims, each "reproduced", "refuted" (its interval excludes
-zero the other way) or "not decided", or "not measured" where the data are missing.
+(:mod:`.differences`; language confusion and translation: :mod:`.generations`), and the study's three
+claims, each "reproduced", "refuted" (its interval excludes zero the other way) or "not decided", or "not
+measured" where the data are missing.
 """
 
 from __future__ import annotations
@@ -8,7 +9,6 @@ from __future__ import annotations
 import statistics
 
 from .collect import PROM, TPLUSE, Study, case_stats, cases
-from .generations import confusion_finding, translation_finding
 from .differences import (
     NO_INTERVAL,
     basis,
@@ -19,6 +19,7 @@ from .differences import (
     verdict,
     win_lose,
 )
+from .generations import confusion_finding, translation_finding
 
 
 def findings(study: Study, baseline: str) -> list[str]:

@@ -136,8 +136,8 @@ def _sweep_findings(study: Study) -> list[str]:
 def build_blocks(study: Study, baseline: str, figures: Path) -> list[tuple]:
     return [("h2", "Findings"), ("p", "Generated from the numbers below."),
             ("ul", [*findings(study, baseline), *_sweep_findings(study), *lens_findings(study)]),
-            *_results_blocks(study, baseline), *_generation_blocks(study), *sweep_blocks(study.sweeps, study.sweep_items),
-            *_harness_blocks(study, baseline),
+            *_results_blocks(study, baseline), *_generation_blocks(study),
+            *sweep_blocks(study.sweeps, study.sweep_items), *_harness_blocks(study, baseline),
             *_regulation_blocks(study, figures), *lens_blocks(study, figures), *_interference_blocks(study, figures),
             *_config_blocks(study)]
 
