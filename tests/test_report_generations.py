@@ -102,7 +102,17 @@ def test_lpr_difference_is_paired_over_responses_and_seeds(tmp_path):
     assert basis == "paired over the responses both judged"
     assert iv.diff == pytest.approx(naive["prom"] - naive["xllama"]) and iv.low > 0
     line = confusion_finding(study, "xllama")
-    assert f"xllama {naive['xllama']:.1f}, prom {naive['prom']:.1f}" in line and f"prom {iv.fmt()}" in line
+    assert f"xllama {naive['xllama']:.1f}, prom {naive['prom']:.1f}" in line
+    assert f"minus xllama, 95 % intervals (paired over the responses both judged): prom {iv.fmt()}." in line
+    # a method with a target task no response of which was judged is named apart, not averaged over fewer tasks
+    for seed in range(2):
+        path = demo / f"prom-seed{seed}" / "results.json"
+        res = json.loads(path.read_text())
+        del res["results"]["pivotune_toy_mgsm_th"]["line_pass_rate,none"]
+        path.write_text(json.dumps(res))
+    line = confusion_finding(read_inputs([demo]), "xllama")
+    assert line.endswith(f"xllama {naive['xllama']:.1f}; not measured for prom (a target task without a judged "
+                         "response).")
     bare = read_inputs([add_evaluations(make_demo(tmp_path / "bare"), with_samples=False)])
     iv2, basis2 = lpr_difference(bare, "prom", "xllama", sorted(targets))
     assert basis2.startswith("over seeds") and iv2.diff == pytest.approx(iv.diff)

@@ -131,22 +131,24 @@ def lpr_difference(study: Study, method: str, baseline: str, tasks: list[str]) -
 
 def confusion_finding(study: Study, baseline: str) -> str | None:
     """Each method's mean LPR on the target-language tasks, and its difference from ``baseline`` with the
-    interval (None: no confusion measured on a target language)."""
+    interval (None: no confusion measured on a target language). A method with a target task no seed judged
+    a response of is named apart: a mean over fewer tasks would not compare."""
     tasks = sorted(t for t in _measured(study, LPR) if _expected(t) != "en")
     means = {m: v for m, e in study.evaluations.items() if (v := _target_lprs(e, tasks))}
     if not tasks or not means:
         return None
     line = ("Language confusion (line-level pass rate over the target-language tasks, %, mean over seeds): "
             + ", ".join(f"{m} {statistics.fmean(v):.1f}" for m, v in means.items()))
-    if baseline in means:
-        diffs = []
-        for m in means:
-            if m != baseline:
-                got = lpr_difference(study, m, baseline, tasks)
-                diffs.append(f"{m} {got[0].fmt()} ({got[1]})" if got else f"{m} – (no interval: one seed and "
-                                                                          "no logged responses)")
-        if diffs:
-            line += f"; minus {baseline}, with 95 % intervals: " + ", ".join(diffs)
+    got = {m: lpr_difference(study, m, baseline, tasks) for m in means if m != baseline} if baseline in means else {}
+    if got:
+        bases = sorted({g[1] for g in got.values() if g})
+        one = len(bases) == 1   # what the intervals resample, said once when it is the same for all
+        cells = [f"{m} " + ("– (no interval: one seed and no logged responses)" if g is None else
+                            g[0].fmt() + ("" if one else f" ({g[1]})")) for m, g in got.items()]
+        line += f"; minus {baseline}, 95 % intervals" + (f" ({bases[0]})" if one else "") + ": " + ", ".join(cells)
+    apart = [m for m in study.evaluations if m not in means]
+    if apart:
+        line += f"; not measured for {', '.join(apart)} (a target task without a judged response)"
     return line + "."
 
 
