@@ -103,12 +103,12 @@ def build_lm():
 
 def prom_objective(chunk_size: int, recompute: bool):
     from pivotune.config import load_config
-    from pivotune.objectives.prom import PromObjective
+    from pivotune.methods import run_objective
 
     cfg = load_config(base={"model": "bench", "method": "prom", "languages": ["th"],
                             "prom": {"pivot_layer": PIVOT, "chunk_size": chunk_size,
                                      "recompute_logits": recompute}})
-    return PromObjective(cfg)
+    return run_objective(cfg)
 
 
 def naive_prom_loss(pm, batch, lam: float, alpha: float):
@@ -178,7 +178,7 @@ def worker(args) -> dict:
             norms = {k: v.to(device) for k, v in obj.normalizers(batch).items()}
 
             def loss_fn():
-                return obj(model, batch, norms)[0]
+                return obj.loss(model, batch, norms)[0]
     model.train()
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=1e-5, foreach=True)

@@ -1,12 +1,15 @@
 """The one training road, for every registered method (a new method gets these tests by registering): the run
-config's trust_remote_code reaches every loader, and gradient interference is either measured or refused by the
-config with a clear error, never silently ignored."""
+config's trust_remote_code reaches every loader; gradient interference is either measured or refused by the
+config with a clear error, never silently ignored; an interrupted run resumes to the uninterrupted weights; a NaN
+loss and a full disk stop the run clearly; the run exports as a plain model (or says why not). DDP under 2
+processes, for every method: tests/test_accelerate_launch.py (slow)."""
 
 from __future__ import annotations
 
 import json
 
 import pytest
+import torch
 from road_cases import SAMPLES, parts, raw_config
 
 from pivotune.config import load_config
@@ -58,3 +61,137 @@ def test_interference_is_measured_or_refused(method, tiny_model_dir, files, tmp_
     records = json.loads((tmp_path / "run" / "interference.json").read_text())["records"]
     assert [r["step"] for r in records] == [0, 1, 2]
     assert any(f"interference/{a}~{b}" in h for h in trainer.state.log_history)
+
+
+# ------------------------------------------------------------------------------------------ resume, guards, export
+
+def _last_stage_dir(method: str, run):
+    """Where the method's last stage checkpoints (RUN, or RUN/<stage>)."""
+    road = METHODS[method].road(load_config(base={"model": "m", "method": method, "lingualift": {"encoder": "e"}}))
+    last = road.stages()[-1]
+    return run / last.directory if last.directory else run
+
+
+def _weights(run) -> dict:
+    """Every tensor the run wrote: RUN/model's files (a bridge's too) and parts beside it (PROM's pivot head)."""
+    from safetensors.torch import load_file
+
+    files = sorted((run / "model").rglob("*.safetensors")) + sorted(run.glob("*.safetensors"))
+    return {f"{f.relative_to(run)}:{k}": v for f in files for k, v in load_file(str(f)).items()}
+
+
+def _crash_in(stage_dir, step: int):
+    """A PivotuneTrainer.compute_loss that raises in optimizer step ``step`` of the stage training in
+    ``stage_dir``."""
+    from pivotune.train.trainer import PivotuneTrainer
+
+    real = PivotuneTrainer.compute_loss
+
+    def compute_loss(self, *a, **k):
+        if str(self.args.output_dir) == str(stage_dir) and self.state.global_step + 1 == step:
+            raise RuntimeError("simulated crash")
+        return real(self, *a, **k)
+    return compute_loss
+
+
+@pytest.mark.slow   # three short runs per method; the fast suite resumes each road in its own test file
+@pytest.mark.parametrize("method", list(METHODS))
+def test_an_interrupted_run_resumes_to_the_uninterrupted_weights(method, tiny_model_dir, files, tmp_path,
+                                                                 monkeypatch):
+    """Crashed in its last stage's step 3, resumed with resume="auto" from that stage's checkpoint-2: the same
+    weights as a run never stopped, bitwise."""
+    from pivotune.train.trainer import PivotuneTrainer
+
+    cfg = lambda out: load_config(base=raw_config(method, tiny_model_dir, out, files, max_steps=3))
+    train(cfg(tmp_path / "ref"), SAMPLES)
+    run = tmp_path / "run"
+    with monkeypatch.context() as mp:
+        mp.setattr(PivotuneTrainer, "compute_loss", _crash_in(_last_stage_dir(method, run), 3))
+        with pytest.raises(RuntimeError, match="simulated crash"):
+            train(cfg(run), SAMPLES)
+    assert not (run / "model").exists()
+    train(cfg(run), SAMPLES, resume="auto")
+    want, got = _weights(tmp_path / "ref"), _weights(run)
+    assert want and want.keys() == got.keys()
+    assert all(torch.equal(want[k], got[k]) for k in want), [k for k in want if not torch.equal(want[k], got[k])]
+    meta = json.loads((run / "run.json").read_text())
+    stage = meta if "resumed_from" in meta else meta[_last_stage_dir(method, run).name]
+    assert stage["resumed_from"] == "checkpoint-2"
+
+
+class _NanFrom:
+    """An objective whose loss turns NaN from optimizer step ``step`` on."""
+
+    def __init__(self, objective, trainer, step: int):
+        self.inner, self.trainer, self.step = objective, trainer, step
+
+    def normalizers(self, batch):
+        return self.inner.normalizers(batch)
+
+    def loss(self, model, batch, norms):
+        loss, logs = self.inner.loss(model, batch, norms)
+        return (loss * float("nan") if self.trainer.state.global_step + 1 >= self.step else loss), logs
+
+
+@pytest.mark.parametrize("method", list(METHODS))
+def test_a_nan_loss_stops_before_the_update_naming_step_and_sources(method, tiny_model_dir, files, tmp_path,
+                                                                    monkeypatch):
+    from pivotune.train.guards import NonFiniteLossError
+    from pivotune.train.trainer import PivotuneTrainer
+
+    real = PivotuneTrainer.__init__
+
+    def init(self, *a, **k):
+        real(self, *a, **k)
+        self.objective = _NanFrom(self.objective, self, 2)
+
+    monkeypatch.setattr(PivotuneTrainer, "__init__", init)
+    run = tmp_path / "run"
+    with pytest.raises(NonFiniteLossError) as err:
+        train(load_config(base=raw_config(method, tiny_model_dir, run, files)), SAMPLES)
+    msg = str(err.value)
+    assert "optimizer step 2" in msg and "source '" in msg and "last complete checkpoint is kept" in msg
+    stages = [p for p in (run, run / "stage1") if (p / "checkpoint-1").is_dir()]   # the stage that stopped
+    assert stages and not (stages[0] / "checkpoint-2").exists() and not (run / "model").exists()
+
+
+@pytest.mark.parametrize("method", list(METHODS))
+def test_too_little_disk_space_stops_before_any_training(method, tiny_model_dir, files, tmp_path, monkeypatch):
+    from collections import namedtuple
+
+    from pivotune.errors import PivotuneError
+    from pivotune.train.trainer import PivotuneTrainer
+
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr("pivotune.train.guards.shutil.disk_usage", lambda p: usage(10**9, 10**9 - 2**20, 2**20))
+    started = []
+    monkeypatch.setattr(PivotuneTrainer, "__init__", lambda self, *a, **k: started.append(1))
+    with pytest.raises(PivotuneError, match=r"Not enough disk space for output_dir .*0.00 GiB free"):
+        train(load_config(base=raw_config(method, tiny_model_dir, tmp_path / "run", files)), SAMPLES)
+    assert not started and not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("method", list(METHODS))
+def test_the_run_exports_as_a_plain_model_or_says_why_not(method, tiny_model_dir, files, tmp_path):
+    """A causal-LM method's RUN/model exports as a plain Hugging Face model with the trained LM's logits (training
+    parts left out); a bridge is refused naming what it is."""
+    from pivotune.errors import PivotuneError
+    from pivotune.export import export
+
+    run = tmp_path / "run"
+    trainer = train(load_config(base=raw_config(method, tiny_model_dir, run, files, save_steps=None)), SAMPLES,
+                    save_checkpoints=False)
+    if not METHODS[method].causal_lm:
+        with pytest.raises(PivotuneError, match="bridge"):
+            export(run, tmp_path / "out")
+        return
+    from transformers import AutoModelForCausalLM
+
+    from pivotune.models.parts import ModelWithParts
+
+    exported = AutoModelForCausalLM.from_pretrained(export(run, tmp_path / "out"))
+    lm = trainer.model.lm if isinstance(trainer.model, ModelWithParts) else trainer.model
+    ids = torch.tensor([[1, 5, 9, 7, 3]])
+    with torch.no_grad():
+        assert torch.allclose(exported(input_ids=ids).logits, lm(input_ids=ids).logits, atol=1e-5)
+    assert not any("pivot_head" in k for k in exported.state_dict())
