@@ -158,3 +158,28 @@ def test_item_scores_keep_ids_merge_filters_and_name_bad_lines(tmp_path):
     (tmp_path / "samples" / "pivotune_xquad_th.jsonl").write_text(json.dumps(rows[4]) + "\n{\"doc_id\": 1}\n")
     with pytest.raises(PivotuneError, match=r"pivotune_xquad_th.jsonl, line 2: not a harness sample record"):
         read_item_scores(tmp_path)
+
+
+def test_confusion_and_translation_tables_from_results_files(tmp_path):
+    """Tables 4 and 5 join compare's output when the runs have their scores: the CSV cells are the results
+    files' numbers (rates in %, judged counts, chrF++/BLEU as sacrebleu gave them), a blank where absent."""
+    files = {"r1": {"pivotune_toy_flores_en-el": {"chrf++,none": 41.25, "bleu,none": 12.5,
+                                                  "line_pass_rate,none": 0.75, "word_pass_rate,none": 1.0,
+                                                  "confusion_judged,none": 24.0},
+                    "pivotune_toy_xquad_th": {**_qa(0.1, 0.2), "line_pass_rate,none": 0.5,
+                                              "word_pass_rate,none": 0.25, "confusion_judged,none": 20.0}},
+             "r2": {"pivotune_toy_flores_en-el": {"chrf++,none": 50.0, "bleu,none": 20.0,
+                                                  "line_pass_rate,none": 1.0, "confusion_judged,none": 24.0}}}
+    for label, results in files.items():
+        (tmp_path / label).mkdir()
+        (tmp_path / label / "results.json").write_text(json.dumps({"results": results}))
+    tables = compare.compare([str(tmp_path / "r1"), str(tmp_path / "r2")], out_dir=tmp_path / "out")
+    assert [t.title.split(":")[0] for t in tables] == ["Table 1", "Table 4", "Table 5"]
+    t4 = list(csv.reader(io.StringIO((tmp_path / "out" / "table_4.csv").read_text())))
+    assert t4 == [["run", "task", "LPR", "WPR", "judged"],
+                  ["r1", "toy-FLORES en→el", "75.0", "100.0", "24"], ["r2", "toy-FLORES en→el", "100.0", "", "24"],
+                  ["r1", "toy-XQuAD th", "50.0", "25.0", "20"]]
+    t5 = list(csv.reader(io.StringIO((tmp_path / "out" / "table_5.csv").read_text())))
+    assert t5 == [["run", "toy-en→el chrF++", "toy-en→el BLEU"], ["r1", "41.25", "12.5"], ["r2", "50.0", "20.0"]]
+    md = (tmp_path / "out" / "tables.md").read_text()
+    assert "### Table 4: language confusion" in md and "| r2 | toy-FLORES en→el | 100.0 | – | 24 |" in md

@@ -3,6 +3,7 @@ world's script rule, the pass rates against a naive per-line/per-word loop, and 
 
 from __future__ import annotations
 
+import json
 import logging
 import string
 
@@ -181,12 +182,63 @@ def test_annotate_adds_rates_to_generative_tasks_once_per_document(caplog):
     assert "pivotune_flores_en-ay" in caplog.text and res["results"]["pivotune_flores_en-ay"] == {}
 
 
-def test_confusion_table_rows_per_run():
-    """The table holds LPR/WPR in percent per task, a dash where a run lacks one."""
-    a = {"results": {"mgsm_native_cot_th": {"line_pass_rate,none": 0.5, "word_pass_rate,none": 1.0}}}
-    b = {"results": {"mgsm_native_cot_th": {"line_pass_rate,none": 0.25}, "pivotune_flores_en-sw":
-                     {"line_pass_rate,none": 1.0}}}
+def test_confusion_table_rows_per_run_and_task():
+    """The table holds LPR/WPR in percent and the judged count, a row per run and task (grouped by task), a dash
+    where a rate is absent; a run without a task's rates has no row for it."""
+    a = {"results": {"mgsm_native_cot_th": {"line_pass_rate,none": 0.5, "word_pass_rate,none": 1.0,
+                                            "confusion_judged,none": 8.0}}}
+    b = {"results": {"mgsm_native_cot_th": {"line_pass_rate,none": 0.25, "confusion_judged,none": 4.0},
+                     "pivotune_flores_en-sw": {"line_pass_rate,none": 1.0, "confusion_judged,none": 3.0}}}
     table = confusion.confusion_table({"a": a, "b": b})
-    assert table.header == ["run", "FLORES en→sw LPR", "FLORES en→sw WPR", "MGSM th LPR", "MGSM th WPR"]
-    assert table.cells() == [["a", "–", "–", "50.0", "100.0"], ["b", "100.0", "–", "25.0", "–"]]
+    assert table.header == ["run", "task", "LPR", "WPR", "judged"]
+    assert table.cells() == [["b", "FLORES en→sw", "100.0", "–", "3"], ["a", "MGSM th", "50.0", "100.0", "8"],
+                             ["b", "MGSM th", "25.0", "–", "4"]]
     assert confusion.confusion_table({"a": {"results": {"x": {}}}}) is None
+
+
+def _samples(folder, task, texts, ids=None):
+    """A logged-samples file as the harness writes it: each document under two filters."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = [{"doc_id": i, "doc": {"id": (ids or {}).get(i, f"d{i}")}, "resps": [[t]], "filter": f}
+            for i, t in enumerate(texts) for f in ("strict", "flexible")]
+    (folder / f"{task}.jsonl").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+
+
+def _annotated(task, texts):
+    res = {"results": {task: {}}, "configs": {task: {"output_type": "generate_until"}}}
+    confusion.annotate(res, {task: [{"doc_id": i, "resps": [[t]]} for i, t in enumerate(texts)]})
+    return res
+
+
+def test_line_passes_pair_runs_and_give_the_difference_an_interval(tmp_path):
+    """Each logged response's verdict (by item id, each document once, unjudged ones left out) averages to the
+    stored LPR; Table 4's difference from the baseline is the naive mean difference over the items both runs
+    judged, with an interval that excludes zero for 20 of 20 items turned Greek and contains it for none."""
+    task = "pivotune_toy_xquad_el"
+    s = "anna lives in rome ."
+    el = translate(s, "en", "el", 0)
+    base_texts = [s] * 14 + [el] * 6 + ["42"]                       # 6 of 20 judged in Greek; "42" not judged
+    mine_texts = [el] * 20 + [s]                                    # all 20 in Greek; one more item, English
+    runs, items = {}, {}
+    for label, texts in (("base", base_texts), ("mine", mine_texts), ("same", base_texts)):
+        _samples(tmp_path / label / "samples", task, texts)
+        runs[label] = _annotated(task, texts)
+        items[label] = confusion.read_line_passes(tmp_path / label, runs[label])
+    assert items["base"][task] == {f"d{i}": 100.0 * (i >= 14) for i in range(20)}   # d20 ("42") not judged
+    for label in runs:
+        got = items[label][task]
+        assert sum(got.values()) / len(got) == pytest.approx(100 * runs[label]["results"][task]["line_pass_rate,none"])
+    table = confusion.confusion_table(runs, baseline="base", line_items=items)
+    assert table.header[-1] == "LPR − base (95 % interval)"
+    diffs = {r[0]: r[-1] for r in table.rows}
+    shared = sorted(items["mine"][task].keys() & items["base"][task].keys())
+    naive = sum(items["mine"][task][i] - items["base"][task][i] for i in shared) / len(shared)
+    assert naive == pytest.approx(70.0) and diffs["mine"].startswith(f"{naive:+.1f} [+")   # interval above zero
+    assert diffs["same"] == "+0.0 [+0.0, +0.0]" and diffs["base"] is None
+    no_items = confusion.confusion_table(runs, baseline="base")
+    assert {r[-1] for r in no_items.rows} == {None}   # no logged responses: no interval, however far apart
+    assert confusion.read_line_passes(tmp_path / "nowhere", runs["base"]) == {}
+    (tmp_path / "base" / "samples" / f"{task}.jsonl").write_text(json.dumps({"doc_id": 0, "resps": [[[-1.5, True]]]})
+                                                                 + "\n")
+    with pytest.raises(PivotuneError, match=rf"{task}.jsonl, line 1: not a harness sample record"):
+        confusion.read_line_passes(tmp_path / "base", runs["base"])

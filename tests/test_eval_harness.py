@@ -9,7 +9,7 @@ import pytest
 
 from pivotune.cli import main
 from pivotune.errors import DataError, PivotuneError
-from pivotune.eval import compare, indicqa, registry, task_utils
+from pivotune.eval import compare, confusion, indicqa, registry, task_utils
 from pivotune.eval.harness import read_item_scores
 from pivotune.outputs import MARKER
 
@@ -175,7 +175,7 @@ def test_eval_and_compare_end_to_end(tmp_path, tiny_model_dir, one_thread, capsy
     tasks = ["pivotune_toy_mgsm_el", "pivotune_toy_xquad_el", "pivotune_toy_xquad_en", "pivotune_indicqa_ta"]
     out = tmp_path / "tiny" / "eval"
     assert main(["eval", str(tiny_model_dir), "--tasks", *tasks, "--toy-world", str(world), "--indicqa-dir",
-                 str(data), "--out", str(out), "--batch-size", "4", "--log-samples"]) == 0
+                 str(data), "--out", str(out), "--batch-size", "4"]) == 0   # samples are written by default
     res = json.loads((out / "results.json").read_text())
     assert set(res["results"]) == set(tasks) and res["pivotune"]["tasks"] == tasks
     assert res["n-samples"]["pivotune_indicqa_ta"]["effective"] == 3
@@ -198,7 +198,7 @@ def test_eval_and_compare_end_to_end(tmp_path, tiny_model_dir, one_thread, capsy
     printed = capsys.readouterr().out
     assert "Table 1" in printed and "Table 2" in printed and "Table 3" in printed
     names = sorted(p.name for p in (tmp_path / "tables").iterdir())
-    assert names == [MARKER, "table_1.csv", "table_2.csv", "table_3.csv", "tables.html", "tables.md"]
+    assert names == [MARKER, "table_1.csv", "table_2.csv", "table_3.csv", "table_4.csv", "tables.html", "tables.md"]
     # "perfect" logged no per-item scores: its higher means decide nothing (counted under "no items")
     row = (tmp_path / "tables" / "table_3.csv").read_text().splitlines()[1].split(",")
     assert row == ["perfect", "0", "0", "4", "4", "4"]
@@ -210,6 +210,27 @@ def test_eval_and_compare_end_to_end(tmp_path, tiny_model_dir, one_thread, capsy
             json.dumps({**r, **{m: 1.0 for m in r["metrics"]}}) + "\n" for r in rows))
     tiny_items = read_item_scores(out)
     all_zero = sum(all(v == 0 for scores in tiny_items[t].values() for v in scores.values()) for t in tasks)
-    table3 = compare.compare([str(tmp_path / "tiny"), str(tmp_path / "perfect")], baseline="tiny")[-1]
+    table3 = compare.compare([str(tmp_path / "tiny"), str(tmp_path / "perfect")], baseline="tiny")[2]
     (_, wins, losses, neither, no_items, cases), = table3.rows
     assert wins >= all_zero and losses == 0 and no_items == 0 and wins + neither == cases == 4
+    # Table 4: the results' rates in %, and (the same responses on both sides) a zero LPR difference
+    table4 = compare.compare([str(tmp_path / "tiny"), str(tmp_path / "perfect")], baseline="tiny")[3]
+    judged = {t: m for t, m in res["results"].items() if "line_pass_rate,none" in m}
+    assert len(table4.rows) == 2 * len(judged) and {r[0] for r in table4.rows} == {"tiny", "perfect"}
+    for label, task, lpr, _, n, diff in table4.rows:
+        m = judged[next(t for t in judged if confusion.task_label(t) == task)]
+        assert (lpr, n) == (pytest.approx(100 * m["line_pass_rate,none"]), m["confusion_judged,none"])
+        assert diff == (None if label == "tiny" else "+0.0 [+0.0, +0.0]")
+
+
+def test_eval_without_samples_leaves_none_behind(tmp_path, tiny_model_dir, one_thread):
+    """--no-log-samples writes no samples, and an earlier evaluation's in the same directory are removed:
+    they would pair with the new results."""
+    world, out = tmp_path / "world", tmp_path / "eval"
+    _fake_world(world)
+    common = ["eval", str(tiny_model_dir), "--toy-world", str(world), "--out", str(out), "--batch-size", "2"]
+    assert main([*common, "--tasks", "pivotune_toy_mgsm_el", "pivotune_toy_xquad_el"]) == 0
+    assert sorted(p.name for p in (out / "samples").iterdir()) == ["pivotune_toy_mgsm_el.jsonl",
+                                                                   "pivotune_toy_xquad_el.jsonl"]
+    assert main([*common, "--tasks", "pivotune_toy_mgsm_el", "--no-log-samples"]) == 0
+    assert read_item_scores(out) == {} and not list((out / "samples").iterdir())

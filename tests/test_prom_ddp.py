@@ -131,6 +131,7 @@ def _grads_worker(out_path: str) -> None:
     dist.all_gather_object(gathered, results)
     if rank == 0:
         Path(out_path).write_text(json.dumps(gathered))
+    dist.barrier()   # neither rank tears gloo down while the other may still be in a collective
     dist.destroy_process_group()
 
 

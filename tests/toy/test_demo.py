@@ -50,8 +50,26 @@ def test_quick_demo_end_to_end(quick_paths, tmp_path, monkeypatch, capsys):
         mgsm = res["results"]["pivotune_toy_mgsm_el"]
         assert summary["scores"][method][0]["el"]["mgsm"] == pytest.approx(100 * mgsm["accuracy,none"])
     assert "## Paper-style tables" in table and (out / "tables" / "tables.html").exists()
+    # language confusion on every generation and toy-FLORES both ways, per method, from the runs' harness results
+    assert "### Table 4: language confusion" in table and "### Table 5: translation" in table
+    header = next(line for line in table.splitlines() if line.startswith("| language | task | judged |"))
+    column = [c.strip() for c in header.strip("|").split("|")].index("prom")
+    res = json.loads((out / "prom-seed0" / "results.json").read_text())
+    for task, row_start in (("pivotune_toy_mgsm_el", "| el | toy-MGSM |"), ("pivotune_toy_flores_el-en",
+                                                                             "| en | toy-FLORES el→en |")):
+        row = [c.strip() for c in next(line for line in table.splitlines() if line.startswith(row_start))
+               .strip("|").split("|")]
+        assert row[column].startswith(f"{100 * res['results'][task]['line_pass_rate,none']:.1f} / ")
+        judged = [int(json.loads((out / f"{m}-seed0" / "results.json").read_text())["results"][task]
+                      ["confusion_judged,none"]) for m in ("english", "xllama", "prom")]
+        assert row[2] == (str(judged[0]) if len(set(judged)) == 1 else f"{min(judged)}–{max(judged)}")
+    flores_row = next(line for line in table.splitlines() if line.startswith("| toy-FLORES en→el |"))
+    chrf = res["results"]["pivotune_toy_flores_en-el"]["chrf++,none"]
+    assert [c.strip() for c in flores_row.strip("|").split("|")][1 + ["english", "xllama", "prom"].index("prom")] \
+        .startswith(f"{chrf:.1f} / ")
     page = (out / "report" / "report.md").read_text()
     assert "## Findings" in page and (out / "report" / "report.html").exists()
+    assert "## Language confusion: line / word pass rate (%)" in page and "## Translation (toy-FLORES)" in page
     # the lens before training (once) and after each method, on PROM's regulation probe: the base probe equals it
     base_probe = json.loads((out / "probe-base" / "probe.json").read_text())
     regulation_probe = json.loads((out / "prom-seed0" / "probe" / "probe.json").read_text())
@@ -76,6 +94,8 @@ def test_quick_demo_end_to_end(quick_paths, tmp_path, monkeypatch, capsys):
     for method in ("english", "xllama", "prom"):
         assert f"train      {method} seed 0 · 60 steps" in out and f"evaluate   {method} seed 0" in out
     assert "report" in out and "difference from xllama" in out and "Claim 3 (PROM beats t+e" in out
+    assert "Language confusion: line / word pass rate (%)" in out and "Translation (toy-FLORES)" in out
+    assert "Table 3: wins / losses" in out and "Table 4: language confusion" not in out   # per method above
     log = (out_dir / "demo.log").read_text(encoding="utf-8")
     for noise in ("{'loss'", "'loss': ", "Generating test split", "Running generate_until requests", "INFO lm_eval"):
         assert noise not in out + err

@@ -8,9 +8,10 @@ import json
 import pytest
 
 from pivotune.cli import main
+from pivotune.errors import PivotuneError
 from pivotune.eval import flores
 from pivotune.toy import grammar
-from pivotune.toy.flores import toy_flores_sentences, toy_instruction, write_toy_flores
+from pivotune.toy.flores import toy_flores_root, toy_flores_sentences, toy_instruction, write_toy_flores
 from pivotune.toy.language import translate
 from pivotune.toy.world import WorldConfig, build_world
 
@@ -61,3 +62,39 @@ def test_toy_flores_through_the_harness(world, tmp_path, tiny_model_dir, one_thr
     assert main(["eval", str(tiny_model_dir), "--tasks", tasks[0], "--toy-world", str(bare),
                  "--out", str(tmp_path / "o")]) == 2
     assert "has no toy-FLORES" in capsys.readouterr().err
+
+
+def test_a_world_without_toy_flores_gets_it_from_its_config(quick_paths, tmp_path):
+    """A world that holds no toy-FLORES (built before it existed) gets the files its config determines, written
+    in the scratch directory, never into the world; a world.json without a config is a clear error."""
+    assert not (quick_paths.world / "flores").exists()
+    root = toy_flores_root(quick_paths.world, tmp_path / "scratch")
+    write_toy_flores(quick_paths.config, tmp_path / "direct")
+    for f in sorted((tmp_path / "direct" / "devtest").iterdir()):
+        assert (root / "devtest" / f.name).read_text(encoding="utf-8") == f.read_text(encoding="utf-8")
+    assert not (quick_paths.world / "flores").exists()
+    odd = tmp_path / "odd"
+    odd.mkdir()
+    (odd / "world.json").write_text(json.dumps({"languages": ["en", "el"]}))
+    with pytest.raises(PivotuneError, match="has no toy-FLORES .* holds no config"):
+        toy_flores_root(odd, tmp_path / "s2")
+
+
+def test_toy_evaluation_adds_toy_flores_both_ways(quick_paths, tmp_path, one_thread):
+    """The demo's evaluation scores toy-FLORES English→L and L→English for each language, on the first `limit`
+    held-out sentences (the world's exact translations as references), without touching the world."""
+    from pivotune.eval.toy_tasks import evaluate_toy_with_harness
+
+    limit = 3
+    res = evaluate_toy_with_harness(str(quick_paths.base), quick_paths.world, ["en", "th"], tasks=("mgsm",),
+                                    limit=limit, out_dir=tmp_path, batch_size=8)
+    assert set(res["results"]) == {"pivotune_toy_mgsm_en", "pivotune_toy_mgsm_th", "pivotune_toy_flores_en-th",
+                                   "pivotune_toy_flores_th-en"}
+    english = toy_flores_sentences(quick_paths.config)[:limit]
+    thai = [translate(s, "en", "th", quick_paths.config.seed) for s in english]
+    for task, sources, references in (("pivotune_toy_flores_en-th", english, thai),
+                                      ("pivotune_toy_flores_th-en", thai, english)):
+        assert {"chrf++,none", "bleu,none", "line_pass_rate,none"} <= set(res["results"][task])
+        rows = [json.loads(line) for line in (tmp_path / "samples" / f"{task}.jsonl").read_text().splitlines()]
+        assert [(r["doc"]["source"], r["doc"]["target"]) for r in rows] == list(zip(sources, references))
+    assert not (quick_paths.world / "flores").exists()

@@ -1,13 +1,17 @@
-"""Paper-style tables from several evaluated runs (PROM paper, Tables 1-3).
+"""Paper-style tables from several evaluated runs (PROM paper, Tables 1-3, and beyond it, Tables 4-5).
 
 - Table 1 (QA): EM/F1 per benchmark and language, with the averages over the QA cases.
 - Table 2 (accuracy, MGSM-style): accuracy per language, with the average.
 - Table 3 (win/lose): against a baseline run, over every case both runs have, each headline score's
   difference (EM and F1 for QA, accuracy for MGSM) gets a 95 % paired bootstrap interval over the
-  items both runs answered (:mod:`pivotune.report.stats`, from the samples the harness logged with
-  ``--log-samples``). A run *wins* a case when one of its intervals lies above zero and none below,
+  items both runs answered (:mod:`pivotune.report.stats`, from the samples ``pivotune eval`` logs
+  unless ``--no-log-samples``). A run *wins* a case when one of its intervals lies above zero and none below,
   *loses* it in the mirror case; anything else is neither. A case without per-item scores on both
   sides is neither, and counted apart ("no items"): a difference in the means alone decides nothing.
+- Table 4 (language confusion): LPR and WPR (%) and the judged responses per run and task
+  (:mod:`.confusion`); against a baseline, each LPR difference with its 95 % paired interval over the
+  responses both runs' samples judged.
+- Table 5 (translation): chrF++ and BLEU per FLORES / toy-FLORES direction (:mod:`.flores`).
 
 Written as Markdown, CSV (one file per table) and one HTML page; ``pivotune compare RUN...``.
 """
@@ -27,6 +31,8 @@ from ..io import parse_json, write_text_atomic
 from ..languages import add_extra_languages_option
 from .registry import Case, case_of, headline_scores
 
+#: Tables 1-3 are the PROM paper's; Tables 4-5 (language confusion, translation) go beyond it
+PAPER_TABLES = (1, 2, 3)
 #: {task: {item id: headline scores}} per run, as :func:`pivotune.eval.harness.read_item_scores` reads them
 Items = dict[str, dict[str, dict[str, float]]]
 
@@ -36,6 +42,11 @@ class Table:
     title: str
     header: list[str]
     rows: list[list]          # first cell: the run label; numbers as floats, None when absent
+
+    @property
+    def number(self) -> int:
+        """N of the title's "Table N: ..." (the CSV file's name)."""
+        return int(self.title.split(":")[0].split()[-1])
 
     def cells(self, digits: int = 1) -> list[list[str]]:
         return [[c if isinstance(c, str) else ("–" if c is None else
@@ -101,10 +112,15 @@ def _mean(values: list[float]) -> float | None:
 
 
 def build_tables(runs: dict[str, dict], baseline: str | None = None,
-                 win_lose_skip: tuple[str, ...] = (), items: dict[str, Items] | None = None) -> list[Table]:
-    """Tables 1-3 for ``{label: harness results}`` (Table 3 only with a ``baseline`` label).
-    ``win_lose_skip``: languages left out of Table 3 (the paper counts target languages only);
-    ``items``: each run's per-item scores, for Table 3's intervals."""
+                 win_lose_skip: tuple[str, ...] = (), items: dict[str, Items] | None = None,
+                 line_items: dict[str, dict] | None = None) -> list[Table]:
+    """Tables 1-5 for ``{label: harness results}`` (Table 3 only with a ``baseline`` label; each only where
+    the runs have its scores). ``win_lose_skip``: languages left out of Table 3 (the paper counts target
+    languages only); ``items``: each run's per-item scores, for Table 3's intervals; ``line_items``: each
+    run's per-response language verdicts (:func:`pivotune.eval.confusion.read_line_passes`), for Table 4's."""
+    from .confusion import confusion_table
+    from .flores import translation_table
+
     by_run = {label: scores_by_case(res) for label, res in runs.items()}
     item_cases = {label: _items_by_case((items or {}).get(label)) for label in runs}
     cases = sorted({c for s in by_run.values() for c in s}, key=lambda c: (c.benchmark, c.lang))
@@ -139,7 +155,8 @@ def build_tables(runs: dict[str, dict], baseline: str | None = None,
             rows.append([label, wins, losses, len(shared) - wins - losses, len(shared) - len(signs), len(shared)])
         tables.append(Table(f"Table 3: wins / losses against {baseline} (95 % paired bootstrap interval over "
                             "items excludes zero)", ["run", "wins", "losses", "neither", "no items", "cases"], rows))
-    return tables
+    extra = [confusion_table(runs, baseline, line_items), translation_table(runs)]
+    return tables + [t for t in extra if t is not None]
 
 
 def to_markdown(tables: list[Table]) -> str:
@@ -179,15 +196,15 @@ def write_tables(tables: list[Table], out_dir: str | Path) -> list[Path]:
     write_text_atomic(paths[0], to_markdown(tables))
     write_text_atomic(paths[1], to_html(tables))
     for t in tables:
-        paths.append(out_dir / f"table_{t.title.split(':')[0].split()[-1]}.csv")
+        paths.append(out_dir / f"table_{t.number}.csv")
         write_text_atomic(paths[-1], to_csv(t))
     return paths
 
 
 def format_results(res: dict) -> str:
-    """One run's headline scores as Markdown (what ``pivotune eval`` prints)."""
-    return to_markdown(build_tables({res.get("pivotune", {}).get("model", "model"): res})) if scores_by_case(res) \
-        else json.dumps(res["results"], indent=1)
+    """One run's tables as Markdown (what ``pivotune eval`` prints; the raw metrics where no table applies)."""
+    tables = build_tables({res.get("pivotune", {}).get("model", "model"): res})
+    return to_markdown(tables) if tables else json.dumps(res["results"], indent=1)
 
 
 def compare(paths: list[str], labels: list[str] | None = None, baseline: str | None = None,
@@ -195,6 +212,7 @@ def compare(paths: list[str], labels: list[str] | None = None, baseline: str | N
     """The paper-style tables of ``paths``' results; written under ``out_dir`` when given (new, empty or earlier
     tables, unless ``force``)."""
     from ..outputs import claim_output_dir, mark_output
+    from .confusion import read_line_passes
     from .harness import read_item_scores
 
     if out_dir is not None:
@@ -208,7 +226,10 @@ def compare(paths: list[str], labels: list[str] | None = None, baseline: str | N
     if len(runs) != len(loaded):
         raise PivotuneError("two runs have the same label; give distinct ones with --labels.")
     items = {label: read_item_scores(results_dir(p)) for (label, _), p in zip(loaded, paths)}
-    tables = build_tables(runs, baseline, win_lose_skip, items)
+    line_items = None
+    if baseline is not None:   # Table 4's intervals: each logged response judged again (the toy world: by script)
+        line_items = {label: read_line_passes(results_dir(p), res) for (label, res), p in zip(loaded, paths)}
+    tables = build_tables(runs, baseline, win_lose_skip, items, line_items)
     if out_dir is not None:
         write_tables(tables, mark_output(out_dir, "compare"))
     return tables
@@ -227,19 +248,24 @@ def _cmd_compare(args) -> int:
 
 
 def add_parser(sub) -> None:
-    c = sub.add_parser("compare", help="paper-style tables (QA, accuracy, win/lose) from evaluated runs",
+    c = sub.add_parser("compare", help="paper-style tables (QA, accuracy, win/lose, language confusion, "
+                                       "translation) from evaluated runs",
                        formatter_class=argparse.RawDescriptionHelpFormatter,
                        description="Read each RUN's results (RUN/eval/results.json, a directory holding "
                                    "results.json, or the file) and print Table 1 (EM/F1 per QA task and language "
-                                   "with averages), Table 2 (accuracy) and, with --baseline, Table 3 (cases a run "
+                                   "with averages), Table 2 (accuracy), with --baseline Table 3 (cases a run "
                                    "wins or loses against the baseline: a 95 % paired bootstrap interval over the "
-                                   "items, from the samples `pivotune eval --log-samples` writes, excludes zero). "
-                                   "--out also writes Markdown, CSV and HTML.",
+                                   "items, from the samples `pivotune eval` logs, excludes zero), Table 4 "
+                                   "(language confusion: line and word pass rates and judged responses per task; "
+                                   "with --baseline, each LPR difference with its 95 % interval) and Table 5 "
+                                   "(translation: chrF++ and BLEU per FLORES direction), each where the runs "
+                                   "have its scores. --out also writes Markdown, CSV and HTML.",
                        epilog="example:\n  pivotune compare runs/th-bactrian runs/th-xllama runs/th-prom "
                               "--baseline th-xllama --out reports/th")
     c.add_argument("runs", nargs="+", metavar="RUN", help="run directories or results files")
     c.add_argument("--labels", nargs="+", help="row names, one per RUN (default: the run directory names)")
-    c.add_argument("--baseline", help="label of the run to count wins and losses against (Table 3)")
+    c.add_argument("--baseline", help="label of the run to count wins and losses against (Table 3) and to "
+                                       "put each language-confusion difference against (Table 4)")
     c.add_argument("--out", help="directory for tables.md, tables.html and table_N.csv (new, empty or earlier "
                                  "tables)")
     c.add_argument("--force", action="store_true", help="write into --out even if it holds other files")

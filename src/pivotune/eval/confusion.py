@@ -26,7 +26,10 @@ A response with no judged line is skipped; a rate with nothing to count is absen
 
 :func:`annotate` adds ``line_pass_rate``, ``word_pass_rate`` (fractions) and ``confusion_judged`` (how
 many responses were judged) to every generative task of a harness result whose expected language is
-known, from the raw generations in the logged samples; :func:`confusion_table` tabulates them.
+known, from the raw generations in the logged samples; :func:`confusion_table` tabulates them (``pivotune
+compare``'s Table 4), with each LPR difference from a baseline run and its paired interval over the items
+(:func:`read_line_passes`: each logged response's verdict). WPR gets no interval: its denominator, the
+responses without a line error, differs between two runs, so its items do not pair.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ import re
 import string
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 
 from ..errors import PivotuneError
 from . import lid, registry
@@ -188,6 +192,44 @@ def annotate(res: dict, samples: dict[str, list[dict]]) -> None:
                  ", ".join(lacking))
 
 
+def _response(row: dict) -> str:
+    text = row["resps"][0][0]
+    if not isinstance(text, str):
+        raise TypeError(f"the response is a {type(text).__name__}, not a generation")
+    return text
+
+
+def read_line_passes(results_dir: str | Path, res: dict) -> dict[str, dict[str, float]]:
+    """``{task: {item id: 100.0 or 0.0}}``, each judged response's line-level verdict (the per-item score whose
+    mean is LPR, in %), for the tasks of ``res`` that have an LPR, from the samples logged beside
+    ``results_dir/results.json`` (each document once, keyed as :func:`pivotune.eval.harness.item_id`); ``{}``
+    where none were logged."""
+    from .harness import item_id, read_samples, sample_files
+
+    measured = {t for t, m in res["results"].items() if "line_pass_rate,none" in m}
+    out: dict[str, dict[str, float]] = {}
+    for path in sample_files(results_dir):
+        judge = task_judge(path.stem) if path.stem in measured else None
+        if judge is None:
+            continue
+        outcomes: dict[str, Outcome] = {}
+        for row, text in read_samples(path, _response):
+            key = item_id(row)
+            if key not in outcomes:
+                outcomes[key] = judge_response(text, judge)
+        out[path.stem] = {key: 100.0 * o.line_pass for key, o in outcomes.items() if o.judged}
+    return out
+
+
+def line_pass_difference(mine: dict[str, float], base: dict[str, float]):
+    """``mine`` minus ``base`` in LPR over the responses both judged, with its 95 % paired bootstrap interval
+    (:func:`pivotune.report.stats.paired_bootstrap`); None when they share none."""
+    from ..report.stats import paired_bootstrap
+
+    ids = sorted(mine.keys() & base.keys())
+    return paired_bootstrap([[mine[i] for i in ids]], [[base[i] for i in ids]]) if ids else None
+
+
 def task_label(task: str) -> str:
     from . import flores
 
@@ -198,20 +240,35 @@ def task_label(task: str) -> str:
     return f"{case.benchmark} {case.lang}" if case else task
 
 
-def confusion_table(runs: dict[str, dict]):
-    """``compare.Table`` of the line/word pass rates (%) per task, one row per run (None: no run has them)."""
+def _percent(metrics: dict, key: str) -> float | None:
+    return 100 * metrics[key] if key in metrics else None
+
+
+def confusion_table(runs: dict[str, dict], baseline: str | None = None,
+                    line_items: dict[str, dict[str, dict[str, float]]] | None = None):
+    """``compare.Table`` of the line and word pass rates (%) and the judged responses, a row per run and task
+    (grouped by task; None: no run has them). With ``baseline``, each other run's LPR difference from it with
+    its 95 % paired interval over the responses both judged, from ``line_items`` (:func:`read_line_passes` per
+    run label; a dash where either run logged none)."""
     from .compare import Table
 
     tasks = sorted({t for res in runs.values() for t, m in res["results"].items() if "line_pass_rate,none" in m},
                    key=task_label)
     if not tasks:
         return None
-    header = ["run"] + [f"{task_label(t)} {m}" for t in tasks for m in ("LPR", "WPR")]
+    items = line_items or {}
     rows = []
-    for label, res in runs.items():
-        cells = []
-        for t in tasks:
-            m = res["results"].get(t, {})
-            cells += [100 * m[k] if k in m else None for k in ("line_pass_rate,none", "word_pass_rate,none")]
-        rows.append([label, *cells])
+    for task in tasks:
+        for label, res in runs.items():
+            m = res["results"].get(task, {})
+            if "line_pass_rate,none" not in m:
+                continue
+            row = [label, task_label(task), _percent(m, "line_pass_rate,none"), _percent(m, "word_pass_rate,none"),
+                   int(m.get("confusion_judged,none", 0))]
+            if baseline is not None:
+                mine, base = items.get(label, {}).get(task), items.get(baseline, {}).get(task)
+                iv = line_pass_difference(mine, base) if label != baseline and mine and base else None
+                row.append(None if iv is None else iv.fmt())
+            rows.append(row)
+    header = ["run", "task", "LPR", "WPR", "judged"] + ([f"LPR − {baseline} (95 % interval)"] if baseline else [])
     return Table("Table 4: language confusion, line / word pass rate (%)", header, rows)

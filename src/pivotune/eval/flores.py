@@ -3,7 +3,7 @@ chrF++ and BLEU through sacrebleu.
 
 Task names: ``pivotune_flores_SRC-TGT`` (``pivotune_flores_en-th``, ``pivotune_flores_th-en``; codes as
 elsewhere, or the corpus's own ``tha_Thai``), and ``pivotune_toy_flores_SRC-TGT`` for the toy world's
-toy-FLORES (``WORLD/flores``, written by :mod:`pivotune.toy.flores`). ``pivotune eval --flores-dir DIR``
+toy-FLORES (:func:`pivotune.toy.flores.toy_flores_root`). ``pivotune eval --flores-dir DIR``
 reads, for each language, the first of these that exists (one layout for both sides)::
 
     DIR/SPLIT/tha_Thai.SPLIT     FLORES-200 (one sentence per line)
@@ -155,7 +155,7 @@ def write_tasks(names: list[str], out_dir: str | Path, *, flores_dir: str | Path
                 toy_world: str | Path | None = None, split: str = DEFAULT_SPLIT,
                 limit: int | None = None) -> list[str]:
     """Write the task file and data of every FLORES task among ``names`` under ``out_dir``."""
-    written = []
+    written, toy_root = [], None
     for name in names:
         d = direction(name)
         if d is None:
@@ -165,10 +165,9 @@ def write_tasks(names: list[str], out_dir: str | Path, *, flores_dir: str | Path
         if d.toy:
             if toy_world is None:
                 raise PivotuneError(f"{name} needs --toy-world DIR (a toy world's directory).")
-            root = Path(toy_world) / "flores"
-            if not root.is_dir():
-                raise PivotuneError(f"the toy world at {toy_world} has no toy-FLORES ({root} is missing); "
-                                    "rebuild the world with a pivotune that writes it (pivotune.toy.flores).")
+            from ..toy.flores import toy_flores_root
+
+            root = toy_root = toy_root or toy_flores_root(toy_world, out_dir)
         elif flores_dir is None:
             raise PivotuneError(f"{name} reads local FLORES files: pass --flores-dir DIR. {HOW_TO_GET}")
         else:
@@ -222,8 +221,8 @@ def bleu(items: list[tuple]) -> float:
 # -- COMET and tables ---------------------------------------------------------------------------------
 
 def comet_files(samples_jsonl: str | Path, out_dir: str | Path) -> list[Path]:
-    """``src.txt``, ``mt.txt`` and ``ref.txt`` from a FLORES task's logged samples (``pivotune eval
-    --log-samples``: ``OUT/samples/TASK.jsonl``), for COMET, which pivotune does not run itself::
+    """``src.txt``, ``mt.txt`` and ``ref.txt`` from a FLORES task's logged samples (``pivotune eval`` writes
+    them to ``OUT/samples/TASK.jsonl``), for COMET, which pivotune does not run itself::
 
         pip install unbabel-comet
         huggingface-cli download Unbabel/wmt22-comet-da --local-dir wmt22-comet-da

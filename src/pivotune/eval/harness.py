@@ -3,9 +3,11 @@ backend, or vLLM with ``--backend vllm``: :mod:`.backends`), results saved as JS
 
 ``OUT/results.json`` holds the harness's own output (``results``, ``configs``, ``versions``,
 ``n-samples``, ...) plus a ``pivotune`` block (model, tasks, backend, settings, seconds); every
-generative task's metrics also hold its language-confusion rates (:mod:`.confusion`); with
-``--log-samples`` each task's prompts and generations go to ``OUT/samples/TASK.jsonl``, from which
-:func:`read_item_scores` reads each item's headline scores (for paired intervals between two runs).
+generative task's metrics also hold its language-confusion rates (:mod:`.confusion`). Each task's
+prompts, generations and per-item scores go to ``OUT/samples/TASK.jsonl`` (``pivotune eval`` writes them
+unless ``--no-log-samples``), from which :func:`read_item_scores` reads each item's headline scores and
+:func:`pivotune.eval.confusion.read_line_passes` each response's language verdict (for paired intervals
+between two runs in ``pivotune compare``).
 """
 
 from __future__ import annotations
@@ -16,8 +18,9 @@ import logging
 import shutil
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import TypeVar
 
 from ..data.parallel import FLORES_SPLITS
 from ..errors import PivotuneError
@@ -27,6 +30,9 @@ from . import backends, confusion, registry
 from .flores import DEFAULT_SPLIT
 
 log = logging.getLogger(__name__)
+
+SAMPLES_DIR = "samples"
+T = TypeVar("T")
 
 
 def model_source(path: str) -> tuple[str, Path | None]:
@@ -133,16 +139,17 @@ def evaluate(model, tasks: Sequence[str], *, tokenizer=None, batch_size: int = 8
                        "seconds": round(time.perf_counter() - t0, 2)}
     if out_dir is not None:
         out_dir = Path(out_dir)
+        for stale in sample_files(out_dir):   # an earlier evaluation's: they would pair with these results
+            if stale.stem not in samples:
+                stale.unlink()
         for task, rows in samples.items():
-            write_jsonl_atomic(child_path(out_dir, "samples", f"{task}.jsonl"),
+            write_jsonl_atomic(child_path(out_dir, SAMPLES_DIR, f"{task}.jsonl"),
                                [json.loads(json.dumps(r, default=handle_non_serializable)) for r in rows])
         write_json_atomic(out_dir / "results.json", res)
     if log_samples:
         res["samples"] = samples
     return res
 
-
-SAMPLES_DIR = "samples"
 
 
 def item_id(row: dict) -> str:
@@ -152,25 +159,38 @@ def item_id(row: dict) -> str:
     return str(own) if isinstance(own, (str, int)) and not isinstance(own, bool) else str(row.get("doc_id"))
 
 
+def sample_files(results_dir: str | Path) -> list[Path]:
+    """The harness's logged samples beside ``results_dir/results.json`` (``samples/TASK.jsonl``), by task name."""
+    folder = Path(results_dir) / SAMPLES_DIR
+    return sorted(folder.glob("*.jsonl")) if folder.is_dir() else []
+
+
+def read_samples(path: Path, parse: Callable[[dict], T]) -> Iterator[tuple[dict, T]]:
+    """Each logged sample of ``path`` with what ``parse`` reads from it; a line that is no sample record, or lacks
+    what ``parse`` reads, is an error naming the file and line."""
+    with open(path, encoding="utf-8") as f:
+        for line_no, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+                got = parse(row)
+            except (ValueError, KeyError, IndexError, TypeError, AttributeError) as e:
+                raise PivotuneError(f"{path}, line {line_no}: not a harness sample record ({e!r}); re-run the "
+                                    "evaluation (it logs samples unless --no-log-samples).") from None
+            yield row, got
+
+
 def read_item_scores(results_dir: str | Path) -> dict[str, dict[str, dict[str, float]]]:
     """``{task: {item id: headline scores}}`` (``{"em", "f1"}`` or ``{"acc"}`` in %, as the tables) from the
     samples the harness logged beside ``results_dir/results.json``; ``{}`` where none were logged. A task
     whose samples have no headline metric is left out; a malformed file is an error naming it."""
-    folder = Path(results_dir) / SAMPLES_DIR
     out: dict[str, dict[str, dict[str, float]]] = {}
-    for path in sorted(folder.glob("*.jsonl")) if folder.is_dir() else []:
+    for path in sample_files(results_dir):
         per_item: dict[str, dict[str, float]] = {}
-        with open(path, encoding="utf-8") as f:
-            for line_no, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                    metrics = {f"{m},{row.get('filter', 'none')}": row[m] for m in row["metrics"]}
-                except (ValueError, KeyError, TypeError) as e:
-                    raise PivotuneError(f"{path}, line {line_no}: not a harness sample record ({e!r}); "
-                                        "re-run the evaluation with --log-samples.") from None
-                per_item.setdefault(item_id(row), {}).update(metrics)
+        for row, metrics in read_samples(path, lambda r: {f"{m},{r.get('filter', 'none')}": r[m]
+                                                          for m in r["metrics"]}):
+            per_item.setdefault(item_id(row), {}).update(metrics)
         scores = {i: registry.headline_scores(path.stem, m) for i, m in per_item.items()}
         if scores and all(v is not None for v in scores.values()):
             out[path.stem] = scores
@@ -181,10 +201,10 @@ def run_eval(target: str, tasks: list[str] | None = None, preset: str | None = N
              out_dir: str | Path | None = None, indicqa_dir: str | Path | None = None,
              toy_world: str | Path | None = None, languages: list[str] | None = None,
              flores_dir: str | Path | None = None, flores_split: str = DEFAULT_SPLIT,
-             force: bool = False, **kwargs) -> tuple[dict, Path]:
+             force: bool = False, log_samples: bool = True, **kwargs) -> tuple[dict, Path]:
     """``pivotune eval``: resolve the model and tasks, write local-data tasks, evaluate, save (``out_dir``: new, empty
-    or an earlier evaluation's, unless ``force``). ``languages``: for the presets that follow them (default: the
-    run's)."""
+    or an earlier evaluation's, unless ``force``; with ``log_samples``, every item's output and scores too).
+    ``languages``: for the presets that follow them (default: the run's)."""
     from ..outputs import claim_output_dir, mark_output
     from . import flores, indicqa, suites, toy_tasks
 
@@ -215,7 +235,8 @@ def run_eval(target: str, tasks: list[str] | None = None, preset: str | None = N
             from ..export import export  # a LoRA run: merge into a plain model first
 
             model_dir = str(export(run_dir, work / "merged"))
-        res = evaluate(model_dir, names, out_dir=out_dir, extra_task_dirs=[work], **kwargs)
+        res = evaluate(model_dir, names, out_dir=out_dir, extra_task_dirs=[work], log_samples=log_samples,
+                       **kwargs)
         mark_output(out_dir, "eval")
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -254,7 +275,9 @@ def add_parser(sub) -> None:
                                    "pivotune.eval.registry). Presets global (Belebele, Global-MMLU, XCOPA, XNLI, "
                                    "XStoryCloze, MGSM), english-retention (MMLU, ARC-Challenge, HellaSwag, GSM8K) and "
                                    "flores (FLORES en<->target, --flores-dir) follow the run's languages. Every "
-                                   "generative task also reports language confusion (line/word pass rates).",
+                                   "generative task also reports language confusion (line/word pass rates). Each "
+                                   "item's output and scores go to OUT/samples/ (--no-log-samples to skip), which "
+                                   "`pivotune compare` pairs between runs for its intervals.",
                        epilog="examples:\n  pivotune eval runs/thai-prom --preset prom-paper --indicqa-dir indicqa\n"
                               "  pivotune eval meta-llama/Llama-2-7b-hf --tasks mgsm_native_cot_th "
                               "pivotune_xquad_th --out runs/llama2/eval")
@@ -271,7 +294,10 @@ def add_parser(sub) -> None:
     e.add_argument("--dtype", choices=["auto", "float32", "bfloat16", "float16"], default="auto",
                    help="weights dtype (default: bfloat16 on a GPU, float32 on a CPU)")
     e.add_argument("--limit", type=int, help="evaluate only the first N items per task (for a quick look)")
-    e.add_argument("--log-samples", action="store_true", help="also write each item's prompt and output")
+    e.add_argument("--log-samples", action=argparse.BooleanOptionalAction, default=True,
+                   help="write each item's prompt, output and scores to OUT/samples/ (the default; "
+                        "--no-log-samples skips them, and then `pivotune compare` puts no interval on this "
+                        "run's differences)")
     e.add_argument("--backend", choices=backends.NAMES, default=backends.DEFAULT,
                    help="generation backend: hf (default) or vllm (the harness's vLLM model; pip install vllm)")
     e.add_argument("--languages", nargs="+", metavar="LANG",

@@ -17,6 +17,7 @@ import yaml
 
 from ..errors import PivotuneError
 from ..io import child_path, write_jsonl_atomic, write_text_atomic
+from ..toy.language import ENGLISH
 from .registry import TASKS_DIR, toy_task
 from .toy_scoring import TASKS, load_eval
 
@@ -59,11 +60,21 @@ def write_tasks(world_dir: str | Path, out_dir: str | Path, languages: Sequence[
     return names
 
 
+def translation_tasks(languages: Sequence[str]) -> list[str]:
+    """toy-FLORES in both directions between English and each other of ``languages``."""
+    from .flores import task_name as flores_task
+
+    return [flores_task(s, t, toy=True) for lang in languages if lang != ENGLISH
+            for s, t in ((ENGLISH, lang), (lang, ENGLISH))]
+
+
 def evaluate_toy_with_harness(model, world_dir: str | Path, languages: Sequence[str] | None = None, *,
                               tokenizer=None, tasks: Sequence[str] = TASKS, limit: int | None = None,
                               batch_size: int = 32, out_dir: str | Path | None = None,
-                              log_samples: bool = False) -> dict:
-    """Evaluate ``model`` (a directory, or a loaded model with ``tokenizer``) on the toy tasks.
+                              log_samples: bool = False, translation: bool = True) -> dict:
+    """Evaluate ``model`` (a directory, or a loaded model with ``tokenizer``) on the toy tasks and, with
+    ``translation``, toy-FLORES between English and each other language (:func:`translation_tasks`; the first
+    ``limit`` sentences, as the other tasks' items).
 
     Returns the harness's results (see :func:`pivotune.eval.harness.evaluate`); with ``out_dir``
     they are also written to ``out_dir/results.json``, and every item's output and scores to
@@ -71,10 +82,14 @@ def evaluate_toy_with_harness(model, world_dir: str | Path, languages: Sequence[
     ``log_samples`` also returns them. :func:`toy_headline` turns the results into the demo's
     ``{lang: {"mgsm", "xquad_em", "xquad_f1"}}`` rows.
     """
+    from .flores import write_tasks as write_flores_tasks
     from .harness import evaluate
 
     with tempfile.TemporaryDirectory(prefix="pivotune-toy-tasks-") as tmp:
         names = write_tasks(world_dir, tmp, languages, tasks, limit)
+        if translation:
+            names += write_flores_tasks(translation_tasks(languages or world_languages(world_dir)), tmp,
+                                        toy_world=world_dir, limit=limit)
         res = evaluate(model, names, tokenizer=tokenizer, batch_size=batch_size, out_dir=out_dir,
                        extra_task_dirs=[Path(tmp)], bootstrap_iters=0, log_samples=True)
     if not log_samples:

@@ -3,7 +3,8 @@ decisions, pivot-layer suggestions and interference logs (intervals and findings
 :mod:`.findings`).
 
 Inputs are ``pivotune demo`` output directories (``results.json`` with per-seed ``scores`` and run
-directories ``METHOD-seedN/``, whose ``samples/`` hold every evaluation item's scores), run directories
+directories ``METHOD-seedN/``, whose ``results.json`` holds the harness's results, language confusion and
+toy-FLORES included, and whose ``samples/`` hold every evaluation item's output and scores), run directories
 (``config.yaml``, maybe ``eval/results.json``) or harness results files, and ``pivotune sweep`` output
 directories (``sweep.json``, read by :mod:`.sweep`). Every number in the findings is computed from those
 files; nothing is hand-written.
@@ -37,6 +38,13 @@ class Run:
     harness: dict | None = None                # eval/results.json (lm-eval-harness format)
 
 
+@dataclass(frozen=True)
+class Evaluation:
+    """One run's harness results (``results.json``) and the directory holding them and their ``samples/``."""
+    path: Path
+    results: dict
+
+
 @dataclass
 class Study:
     """Everything read from the inputs."""
@@ -47,6 +55,9 @@ class Study:
     runs: list[Run] = field(default_factory=list)
     harness: dict[str, dict] = field(default_factory=dict)        # label -> harness results
     harness_items: dict[str, dict] = field(default_factory=dict)  # label -> its logged per-item scores
+    harness_dirs: dict[str, Path] = field(default_factory=dict)   # label -> the directory of its results
+    # method -> per seed the harness results of METHOD-seedN/ (language confusion, toy-FLORES), None where absent
+    evaluations: dict[str, list[Evaluation | None]] = field(default_factory=dict)
     # method -> per seed {(lang, metric): {item id: score}} from METHOD-seedN/samples/, None where not logged
     items: dict[str, list[dict | None]] = field(default_factory=dict)
     sweeps: dict[str, dict] = field(default_factory=dict)         # label -> sweep.json (`pivotune sweep`)
@@ -78,6 +89,13 @@ def read_items(run_dir: Path) -> dict[tuple[str, str], dict[str, float]] | None:
 
     got = toy_item_scores(run_dir) if run_dir.is_dir() else {}
     return {(lang, key): items for lang, per_key in got.items() for key, items in per_key.items()} or None
+
+
+def read_evaluation(run_dir: Path) -> Evaluation | None:
+    """A demo run's harness results (``RUN/results.json``, written by its toy evaluation), or None."""
+    path = run_dir / "results.json"
+    res = read_json_object(path) if path.is_file() else None
+    return Evaluation(run_dir, res) if res is not None and isinstance(res.get("results"), dict) else None
 
 
 def _check_scores(path: Path, scores) -> None:
@@ -118,9 +136,12 @@ def read_inputs(inputs: list[str | Path]) -> Study:
             for method, per_seed in obj["scores"].items():
                 study.items[method] = [read_items(results.parent / f"{method}-seed{i}")
                                        for i in range(len(per_seed))]
+                study.evaluations[method] = [read_evaluation(results.parent / f"{method}-seed{i}")
+                                             for i in range(len(per_seed))]
         elif obj is not None and isinstance(obj.get("results"), dict):   # a harness results file
             label = item.stem if item.is_file() else item.name
             study.harness[label], study.harness_items[label] = obj, read_item_scores(results.parent)
+            study.harness_dirs[label] = results.parent
         elif _is_sweep(item):                                         # a `pivotune sweep` output directory
             _add_sweep(study, item)
         elif item.is_dir() and ((item / "config.yaml").is_file() or (item / "eval").is_dir()):
@@ -129,6 +150,7 @@ def read_inputs(inputs: list[str | Path]) -> Study:
             if run.harness is not None:
                 study.harness[run.name] = run.harness
                 study.harness_items[run.name] = read_item_scores(run.path / "eval")
+                study.harness_dirs[run.name] = run.path / "eval"
         else:
             raise PivotuneError(f"{item}: no results found (looked for a demo's results.json with 'scores', a "
                                 f"harness results.json, a sweep's sweep.json, or a run directory with config.yaml); "

@@ -1,6 +1,7 @@
 """The report's findings: sentences computed from the numbers only, each difference with its 95 % interval
-(:mod:`.differences`), and the study's three claims, each "reproduced", "refuted" (its interval excludes
-zero the other way) or "not decided", or "not measured" where the data are missing.
+(:mod:`.differences`; language confusion and translation: :mod:`.generations`), and the study's three
+claims, each "reproduced", "refuted" (its interval excludes zero the other way) or "not decided", or "not
+measured" where the data are missing.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from .differences import (
     verdict,
     win_lose,
 )
+from .generations import confusion_finding, translation_finding
 
 
 def findings(study: Study, baseline: str) -> list[str]:
@@ -49,6 +51,7 @@ def findings(study: Study, baseline: str) -> list[str]:
             iv = difference(study, ranked[0][0], ranked[1][0], lang_cases)
             line += f", {fmt(iv)} points above {ranked[1][0]}" + (f" ({NO_INTERVAL})" if iv is None else "")
         out.append(line + ".")
+    out += [f for f in (confusion_finding(study, baseline), translation_finding(study)) if f]
     return out + claims(study)
 
 

@@ -18,6 +18,7 @@ from ..outputs import replaced_output_dir
 from .collect import METRICS, Study, case_stats, fmt_mean_sd, interference_level, read_inputs
 from .differences import WIN_RULE, difference_table, win_lose
 from .findings import findings
+from .generations import CONFUSION_NOTE, CONFUSION_TITLE, generation_tables
 from .lens import lens_blocks, lens_findings
 from .sweep import sweep_blocks, sweep_finding
 
@@ -51,13 +52,25 @@ def _results_blocks(study: Study, baseline: str) -> list[tuple]:
     return blocks
 
 
+def _generation_blocks(study: Study) -> list[tuple]:
+    """Language confusion and toy-FLORES per method and language, from the demo runs' harness results."""
+    blocks: list[tuple] = []
+    for title, header, rows in generation_tables(study):
+        blocks += [("h2", title), *([("p", CONFUSION_NOTE)] if title == CONFUSION_TITLE else []),
+                   ("table", header, rows)]
+    return blocks
+
+
 def _harness_blocks(study: Study, baseline: str) -> list[tuple]:
     if not study.harness:
         return []
     from ..eval.compare import build_tables
+    from ..eval.confusion import read_line_passes
 
-    tables = build_tables(study.harness, baseline if baseline in study.harness else None,
-                          items=study.harness_items)
+    base = baseline if baseline in study.harness else None
+    line_items = {label: read_line_passes(study.harness_dirs[label], res) for label, res in study.harness.items()
+                  if label in study.harness_dirs} if base else None
+    tables = build_tables(study.harness, base, items=study.harness_items, line_items=line_items)
     blocks: list[tuple] = [("h2", "Evaluation tables")]
     for t in tables:
         blocks += [("h3", t.title), ("table", t.header, t.cells())]
@@ -123,7 +136,8 @@ def _sweep_findings(study: Study) -> list[str]:
 def build_blocks(study: Study, baseline: str, figures: Path) -> list[tuple]:
     return [("h2", "Findings"), ("p", "Generated from the numbers below."),
             ("ul", [*findings(study, baseline), *_sweep_findings(study), *lens_findings(study)]),
-            *_results_blocks(study, baseline), *sweep_blocks(study.sweeps, study.sweep_items), *_harness_blocks(study, baseline),
+            *_results_blocks(study, baseline), *_generation_blocks(study),
+            *sweep_blocks(study.sweeps, study.sweep_items), *_harness_blocks(study, baseline),
             *_regulation_blocks(study, figures), *lens_blocks(study, figures), *_interference_blocks(study, figures),
             *_config_blocks(study)]
 
@@ -206,7 +220,8 @@ def add_parser(sub) -> None:
                                    "run directories or harness results, and write one HTML page with a Markdown "
                                    "twin: findings generated from the numbers, results as mean ± sd over seeds, "
                                    "differences from --baseline with 95 % paired bootstrap intervals (a win or "
-                                   "loss only where the interval excludes zero), regulation "
+                                   "loss only where the interval excludes zero), language confusion (line and "
+                                   "word pass rates) per method and language, toy-FLORES chrF++/BLEU, regulation "
                                    "decisions and pivot-layer suggestions, logit-lens and interference figures, "
                                    "each run's configuration, and a `pivotune sweep` directory's table (Table 4). "
                                    "OUT is replaced as a whole: it must be new, empty or an earlier report (or "

@@ -3,7 +3,8 @@
 Build (or load from cache) the world and its English-centric base model, train
 every method through the same road a real run takes (a YAML config, the
 loaders, ``pivotune.train``), evaluate each trained model on toy-MGSM and
-toy-XQuAD in English and every target language, and write the table.
+toy-XQuAD in English and every target language and on toy-FLORES between English
+and each target (with language confusion on every generation), and write the tables.
 
 Every method gets the same number of optimizer steps and the same batch, so
 the comparison is compute-matched: a method with more data sees each sample
@@ -153,7 +154,7 @@ def markdown_table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def print_table(header, rows, title: str, left: tuple[str, ...] = ("language", "metric"),
+def print_table(header, rows, title: str, left: tuple[str, ...] = ("language", "metric", "task", "direction"),
                 highlight: int | None = None) -> None:
     """A table on the terminal: ``left`` columns left-aligned, the others right; row ``highlight`` in bold."""
     try:
@@ -236,7 +237,7 @@ def _study(console: StudyConsole, world_cfg: WorldConfig, plan: DemoPlan, langua
            seeds: int, out: Path, cache_dir, quick: bool, started: float) -> tuple[dict, dict]:
     """Everything the demo computes and writes; returns the summary and what to print once the console is
     done (tables, text)."""
-    from ..eval.compare import compare, to_markdown
+    from ..eval.compare import PAPER_TABLES, compare, to_markdown
 
     console.stage("world/base", note="built once, then read from the cache")
     t0 = time.perf_counter()
@@ -284,11 +285,18 @@ def _study(console: StudyConsole, world_cfg: WorldConfig, plan: DemoPlan, langua
                "languages": languages, "methods": methods, "seeds": seeds, "scores": scores,
                "timings": timings}
     write_json_atomic(out / "results.json", summary)
-    d_header, d_rows, claims_text = differences(out)
+    from ..report.collect import read_inputs
+    from ..report.generations import CONFUSION_NOTE, CONFUSION_TITLE, generation_tables
+
+    study = read_inputs([out])
+    d_header, d_rows, claims_text = differences(study)
+    generated = generation_tables(study)   # language confusion and toy-FLORES, from the runs' harness results
     write_text_atomic(out / "results.md", f"# {title}\n\n" + markdown_table(header, rows)
                       + "\n## English retention (mean of toy-MGSM acc, toy-XQuAD EM and F1, %)\n\n"
                       + markdown_table(r_header, r_rows)
                       + (f"\n## {DIFF_TITLE}\n\n" + markdown_table(d_header, d_rows) if d_rows else "")
+                      + "".join(f"\n## {g_title}\n\n" + (f"{CONFUSION_NOTE}\n\n" if g_title == CONFUSION_TITLE else "")
+                                + markdown_table(g_header, g_rows) for g_title, g_header, g_rows in generated)
                       + "\n## Claims\n\n" + "".join(f"- {c}\n" for c in claims_text)
                       + (f"\n## Paper-style tables (seed 0)\n\n{tables_md}\n" if tables_md else ""))
     write_text_atomic(out / "demo.yaml", yaml.safe_dump(
@@ -299,9 +307,12 @@ def _study(console: StudyConsole, world_cfg: WorldConfig, plan: DemoPlan, langua
     printed = [(header, rows, title), (r_header, r_rows, "mean of toy-MGSM acc, toy-XQuAD EM and F1 (%)")]
     if d_rows:
         printed.append((d_header, d_rows, DIFF_TITLE))
+    printed += [(g_header, g_rows, g_title) for g_title, g_header, g_rows in generated]
     text = "\n" + "\n".join(claims_text)
-    if tables_md:
-        text += f"\n\npaper-style tables (seed 0, lm-evaluation-harness), also in {out / 'tables'}:\n\n{tables_md}"
+    if tables_md:   # on the console, the paper's tables only: Tables 4-5 are per run and task, shown above per method
+        text += (f"\n\npaper-style tables (seed 0, lm-evaluation-harness), also in {out / 'tables'} with Tables 4-5 "
+                 f"(language confusion, translation: per run and task):\n\n"
+                 + to_markdown([t for t in tables if t.number in PAPER_TABLES]))
     return summary, {"tables": printed, "text": text}
 
 
@@ -310,13 +321,13 @@ DIFF_TITLE = ("difference from xllama in points, with its 95 % interval (paired 
               "(win) or (loss) where the interval excludes zero")
 
 
-def differences(out: Path) -> tuple[list[str], list[list[str]], list[str]]:
-    """The differences table against xllama (empty without it) and the three claims, from the demo's files."""
-    from ..report.collect import TPLUSE, read_inputs
+def differences(study) -> tuple[list[str], list[list[str]], list[str]]:
+    """The differences table against xllama (empty without it) and the three claims, from the demo's files
+    (read into a ``report.collect.Study``)."""
+    from ..report.collect import TPLUSE
     from ..report.differences import difference_table
     from ..report.findings import claims
 
-    study = read_inputs([out])
     header, rows = difference_table(study, TPLUSE) if TPLUSE in study.scores else ([], [])
     return header, rows, claims(study)
 

@@ -6,8 +6,10 @@ training text), so no pretraining document, instruction or parallel pair contain
 translations are the world's exact translations (:func:`pivotune.toy.language.translate`). Short
 sentences keep prompt and translation inside the toy model's context. Files:
 ``ROOT/devtest/eng_Latn.devtest``, ``ell_Grek.devtest``, ... (line N of each translates line N of
-English), read by :mod:`pivotune.eval.flores` as ``pivotune_toy_flores_SRC-TGT`` tasks with
-``ROOT = WORLD/flores``.
+English), read by :mod:`pivotune.eval.flores` as ``pivotune_toy_flores_SRC-TGT`` tasks from
+:func:`toy_flores_root`: ``WORLD/flores`` where the world holds it, else written afresh from the world's
+config (``world.json``, which determines every sentence) into the evaluation's scratch directory, so a world
+is never changed after it is built and a cached one needs no rebuild (writing it takes milliseconds).
 """
 
 from __future__ import annotations
@@ -15,10 +17,12 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
-from ..io import write_text_atomic
+from ..errors import PivotuneError
+from ..io import read_json_object, write_text_atomic
 from . import grammar
 from .grammar import Grammar
 from .language import ENGLISH, translate
+from .world import WorldConfig
 
 SPLIT = "devtest"
 MAX_DRAWS = 100          # draws per sentence before giving up (distinct reserved combinations are many)
@@ -55,10 +59,7 @@ def toy_flores_sentences(cfg) -> list[str]:
 
 
 def write_toy_flores(cfg, root: str | Path) -> dict[str, int]:
-    """Write toy-FLORES of ``cfg`` under ``root``; returns ``{path relative to root: sentences}``.
-
-    ``build_world`` calls it with ``root = WORLD/flores``.
-    """
+    """Write toy-FLORES of ``cfg`` under ``root``; returns ``{path relative to root: sentences}``."""
     from ..eval.flores import corpus_code
 
     sentences = toy_flores_sentences(cfg)
@@ -69,3 +70,25 @@ def write_toy_flores(cfg, root: str | Path) -> dict[str, int]:
         write_text_atomic(Path(root) / rel, "".join(line + "\n" for line in lines))
         written[rel] = len(lines)
     return written
+
+
+def toy_flores_root(world_dir: str | Path, scratch: str | Path) -> Path:
+    """The toy-FLORES root of the world at ``world_dir``: ``WORLD/flores`` where it holds one, else the files
+    written from its ``world.json`` config under ``scratch/toy-flores`` (a clear error where neither exists)."""
+    world_dir = Path(world_dir)
+    root, meta = world_dir / "flores", world_dir / "world.json"
+    if root.is_dir():
+        return root
+    if not meta.is_file():
+        raise PivotuneError(f"the toy world at {world_dir} has no toy-FLORES ({root} is missing) and no "
+                            f"world.json to write it from; point --toy-world at a toy world (a `pivotune demo` "
+                            "cache entry's world/).")
+    try:
+        cfg = WorldConfig.from_dict(read_json_object(meta)["config"])
+    except (PivotuneError, KeyError, TypeError, ValueError) as e:   # a config of another pivotune, or none
+        raise PivotuneError(f"the toy world at {world_dir} has no toy-FLORES ({root} is missing) and its "
+                            f"world.json holds no config this pivotune can write it from ({type(e).__name__}: "
+                            f"{e}); rebuild the world (`pivotune demo --rebuild`).") from None
+    out = Path(scratch) / "toy-flores"
+    write_toy_flores(cfg, out)
+    return out
