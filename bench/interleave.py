@@ -175,20 +175,19 @@ def _rss_bytes() -> int:
 
 
 class PeakMemory:
-    """A worker's memory around its steps. On CUDA: ``torch.cuda.max_memory_allocated`` (``peak``) and its rise
-    over what was allocated before the first step (``step``). Elsewhere: the highest RSS sampled every 2 ms
+    """A worker's memory around its steps. On an accelerator: ``max_memory_allocated`` (``peak``) and its rise
+    over what was allocated before the first step (``step``). On a CPU: the highest RSS sampled every 2 ms
     while a step runs (sampling pauses between steps, when the other variants run), its rise over the RSS
     before the first step, and ``ru_maxrss`` of the whole process."""
 
     def __init__(self, device):
         import torch
 
-        self.cuda = device.type == "cuda"
-        self._torch = torch
-        if self.cuda:
-            torch.cuda.synchronize()
-            self.base = torch.cuda.memory_allocated()
-            torch.cuda.reset_peak_memory_stats()
+        self.accelerator = None if device.type == "cpu" else torch.cuda if device.type == "cuda" else torch.accelerator
+        if self.accelerator:
+            self.accelerator.synchronize()
+            self.base = self.accelerator.memory_allocated()
+            self.accelerator.reset_peak_memory_stats()
         else:
             self.base = self.peak = _rss_bytes()
             self._active, self._stop = threading.Event(), threading.Event()
@@ -201,21 +200,21 @@ class PeakMemory:
             time.sleep(0.002)
 
     def sync(self) -> None:
-        if self.cuda:
-            self._torch.cuda.synchronize()
+        if self.accelerator:
+            self.accelerator.synchronize()
 
     def step_started(self) -> None:
-        if not self.cuda:
+        if not self.accelerator:
             self._active.set()
 
     def step_ended(self) -> None:
-        if not self.cuda:
+        if not self.accelerator:
             self._active.clear()
             self.peak = max(self.peak, _rss_bytes())
 
     def report(self) -> dict:
-        if self.cuda:
-            peak = self._torch.cuda.max_memory_allocated()
+        if self.accelerator:
+            peak = self.accelerator.max_memory_allocated()
             return {"peak_bytes": peak, "step_bytes": peak - self.base}
         self._stop.set()
         self._active.set()
