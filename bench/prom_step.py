@@ -3,7 +3,7 @@ data and batch.
 
 Variants (each runs forward + backward + AdamW step), every one in its own subprocess so that its peak
 memory is its own; their steps are interleaved (bench/interleave.py): ``--warmup`` untimed rounds, then
-``--steps`` (at least 5) timed rounds a, b, c, d, e, a, b, ...; medians are compared.
+``--steps`` (at least 5) timed rounds a, b, c, d, e, f, a, b, ...; medians are compared.
 
   a  plain SFT as the Hugging Face Trainer computes it: ``model(..., labels=labels).loss`` over every row
      (full forward, full [B, T, V] logits, the model's own causal-LM loss).
@@ -14,6 +14,8 @@ memory is its own; their steps are interleaved (bench/interleave.py): ``--warmup
   c  pivotune's PROM: ``PromObjective`` through ``PivotedModel`` (English rows through blocks 1..n only,
      logits only at supervised positions, ``prom.chunk_size`` at a time, ``prom.recompute_logits``).
   d  pivotune's SFT: ``SFTObjective``, the loss of every baseline (english, bactrian, xllama).
+  f  pivotune's PROM with ``prom.recompute_logits`` off (c keeps it on unless ``--no-recompute``): what
+     recomputing the logits costs and saves.
   e  TRL's SFT loss on its compact path: ``SFTTrainer.compute_loss``'s default (``loss_type="nll"``, no
      label smoothing): the model patched by ``trl.trainer.utils.add_fused_lm_head`` with the outputs
      SFTTrainer asks for (log-probs, entropy, top-1), called with ``fused_lm_head=True``, loss =
@@ -41,7 +43,7 @@ the highest RSS sampled (every 2 ms while the variant steps) minus the RSS just 
 (model and optimizer built, Adam state not yet allocated). With ``--device cuda``:
 ``torch.cuda.max_memory_allocated``.
 
-Usage: nice -n 19 python bench/prom_step.py [--batch 10] [--seq 256] [--threads 1] [--steps 5] [--variants abcde]
+Usage: nice -n 19 python bench/prom_step.py [--batch 10] [--seq 256] [--threads 1] [--steps 5] [--variants abcdef]
 """
 
 from __future__ import annotations
@@ -58,10 +60,10 @@ VOCAB, HIDDEN, MLP, LAYERS, HEADS, PIVOT = 32000, 512, 1376, 8, 8, 6
 MIX = {"en": (0.4, (45, 90), (40, 160)), "tgt": (0.4, (90, 150), (110, 220)), "mt": (0.2, (60, 110), (50, 120))}
 NAMES = {"a": "SFT, HF labels= loss", "b": "naive PROM (full fwd, 2 full logits)",
          "c": "pivotune PROM (PromObjective)", "d": "pivotune SFT (SFTObjective)",
-         "e": "TRL SFT loss, compact path"}
+         "e": "TRL SFT loss, compact path", "f": "pivotune PROM, recompute_logits off"}
 # (faster, reference, target) ratio lines printed under the table when both variants ran
 COMPARISONS = (("c", "a", "throughput >= 1.10x, peak memory <= 1.00x"), ("c", "b", "throughput >= 1.5x"),
-               ("d", "e", "throughput >= 1.0x"), ("d", "a", None))
+               ("d", "e", "throughput >= 1.0x"), ("d", "a", None), ("f", "c", None))
 
 
 # ----------------------------------------------------------------------------------------------- data
@@ -184,7 +186,7 @@ def build_loss(variant: str, args, device, batch):
         model = lm.to(device)
         loss_fn = trl_compact_sft(model, device)
         return model, lambda: loss_fn(batch)
-    obj = prom_objective(args.chunk_size, not args.no_recompute)
+    obj = prom_objective(args.chunk_size, variant != "f" and not args.no_recompute)
     model = obj.prepare_model(lm).to(device)
     if variant == "b":
         return model, lambda: naive_prom_loss(model, batch, obj.lambda_e, obj.settings.label_smoothing)
@@ -227,7 +229,7 @@ def main() -> None:
     ap.add_argument("--chunk-size", type=int, default=2048)
     ap.add_argument("--no-recompute", action="store_true")
     ap.add_argument("--device", default="cpu")
-    ap.add_argument("--variants", default="abcde")
+    ap.add_argument("--variants", default="abcdef")
     ap.add_argument("--variant", help=argparse.SUPPRESS)   # worker mode
     args = ap.parse_args()
     if args.variant:
@@ -240,7 +242,7 @@ def main() -> None:
     st = batch_stats(make_batch(args.batch, args.seq, args.seed))
     print(f"model: Llama {LAYERS} blocks, hidden {HIDDEN}, MLP {MLP}, vocab {VOCAB}, untied, float32; pivot "
           f"layer {PIVOT}; device {args.device}, {args.threads} thread(s); PROM chunk {args.chunk_size}, "
-          f"recompute {'off' if args.no_recompute else 'on'}")
+          f"recompute {'off' if args.no_recompute else 'on'} (f: off)")
     print(f"batch: {st['rows']} rows {st['roles']} padded to {st['width']}; {st['tokens']} tokens "
           f"({st['en_tokens']} English = {st['en_tokens'] / st['tokens']:.0%}), {st['supervised']} supervised "
           f"({st['supervised'] / st['tokens']:.0%} of tokens; {st['en_supervised']} English); "
