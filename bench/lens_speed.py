@@ -4,18 +4,21 @@ Same prompts for both: 64 items of random token ids (lengths 60-100, like five-l
 prompts), an 8-layer Llama with Llama-2's 32k vocabulary built from its config (random init).
 Naive: one prompt at a time, unpadded, full forward with output_hidden_states, final norm (not at N) +
 lm_head + softmax over the full vocabulary at every position of every layer, then the last position.
-Prints both times, the ratio (target >= 10x) and the largest difference between the two results.
+Floor: the same batched forward with no lens at all (the most any method can gain). The three are timed
+interleaved (bench/interleave.py): one untimed round, then --steps rounds batched, naive, floor, batched,
+...; each row is the median of its timed passes over all prompts.
+Prints the times, the ratio (target >= 10x) and the largest difference between the two results.
 
-Usage: python bench/lens_speed.py [--items 64] [--batch-size 16] [--threads 1]
+Usage: python bench/lens_speed.py [--items 64] [--batch-size 16] [--threads 1] [--steps 5]
 """
 
 from __future__ import annotations
 
 import argparse
-import time
 
 import numpy as np
 import torch
+from interleave import MIN_TIMED, time_callables
 
 from pivotune.analysis.logit_lens import language_probabilities
 
@@ -74,6 +77,7 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--vocab", type=int, default=32000, help="32000 is Llama-2's vocabulary")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (default 1: the machine is shared)")
+    ap.add_argument("--steps", type=int, default=MIN_TIMED, help=f"timed rounds (at least {MIN_TIMED})")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -90,28 +94,22 @@ def main() -> None:
     prompts = list(table)
     tok = IdTokenizer(table)
 
-    # warm-up (first-call allocations), not timed
-    language_probabilities(model, tok, prompts[:2], en_sets[:2], tgt_sets[:2], batch_size=2)
-    naive(model, tok, prompts[:1], en_sets[:1], tgt_sets[:1])
-
-    t0 = time.perf_counter()
-    res = language_probabilities(model, tok, prompts, en_sets, tgt_sets, batch_size=args.batch_size)
-    t_batched = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    floor(model, tok, prompts, args.batch_size)
-    t_floor = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    ne, nt = naive(model, tok, prompts, en_sets, tgt_sets)
-    t_naive = time.perf_counter() - t0
+    t = time_callables({
+        "batched": lambda: language_probabilities(model, tok, prompts, en_sets, tgt_sets, batch_size=args.batch_size),
+        "naive": lambda: naive(model, tok, prompts, en_sets, tgt_sets),
+        "floor": lambda: floor(model, tok, prompts, args.batch_size)}, steps=args.steps)
+    res, (ne, nt) = t.results["batched"][-1], t.results["naive"][-1]
     diff = max(np.abs(res.p_en - ne).max(), np.abs(res.p_tgt - nt).max())
 
     print(f"model: Llama, {params / 1e6:.1f}M parameters, {model.config.num_hidden_layers} layers, "
           f"vocab {args.vocab}; {args.items} prompts of 60-100 tokens; torch threads {args.threads}")
-    print(f"batched lens (batch {args.batch_size}, last position only): {t_batched:8.2f} s")
-    print(f"naive loop (one prompt, full vocab at all positions):  {t_naive:8.2f} s")
-    print(f"floor: the same batched forward, no lens at all:         {t_floor:8.2f} s "
-          f"(naive / floor = {t_naive / t_floor:.1f}x is the most any method can gain here)")
-    print(f"speed-up: {t_naive / t_batched:.1f}x (target >= 10x); max |difference| {diff:.2e}")
+    print(f"median of {args.steps} interleaved timed passes over the {args.items} prompts (seconds of each pass after it)")
+    for name, label in (("batched", f"batched lens (batch {args.batch_size}, last position only):"),
+                        ("naive", "naive loop (one prompt, full vocab at all positions):"),
+                        ("floor", "floor: the same batched forward, no lens at all:")):
+        print(f"{label:54} {t.median(name):8.2f} s   {t.spread(name)}")
+    print(f"speed-up: {t.speedup('batched', 'naive'):.1f}x (target >= 10x; naive / floor = "
+          f"{t.speedup('floor', 'naive'):.1f}x is the most any method can gain here); max |difference| {diff:.2e}")
 
 
 if __name__ == "__main__":

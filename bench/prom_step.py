@@ -1,16 +1,27 @@
-"""Time one training step of PROM against plain SFT and a naive PROM, same model, data and batch.
+"""Time one training step of PROM and of plain SFT against their reference implementations, same model,
+data and batch.
 
-Variants (each runs forward + backward + AdamW step, ``--warmup`` untimed steps then ``--steps`` timed
-ones, median reported), every one in its own subprocess so that its peak memory is its own:
+Variants (each runs forward + backward + AdamW step), every one in its own subprocess so that its peak
+memory is its own; their steps are interleaved (bench/interleave.py): ``--warmup`` untimed rounds, then
+``--steps`` (at least 5) timed rounds a, b, c, d, e, f, a, b, ...; medians are compared.
 
-  a  plain SFT as the Hugging Face Trainer computes it for ``xllama``: ``model(..., labels=labels).loss``
-     over every row (full forward, full [B, T, V] logits, the model's own causal-LM loss).
+  a  plain SFT as the Hugging Face Trainer computes it: ``model(..., labels=labels).loss`` over every row
+     (full forward, full [B, T, V] logits, the model's own causal-LM loss).
   b  naive PROM: full forward of every row with ``output_hidden_states=True``, final norm + a second head
      (the pivot head's Linear) on ``hidden_states[n]`` -> a second full [B, T, V] logits tensor,
      label-smoothed CE on the English rows of it + CE of the model's logits on the target rows
      (ignore_index masks, no row gathers: the cheapest way to write it naively).
   c  pivotune's PROM: ``PromObjective`` through ``PivotedModel`` (English rows through blocks 1..n only,
      logits only at supervised positions, ``prom.chunk_size`` at a time, ``prom.recompute_logits``).
+  d  pivotune's SFT: ``SFTObjective``, the loss of every baseline (english, bactrian, xllama).
+  f  pivotune's PROM with ``prom.recompute_logits`` off (c keeps it on unless ``--no-recompute``): what
+     recomputing the logits costs and saves.
+  e  TRL's SFT loss on its compact path: ``SFTTrainer.compute_loss``'s default (``loss_type="nll"``, no
+     label smoothing): the model patched by ``trl.trainer.utils.add_fused_lm_head`` with the outputs
+     SFTTrainer asks for (log-probs, entropy, top-1), called with ``fused_lm_head=True``, loss =
+     -Σ log p / supervised tokens. TRL takes the compact path (only supervised positions go through the
+     head, in tiles) where Triton runs (CUDA); on any other device the bench makes TRL take it as well
+     (its tiles are then folded in torch, as TRL does without Triton). Needs ``trl`` (the dev extra).
 
 Model: a Llama built from its config (random init, float32): 8 blocks, hidden 512, MLP 1376, 8 heads,
 Llama-2's 32000-token vocabulary, untied embeddings (58.4M parameters; PROM's pivot head adds a 16.4M
@@ -25,38 +36,39 @@ tokenizer with a low-resource target script (English rows short, target rows lon
 translation rows mid-length); the table header prints the shares actually used.
 
 Throughput is **total (non-padding) tokens of the batch per second** of step time; the batch is the same
-for all variants, so supervised-token throughput has the same ratios (both are printed). Peak memory on
-CPU: ``ru_maxrss`` of the variant's process (whole process: Python, torch, model, optimizer, step), and
-"step" = the highest RSS sampled (every 2 ms) during the steps minus the RSS just before the first step
+for all variants, so supervised-token throughput has the same ratios (both are printed). ``loss0`` is each
+variant's loss at the first step: a, d and e compute the same loss and must agree. Peak memory on CPU:
+``ru_maxrss`` of the variant's process (whole process: Python, torch, model, optimizer, step), and "step" =
+the highest RSS sampled (every 2 ms while the variant steps) minus the RSS just before its first step
 (model and optimizer built, Adam state not yet allocated). With ``--device cuda``:
 ``torch.cuda.max_memory_allocated``.
 
-Usage: nice -n 19 python bench/prom_step.py [--batch 10] [--seq 256] [--threads 1] [--steps 3]
+Usage: nice -n 19 python bench/prom_step.py [--batch 10] [--seq 256] [--threads 1] [--steps 5] [--variants abcdef]
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import random
-import resource
-import statistics
-import subprocess
 import sys
-import threading
-import time
+
+from interleave import MIN_TIMED, Worker, check_steps, serve_training_steps, time_workers
 
 VOCAB, HIDDEN, MLP, LAYERS, HEADS, PIVOT = 32000, 512, 1376, 8, 8, 6
 # role -> (share of rows, prompt length range, response length range), tokens under a Llama-2 tokenizer
 MIX = {"en": (0.4, (45, 90), (40, 160)), "tgt": (0.4, (90, 150), (110, 220)), "mt": (0.2, (60, 110), (50, 120))}
-NAMES = {"a": "SFT, HF labels= loss (xllama)", "b": "naive PROM (full fwd, 2 full logits)",
-         "c": "pivotune PROM (PromObjective)"}
+NAMES = {"a": "SFT, HF labels= loss", "b": "naive PROM (full fwd, 2 full logits)",
+         "c": "pivotune PROM (PromObjective)", "d": "pivotune SFT (SFTObjective)",
+         "e": "TRL SFT loss, compact path", "f": "pivotune PROM, recompute_logits off"}
+# (faster, reference, target) ratio lines printed under the table when both variants ran
+COMPARISONS = (("c", "a", "throughput >= 1.10x, peak memory <= 1.00x"), ("c", "b", "throughput >= 1.5x"),
+               ("d", "e", "throughput >= 1.0x"), ("d", "a", None), ("f", "c", None))
 
 
 # ----------------------------------------------------------------------------------------------- data
 
-def make_batch(n_rows: int, seq: int, seed: int = 0):
+def make_batch(n_rows: int, seq: int, seed: int = 0, vocab: int = VOCAB):
     from pivotune.data.collate import Collator, Encoded
     from pivotune.data.records import ROLE_IDS
 
@@ -68,7 +80,7 @@ def make_batch(n_rows: int, seq: int, seed: int = 0):
         _, (p_lo, p_hi), (r_lo, r_hi) = MIX[role]
         for _ in range(k):
             p, r = rng.randint(p_lo, p_hi), rng.randint(r_lo, r_hi)
-            body = [rng.randrange(3, VOCAB) for _ in range(p + r)]
+            body = [rng.randrange(3, vocab) for _ in range(p + r)]
             ids = [1, *body, 2]
             labels = [-100] * (1 + p) + body[p:] + [2]
             items.append(Encoded(ids[:seq], labels[:seq], ROLE_IDS[role], 0 if role == "en" else 1, 1.0,
@@ -101,14 +113,42 @@ def build_lm():
     return LlamaForCausalLM(cfg)
 
 
-def prom_objective(chunk_size: int, recompute: bool):
+def prom_objective(chunk_size: int = 2048, recompute: bool = True, pivot_layer: int = PIVOT):
     from pivotune.config import load_config
     from pivotune.methods import run_objective
 
     cfg = load_config(base={"model": "bench", "method": "prom", "languages": ["th"],
-                            "prom": {"pivot_layer": PIVOT, "chunk_size": chunk_size,
+                            "prom": {"pivot_layer": pivot_layer, "chunk_size": chunk_size,
                                      "recompute_logits": recompute}})
     return run_objective(cfg)
+
+
+def sft_objective():
+    from pivotune.config import load_config
+    from pivotune.methods import run_objective
+
+    return run_objective(load_config(base={"model": "bench", "method": "xllama", "languages": ["th"]}))
+
+
+def trl_compact_sft(model, device):
+    """TRL's SFT loss function on ``model`` (patched in place), on its compact path whatever the device."""
+    import trl
+    from trl.trainer import utils as trl_utils
+
+    trl_utils.add_fused_lm_head(model, outputs=("log_probs", "entropy", "is_top1"))   # as SFTTrainer does
+    if device.type != "cuda":
+        # TRL decides "compact" by whether its Triton kernels run on the device; only that decision changes
+        compact = "_use_triton"
+        if not callable(getattr(trl_utils, compact, None)):
+            sys.exit(f"trl {trl.__version__} has no trainer.utils.{compact}: update how this bench selects TRL's "
+                     "compact path")
+        setattr(trl_utils, compact, lambda _device: True)
+
+    def loss_fn(batch):
+        out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=batch["labels"],
+                    use_cache=False, fused_lm_head=True)
+        return -out.log_probs.sum() / out.label_mask.sum().clamp(min=1)
+    return loss_fn
 
 
 def naive_prom_loss(pm, batch, lam: float, alpha: float):
@@ -131,54 +171,36 @@ def naive_prom_loss(pm, batch, lam: float, alpha: float):
 
 # --------------------------------------------------------------------------------------------- worker
 
-def _rss_bytes() -> int:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+def build_loss(variant: str, args, device, batch):
+    """(model, loss function of no argument) for one variant."""
+    lm = build_lm()
+    if variant == "a":
+        model = lm.to(device)
+        return model, lambda: model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                                    labels=batch["labels"], use_cache=False).loss
+    if variant == "d":
+        model, obj = lm.to(device), sft_objective()
+        norms = {k: v.to(device) for k, v in obj.normalizers(batch).items()}
+        return model, lambda: obj.loss(model, batch, norms)[0]
+    if variant == "e":
+        model = lm.to(device)
+        loss_fn = trl_compact_sft(model, device)
+        return model, lambda: loss_fn(batch)
+    obj = prom_objective(args.chunk_size, variant != "f" and not args.no_recompute)
+    model = obj.prepare_model(lm).to(device)
+    if variant == "b":
+        return model, lambda: naive_prom_loss(model, batch, obj.lambda_e, obj.settings.label_smoothing)
+    norms = {k: v.to(device) for k, v in obj.normalizers(batch).items()}
+    return model, lambda: obj.loss(model, batch, norms)[0]
 
 
-class RssSampler(threading.Thread):
-    def __init__(self, every: float = 0.002):
-        super().__init__(daemon=True)
-        self.every, self.peak, self._stop_evt = every, 0, threading.Event()
-
-    def run(self):
-        while not self._stop_evt.is_set():
-            self.peak = max(self.peak, _rss_bytes())
-            time.sleep(self.every)
-
-    def stop(self):
-        self._stop_evt.set()
-        self.join()
-        self.peak = max(self.peak, _rss_bytes())
-
-
-def worker(args) -> dict:
+def worker(args) -> None:
     import torch
 
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
-    cuda = device.type == "cuda"
     batch = {k: v.to(device) for k, v in make_batch(args.batch, args.seq, args.seed).items()}
-    lm = build_lm()
-    if args.variant == "a":
-        model = lm.to(device)
-
-        def loss_fn():
-            return model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                         labels=batch["labels"], use_cache=False).loss
-    else:
-        obj = prom_objective(args.chunk_size, not args.no_recompute)
-        model = obj.prepare_model(lm).to(device)
-        if args.variant == "b":
-            s = obj.settings
-
-            def loss_fn():
-                return naive_prom_loss(model, batch, obj.lambda_e, s.label_smoothing)
-        else:
-            norms = {k: v.to(device) for k, v in obj.normalizers(batch).items()}
-
-            def loss_fn():
-                return obj.loss(model, batch, norms)[0]
+    model, loss_fn = build_loss(args.variant, args, device, batch)
     model.train()
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=1e-5, foreach=True)
@@ -190,36 +212,8 @@ def worker(args) -> dict:
         opt.zero_grad(set_to_none=True)
         return float(loss.detach())
 
-    sampler = None
-    if cuda:
-        torch.cuda.synchronize()
-        base = torch.cuda.memory_allocated()
-        torch.cuda.reset_peak_memory_stats()
-    else:
-        base = _rss_bytes()
-        sampler = RssSampler()
-        sampler.start()
-    times, losses = [], []
-    for i in range(args.warmup + args.steps):
-        if cuda:
-            torch.cuda.synchronize()
-        t0 = time.perf_counter()
-        losses.append(step())
-        if cuda:
-            torch.cuda.synchronize()
-        if i >= args.warmup:
-            times.append(time.perf_counter() - t0)
-    if cuda:
-        peak = torch.cuda.max_memory_allocated()
-        total_peak = peak
-    else:
-        sampler.stop()
-        peak = sampler.peak
-        total_peak = max(peak, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
-    return {"variant": args.variant, "median_s": statistics.median(times), "times": times,
-            "loss0": losses[0], "peak_bytes": total_peak, "step_bytes": peak - base,
-            "params": sum(p.numel() for p in params), "device": str(device),
-            "torch_threads": torch.get_num_threads()}
+    serve_training_steps(step, device, {"params": sum(p.numel() for p in params),
+                                        "torch_threads": torch.get_num_threads()})
 
 
 # --------------------------------------------------------------------------------------------- parent
@@ -229,58 +223,56 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=10)
     ap.add_argument("--seq", type=int, default=256, help="max_seq_len (rows are truncated to it)")
     ap.add_argument("--warmup", type=int, default=1)
-    ap.add_argument("--steps", type=int, default=3)
+    ap.add_argument("--steps", type=int, default=MIN_TIMED, help=f"timed steps per variant (at least {MIN_TIMED})")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--chunk-size", type=int, default=2048)
     ap.add_argument("--no-recompute", action="store_true")
     ap.add_argument("--device", default="cpu")
-    ap.add_argument("--variants", default="abc")
+    ap.add_argument("--variants", default="abcdef")
     ap.add_argument("--variant", help=argparse.SUPPRESS)   # worker mode
     args = ap.parse_args()
     if args.variant:
-        print(json.dumps(worker(args)))
+        worker(args)
         return
+    check_steps(args.steps)
+    if unknown := set(args.variants) - set(NAMES):
+        ap.error(f"--variants: unknown {''.join(sorted(unknown))}; choose from {''.join(NAMES)}")
 
     st = batch_stats(make_batch(args.batch, args.seq, args.seed))
     print(f"model: Llama {LAYERS} blocks, hidden {HIDDEN}, MLP {MLP}, vocab {VOCAB}, untied, float32; pivot "
           f"layer {PIVOT}; device {args.device}, {args.threads} thread(s); PROM chunk {args.chunk_size}, "
-          f"recompute {'off' if args.no_recompute else 'on'}")
+          f"recompute {'off' if args.no_recompute else 'on'} (f: off)")
     print(f"batch: {st['rows']} rows {st['roles']} padded to {st['width']}; {st['tokens']} tokens "
           f"({st['en_tokens']} English = {st['en_tokens'] / st['tokens']:.0%}), {st['supervised']} supervised "
           f"({st['supervised'] / st['tokens']:.0%} of tokens; {st['en_supervised']} English); "
           f"{st['rows'] * st['width'] - st['tokens']} padding positions")
-    print(f"steps: {args.warmup} warm-up + {args.steps} timed (median), forward + backward + AdamW, "
-          f"one subprocess per variant")
-    res = {}
+    print(f"steps: {args.warmup} warm-up + {args.steps} timed rounds, variants interleaved "
+          f"({', '.join(args.variants)}, {args.variants[0]}, ...), median per variant; forward + backward + "
+          "AdamW, one subprocess per variant")
     base_cmd = [sys.executable, os.path.abspath(__file__)] + [
-        f"--batch={args.batch}", f"--seq={args.seq}", f"--warmup={args.warmup}", f"--steps={args.steps}",
-        f"--threads={args.threads}", f"--seed={args.seed}", f"--chunk-size={args.chunk_size}",
-        f"--device={args.device}"] + (["--no-recompute"] if args.no_recompute else [])
+        f"--batch={args.batch}", f"--seq={args.seq}", f"--threads={args.threads}", f"--seed={args.seed}",
+        f"--chunk-size={args.chunk_size}", f"--device={args.device}"] + (["--no-recompute"] if args.no_recompute else [])
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "TOKENIZERS_PARALLELISM": "false"}
-    for v in args.variants:
-        out = subprocess.run(base_cmd + [f"--variant={v}"], capture_output=True, text=True, env=env, check=False)
-        if out.returncode:
-            sys.exit(f"variant {v} failed:\n{out.stderr[-4000:]}")
-        res[v] = json.loads(out.stdout.strip().splitlines()[-1])
+    t = time_workers({v: Worker(v, base_cmd + [f"--variant={v}"], env) for v in args.variants},
+                     warmup=args.warmup, steps=args.steps)
 
     mib = 1 / 2**20
     mem = "peak MiB" if args.device == "cpu" else "max alloc MiB"
-    print(f"\n{'':2}{'variant':38}{'params':>8}{'step s':>8}{'tok/s':>8}{'sup tok/s':>10}{mem:>10}{'step MiB':>10}"
-          f"  times")
-    for v, r in res.items():
-        print(f"{v:2}{NAMES[v]:38}{r['params'] / 1e6:7.1f}M{r['median_s']:8.2f}{st['tokens'] / r['median_s']:8.0f}"
-              f"{st['supervised'] / r['median_s']:10.0f}{r['peak_bytes'] * mib:10.0f}{r['step_bytes'] * mib:10.0f}"
-              f"  {' '.join(f'{t:.2f}' for t in r['times'])}")
-    if "c" in res:
-        c = res["c"]
-        for ref, target in (("a", "throughput >= 1.10x, peak memory <= 1.00x"), ("b", "throughput >= 1.5x")):
-            if ref not in res:
-                continue
-            r = res[ref]
-            print(f"(c)/({ref}): throughput {r['median_s'] / c['median_s']:.2f}x, "
-                  f"peak memory {c['peak_bytes'] / r['peak_bytes']:.2f}x, "
-                  f"step memory {c['step_bytes'] / max(r['step_bytes'], 1):.2f}x   (target: {target})")
+    print(f"\n{'':2}{'variant':38}{'params':>8}{'loss0':>8}{'step s':>8}{'tok/s':>8}{'sup tok/s':>10}{mem:>10}"
+          f"{'step MiB':>10}  timed steps (s)")
+    for v in t.names:
+        r, med = t.reports[v], t.median(v)
+        print(f"{v:2}{NAMES[v]:38}{r['params'] / 1e6:7.1f}M{t.results[v][0]['loss']:8.4f}{med:8.2f}"
+              f"{st['tokens'] / med:8.0f}{st['supervised'] / med:10.0f}{r['peak_bytes'] * mib:10.0f}"
+              f"{r['step_bytes'] * mib:10.0f}  {t.spread(v)}")
+    for fast, ref, target in COMPARISONS:
+        if fast in t.names and ref in t.names:
+            f, r = t.reports[fast], t.reports[ref]
+            print(f"({fast})/({ref}): throughput {t.speedup(fast, ref):.2f}x, "
+                  f"peak memory {f['peak_bytes'] / r['peak_bytes']:.2f}x, "
+                  f"step memory {f['step_bytes'] / max(r['step_bytes'], 1):.2f}x"
+                  + (f"   (target: {target})" if target else ""))
 
 
 if __name__ == "__main__":

@@ -7,9 +7,11 @@ Ours: pivotune.translate.pipeline.translate_records (sentence split, length
 sort, batches of --batch-size, no cache). Naive: what transformers' translation
 pipeline did (it is gone from transformers 5): for each text, set src_lang,
 tokenize, generate with the target token forced first, decode.
-Both decode greedily to the same --max-new-tokens. Prints both rates and the ratio (aim >= 3x).
+Both decode greedily to the same --max-new-tokens. The two are timed interleaved (bench/interleave.py):
+one untimed round, then --steps rounds ours, naive, ours, ...; each rate is the median of its timed passes
+over all texts. Prints both rates and the ratio (aim >= 3x).
 
-Usage: python bench/translate.py [--texts 256] [--batch-size 32] [--threads 1] [--device cpu]
+Usage: python bench/translate.py [--texts 256] [--batch-size 32] [--threads 1] [--device cpu] [--steps 5]
 """
 
 from __future__ import annotations
@@ -17,9 +19,9 @@ from __future__ import annotations
 import argparse
 import random
 import tempfile
-import time
 
 import torch
+from interleave import MIN_TIMED, time_callables
 
 from pivotune.toy import grammar
 from pivotune.toy.mt_model import build_tiny_nllb
@@ -53,6 +55,7 @@ def main() -> None:
     ap.add_argument("--max-new-tokens", type=int, default=32)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--steps", type=int, default=MIN_TIMED, help=f"timed rounds (at least {MIN_TIMED})")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     inputs = texts(args.texts)
@@ -61,23 +64,25 @@ def main() -> None:
         tr = HFSeq2SeqTranslator(tmp, device=args.device, batch_size=args.batch_size,
                                  max_new_tokens=args.max_new_tokens)
         records = [Record(str(i), {"instruction": t, "input": "", "output": "x"}) for i, t in enumerate(inputs)]
-        naive(tr, inputs[:2], "tha_Thai", args.max_new_tokens)                 # warm-up, both paths
-        translate_records(records[:2], tr, src="en", tgt="th")
 
-        calls, t0 = tr.calls, time.perf_counter()
-        result = TranslateResult()
-        translate_records(records, tr, src="en", tgt="th", result=result)
-        ours, calls = time.perf_counter() - t0, tr.calls - calls
-        t0 = time.perf_counter()
-        naive(tr, inputs, "tha_Thai", args.max_new_tokens)
-        slow = time.perf_counter() - t0
+        def ours():
+            result, calls = TranslateResult(), tr.calls
+            translate_records(records, tr, src="en", tgt="th", result=result)
+            return result.translated, tr.calls - calls
+
+        # both end in decoded strings, so every step has waited for its device
+        t = time_callables({"ours": ours, "naive": lambda: naive(tr, inputs, "tha_Thai", args.max_new_tokens)},
+                           steps=args.steps)
+    (sentences, calls), ours_s, slow_s = t.results["ours"][-1], t.median("ours"), t.median("naive")
     n = len(inputs)
     print(f"{n} texts, tiny NLLB-style model (d_model 64, 2+2 layers), device {args.device}, "
           f"{args.threads} thread(s), max_new_tokens {args.max_new_tokens}")
-    print(f"pivotune batched, length-sorted (batch {args.batch_size}): {ours:7.2f} s  {n / ours:8.1f} texts/s "
-          f"({result.translated} sentences, {calls} model calls)")
-    print(f"naive one-at-a-time generate loop:            {slow:7.2f} s  {n / slow:8.1f} texts/s")
-    print(f"ratio: {slow / ours:.1f}x")
+    print(f"median of {args.steps} interleaved timed passes over the texts (seconds of each pass after it)")
+    print(f"pivotune batched, length-sorted (batch {args.batch_size}): {ours_s:7.2f} s  {n / ours_s:8.1f} texts/s "
+          f"({sentences} sentences, {calls} model calls)   {t.spread('ours')}")
+    print(f"naive one-at-a-time generate loop:            {slow_s:7.2f} s  {n / slow_s:8.1f} texts/s   "
+          f"{t.spread('naive')}")
+    print(f"ratio: {t.speedup('ours', 'naive'):.1f}x")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,246 @@
+"""How a head's cross-entropy is computed: Liger's fused linear cross-entropy on CUDA, else the chunked path.
+
+Both compute ``Σ_i w_i · CE_α(head(h_i), y_i)`` over a micro-batch's supervised positions i (their hidden
+states gathered, M × H): SFT's final head, PROM's final head and its pivot head. The chunked path
+(pure torch, every device) takes ``prom.chunk_size`` positions at a time through the head and a float32
+cross-entropy, each chunk's logits recomputed in backward when ``prom.recompute_logits`` is on. Liger's
+kernel (the ``liger-kernel`` package: Triton, CUDA devices) projects and takes the cross-entropy tile by
+tile and computes the gradients in the same pass, so no more than one tile of logits ever exists and there
+is nothing to recompute; ``chunk_size`` and ``recompute_logits`` concern the chunked path only.
+
+:func:`choose_head_kernel` decides once per head, from the device, the installed liger-kernel and what the
+loss needs (:class:`HeadLossNeeds`); :func:`announce` logs the choice and, on CUDA, why the fused kernel
+is not used. :class:`LinearHead` is a head in the form the fused kernel takes (the final norm, a Linear,
+then the logit scale and soft-cap of :func:`pivotune.models.arch.apply_logit_transforms`), and
+:func:`fused_head_ce` runs the kernel on it.
+
+:func:`recompute_logits` is the rule for ``prom.recompute_logits`` from the size of the logits it would keep.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from enum import Enum
+
+import torch
+from torch import nn
+
+from ..errors import PivotuneError
+from .arch import ArchInfo
+
+log = logging.getLogger(__name__)
+
+LIGER_MIN = "0.5.0"                # label smoothing, soft-cap and the reduction taken by keyword
+LIGER_MIN_TOKEN_WEIGHTS = "0.8.2"  # reduction="none" with correct weight gradients (linkedin/Liger-Kernel#1298)
+
+
+class Fallback(Enum):
+    """Why the chunked path runs instead of Liger's kernel (the message is completed with ``detail``)."""
+
+    NOT_CUDA = "the device is {detail}; Liger's fused kernels are Triton kernels for CUDA devices"
+    NOT_INSTALLED = f"liger-kernel is not installed (pip install 'liger-kernel>={LIGER_MIN_TOKEN_WEIGHTS}' for the fused kernel)"
+    BROKEN = "liger-kernel is installed but its fused linear cross-entropy does not import ({detail})"
+    TOO_OLD = (f"liger-kernel {{detail}} is older than {LIGER_MIN}, the first release whose fused linear "
+               "cross-entropy takes label smoothing, a soft-cap and the reduction")
+    TOKEN_WEIGHTS = (f"the sources' weights differ between tokens, and liger-kernel {{detail}} is older than "
+                     f"{LIGER_MIN_TOKEN_WEIGHTS}, the first release whose reduction='none' gives correct weight "
+                     "gradients for per-token weights (linkedin/Liger-Kernel#1298)")
+    NOT_LINEAR = ("the head's projection is a {detail}, not a plain torch Linear (a LoRA layer on the head, for "
+                  "one), and the fused kernel reads its weight directly")
+
+
+@dataclass(frozen=True)
+class HeadLossNeeds:
+    """What a head's loss asks of the kernel.
+
+    ``token_weights``: the per-token weights (each sample's source weight) can differ within a micro-batch
+    (the sources of the run have different ``weight``s); when False they are all equal, and the fused
+    kernel sums the loss and scales it once. ``projection``: the class name of the head's projection when it
+    is not a plain ``nn.Linear``. Label smoothing, the logit scale and the soft-cap the fused kernel takes
+    as they are (the scale is folded into its input)."""
+
+    label_smoothing: float = 0.0
+    token_weights: bool = False
+    softcap: float | None = None
+    logit_scale: float | None = None
+    projection: str | None = None
+
+
+@dataclass(frozen=True)
+class Liger:
+    """The installed liger-kernel: its version, or why it cannot be used (both None: not installed)."""
+
+    version: str | None = None
+    import_error: str | None = None
+
+    def at_least(self, release: str) -> bool:
+        from packaging.version import InvalidVersion, Version
+
+        try:
+            return Version(self.version or "0") >= Version(release)
+        except InvalidVersion:
+            return False
+
+
+def installed_liger() -> Liger:
+    """Whether liger-kernel's fused linear cross-entropy imports here, and its version."""
+    from importlib import metadata, util
+
+    if util.find_spec("liger_kernel") is None:
+        return Liger()
+    try:
+        from liger_kernel.transformers.functional import liger_fused_linear_cross_entropy  # noqa: F401
+    except Exception as err:   # Triton missing or mismatched raises more than ImportError
+        return Liger(import_error=f"{type(err).__name__}: {err}"[:300])
+    try:
+        return Liger(version=metadata.version("liger-kernel"))
+    except metadata.PackageNotFoundError:   # importable without metadata (a source checkout)
+        return Liger(version="0")
+
+
+@dataclass(frozen=True)
+class HeadKernel:
+    """The choice for one head: ``fused`` (Liger) or not, and the sentence that says why."""
+
+    fused: bool
+    reason: str
+    fallback: Fallback | None = None
+
+
+def _fall_back(why: Fallback, detail: str = "") -> HeadKernel:
+    return HeadKernel(False, "chunked cross-entropy: " + why.value.format(detail=detail), why)
+
+
+def choose_head_kernel(device: torch.device | str, needs: HeadLossNeeds, liger: Liger | None = None) -> HeadKernel:
+    """Liger's fused linear cross-entropy when the device is CUDA, liger-kernel imports and is recent
+    enough for what ``needs`` asks, and the head is a plain Linear; else the chunked path, with the first
+    reason in that order. ``liger`` defaults to :func:`installed_liger` (only looked up on CUDA)."""
+    device = torch.device(device)
+    if device.type != "cuda":
+        return _fall_back(Fallback.NOT_CUDA, device.type)
+    liger = installed_liger() if liger is None else liger
+    if liger.import_error:
+        return _fall_back(Fallback.BROKEN, liger.import_error)
+    if liger.version is None:
+        return _fall_back(Fallback.NOT_INSTALLED)
+    if not liger.at_least(LIGER_MIN):
+        return _fall_back(Fallback.TOO_OLD, liger.version)
+    if needs.token_weights and not liger.at_least(LIGER_MIN_TOKEN_WEIGHTS):
+        return _fall_back(Fallback.TOKEN_WEIGHTS, liger.version)
+    if needs.projection is not None:
+        return _fall_back(Fallback.NOT_LINEAR, needs.projection)
+    extras = [f"label smoothing {needs.label_smoothing:g}"] if needs.label_smoothing else []
+    extras += ["per-token weights"] if needs.token_weights else []
+    extras += [f"soft-cap {needs.softcap:g}"] if needs.softcap is not None else []
+    extras += [f"logit scale {needs.logit_scale:g}"] if needs.logit_scale is not None else []
+    return HeadKernel(True, f"Liger's fused linear cross-entropy (liger-kernel {liger.version}"
+                      + "".join(f", {e}" for e in extras) + ")")
+
+
+def announce(head: str, kernel: HeadKernel) -> None:
+    """Log the choice for ``head`` once: the fused kernel or a fallback on CUDA at INFO, off CUDA at DEBUG."""
+    level = logging.DEBUG if kernel.fallback is Fallback.NOT_CUDA else logging.INFO
+    log.log(level, "%s: %s", head, kernel.reason)
+
+
+# --------------------------------------------------------------------------------------------- the kernel
+
+def _projection_name(module: nn.Module) -> str | None:
+    return None if type(module) is nn.Linear else type(module).__name__
+
+
+@dataclass(frozen=True)
+class LinearHead:
+    """``head(h) = softcap(scale · (weight · norm(h) + bias))``: the form of every head pivotune trains.
+
+    ``norm`` is None when ``h`` is already final-normed (the final head on the truncated forward's output)."""
+
+    weight: torch.Tensor
+    bias: torch.Tensor | None
+    norm: nn.Module | None
+    logit_scale: float | None
+    softcap: float | None
+    projection: str | None = None
+
+    @classmethod
+    def final(cls, info: ArchInfo) -> LinearHead:
+        """The model's own head on final-normed states (``pivotune.models.arch.unembed_logits``)."""
+        return cls(info.unembed.weight, getattr(info.unembed, "bias", None), None, info.logit_scale,
+                   info.logit_softcap, _projection_name(info.unembed))
+
+    @classmethod
+    def pivot(cls, head: nn.Module, info: ArchInfo) -> LinearHead:
+        """PROM's pivot head (``pivotune.models.pivot_head.PivotHead``) on raw block outputs."""
+        proj = head.proj if head.proj is not None else info.unembed
+        norm = head.norm if head.norm is not None else info.final_norm
+        return cls(proj.weight, getattr(proj, "bias", None), norm, info.logit_scale, info.logit_softcap,
+                   _projection_name(proj))
+
+    def needs(self, label_smoothing: float = 0.0, token_weights: bool = False) -> HeadLossNeeds:
+        return HeadLossNeeds(label_smoothing, token_weights, self.softcap, self.logit_scale, self.projection)
+
+    def kernel_inputs(self, hidden: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(input, bias) for a kernel that computes ``softcap(input · weightᵀ + bias)``: the norm applied and
+        the logit scale folded in (``s·(W x + b) = W (s x) + s b``)."""
+        x = self.norm(hidden) if self.norm is not None else hidden
+        bias = self.bias
+        if self.logit_scale is not None:
+            x = x * self.logit_scale
+            bias = bias * self.logit_scale if bias is not None else None
+        return x, bias
+
+    def logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        """The logits themselves, through :meth:`kernel_inputs` (what the kernel computes, tile by tile)."""
+        x, bias = self.kernel_inputs(hidden)
+        z = nn.functional.linear(x, self.weight, bias)
+        return torch.tanh(z / self.softcap) * self.softcap if self.softcap is not None else z
+
+
+def fused_head_ce(head: LinearHead, hidden: torch.Tensor, targets: torch.Tensor, weights: torch.Tensor, *,
+                  label_smoothing: float = 0.0, token_weights: bool = False, _kernel=None) -> torch.Tensor:
+    """``Σ_i w_i · CE_α(head(hidden_i), targets_i)`` (float32 scalar) through Liger's fused kernel.
+
+    ``hidden`` [M, H] are the states at supervised positions, ``targets`` [M] and ``weights`` [M] theirs.
+    Without ``token_weights`` the weights must all be equal (checked): the kernel sums the loss and the sum
+    is scaled once; with them, the kernel returns per-token losses (``reduction="none"``, one more matmul in
+    its backward) that are weighted here. Only call it where :func:`choose_head_kernel` chose the fused kernel.
+    """
+    if _kernel is None:
+        from liger_kernel.transformers.functional import liger_fused_linear_cross_entropy as _kernel
+    x, bias = head.kernel_inputs(hidden)
+    if x.shape[0] == 0:
+        return x.sum(dtype=torch.float32) * 0.0   # still part of the graph, like the chunked path's zero
+    kwargs = {"bias": bias, "label_smoothing": label_smoothing, "softcap": head.softcap}
+    if token_weights:
+        per_token = _kernel(x, head.weight, targets, reduction="none", **kwargs)
+        return (per_token.float() * weights.float()).sum()
+    if not torch.equal(weights, weights[:1].expand_as(weights)):
+        raise PivotuneError("fused_head_ce: the per-token weights differ but token_weights=False; choose the kernel "
+                            "with HeadLossNeeds(token_weights=True) when the sources' weights differ.")
+    return _kernel(x, head.weight, targets, reduction="sum", **kwargs).float() * weights[0].float()
+
+
+# ----------------------------------------------------------------------------------- prom.recompute_logits
+
+def kept_logit_bytes(positions: int, vocab_size: int, softcap: bool = False) -> int:
+    """What the chunked path keeps for backward without recompute: the float32 log-softmax of every
+    supervised position (and the soft-cap's tanh output where there is one)."""
+    return positions * vocab_size * 4 * (2 if softcap else 1)
+
+
+def recompute_logits(positions: int, vocab_size: int, trainable_params: int, *, grad_bytes: int = 4,
+                     softcap: bool = False) -> bool:
+    """Whether the chunked path should recompute each chunk's logits in backward.
+
+    The rule: recompute when the logits kept for backward (:func:`kept_logit_bytes` of the micro-batch's
+    supervised positions, both heads together) would outgrow the trainable parameters' gradients
+    (``trainable_params × grad_bytes``). Why: kept logits are freed during the backward pass, before the
+    gradients are complete and the optimizer steps, and the step's peak memory is the larger of those two
+    moments; while the logits are the smaller, keeping them leaves the peak where the gradients put it, and
+    recomputing them costs one more head matmul per chunk (9 % of the step on bench/prom_step.py's model,
+    where it saved no memory). Full fine-tuning of a 7B model keeps its logits; LoRA, whose gradients are
+    small, recomputes them. ``positions``: a micro-batch's supervised positions at most
+    (``per_device_batch_size × max_seq_len`` when nothing better is known).
+    """
+    return kept_logit_bytes(positions, vocab_size, softcap) > trainable_params * grad_bytes
