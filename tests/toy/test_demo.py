@@ -41,6 +41,8 @@ def test_quick_demo_end_to_end(quick_paths, tmp_path, monkeypatch, capsys):
     regulation = json.loads((out / "prom-seed0" / "regulation.json").read_text())
     assert set(regulation["lambda_per_language"]) == {"el"}
     assert (out / "prom-seed0" / "probe" / "lens_el.png").exists()
+    # on the cloze of the world's known facts in el: no English word in its prompts
+    assert json.loads((out / "prom-seed0" / "probe" / "probe.json").read_text())["task"] == "cloze"
     assert (out / "prom-seed0" / "pivot_head.safetensors").exists()
     table = (out / "results.md").read_text()
     assert "| el | toy-MGSM acc |" in table and "english" in table and "xllama" in table

@@ -8,9 +8,11 @@ from pathlib import Path
 
 import pytest
 
+from pivotune.analysis.probe_items import read_cloze_file
 from pivotune.toy import grammar
 from pivotune.toy.grammar import Grammar
 from pivotune.toy.language import LANGUAGES, translate
+from pivotune.toy.probe import cloze_rows
 from pivotune.toy.world import WorldConfig, build_world, load_world_meta
 
 SMALL = dict(n_pretrain_docs=600, n_instructions=120, n_parallel=60, n_eval=20)
@@ -94,6 +96,9 @@ def test_every_product_is_an_exact_translation(world, lang):
     for line in (d / f"probe/{lang}.tsv").read_text(encoding="utf-8").splitlines():
         e, t = line.split("\t")
         assert translate(e, "en", lang, cfg.seed) == t
+    # the regulation's cloze: the world's known facts, gapped in the target language
+    assert read_cloze_file(d / f"probe/{lang}.cloze.tsv") == cloze_rows(Grammar(cfg.seed, cfg.reserve_every), lang,
+                                                                        cfg.seed)
 
 
 def test_english_xquad_answers_are_spans(world):

@@ -27,7 +27,7 @@ from ..errors import PivotuneError
 from ..io import write_json_atomic, write_text_atomic
 from ..methods import METHODS
 from . import grammar
-from .language import language_name
+from . import probe as toy_probe
 from .model import entry_dir, get_or_build
 from .world import WorldConfig
 
@@ -92,10 +92,11 @@ def run_config(world: Path, base: Path, method: str, languages: list[str], seed:
 
 
 def probe_settings(world: Path, languages: list[str], world_seed: int = 0) -> dict:
-    """PROM's regulation probe in the toy world: the world's word pairs and its languages' names."""
-    return {"probe_pairs": {lang: str(world / "probe" / f"{lang}.tsv") for lang in languages},
-            "probe_names": {"en": language_name("en", "en", seed=world_seed),
-                            **{lang: language_name(lang, lang, seed=world_seed) for lang in languages}}}
+    """PROM's regulation probe in the toy world: the cloze on the world's known facts written in each target
+    language (no English in the prompt, as in PROM's paper), in the corpus's own gap-fill format."""
+    return {"probe_task": "cloze", "probe_template": toy_probe.CLOZE_TEMPLATE,
+            "probe_pairs": {lang: str(world / "probe" / f"{lang}.cloze.tsv") for lang in languages},
+            "probe_labels": {lang: toy_probe.answer_label(lang, world_seed) for lang in languages}}
 
 
 def probe_lens(model_dir: Path, out_dir: Path, world: Path, languages: list[str], world_seed: int,
@@ -107,8 +108,8 @@ def probe_lens(model_dir: Path, out_dir: Path, world: Path, languages: list[str]
 
     t0 = time.perf_counter()
     s = probe_settings(world, languages, world_seed)
-    report = run_probe(str(model_dir), s["probe_pairs"], out_dir, pivot_layer=pivot_layer, names=s["probe_names"],
-                       seed=0)
+    report = run_probe(str(model_dir), s["probe_pairs"], out_dir, pivot_layer=pivot_layer, task=s["probe_task"],
+                       template=s["probe_template"], labels=s["probe_labels"], seed=0)
     return report, round(time.perf_counter() - t0, 1)
 
 

@@ -75,6 +75,10 @@ PLAIN = ("the {color} {thing} is {size} .", "{name} likes {objs} .",
          "a {job} from {place} has {a} {objs} .", "{name} and {name2} meet in {place} .",
          "the {size} {thing} is in {place} .")
 READING_QA = "question : {question} answer : {answer} ."
+#: a gap-fill exercise (a genre of the corpus, and the line of the lens's cloze probe): ``{sentence}`` holds ``___``
+GAP_FILL = "{sentence} answer : {answer}"
+#: the knowledge base's gap sentences: (fact template, the slot its gap leaves open)
+KB_GAPS = (("place", "place"), ("job", "job"), ("thing", "color"), ("thing", "thing"))
 BILINGUAL = "{src_lang} : {src} {tgt_lang} : {tgt}"
 
 OPERAND_MAX = {"plus": 20, "minus": 20, "times": 9}
@@ -100,7 +104,7 @@ def vocabulary() -> list[str]:
                             *ABOUT_INSTRUCTIONS, *LIST_INSTRUCTIONS, *ARITH_INSTRUCTIONS,
                             *TRANSLATE_INSTRUCTIONS, QA_INPUT, *FACT_TEMPLATES.values(),
                             PERSON_SENTENCE, *QUESTIONS, *PROBLEMS.values(), SOLUTION, SOLVED,
-                            *PLAIN, READING_QA)
+                            *PLAIN, READING_QA, GAP_FILL)
     words |= set(OPERAND_MAX)
     return sorted(words)
 
@@ -177,6 +181,10 @@ class Grammar:
         f = self.kb[name]
         kind = rng.choice(sorted(FACT_TEMPLATES))
         return FACT_TEMPLATES[kind].format(name=name, **f)
+
+    def kb_gap(self, name: str, fact: str, slot: str) -> tuple[str, str]:
+        """(the known fact ``fact`` about ``name``, the word of ``slot`` in it): a gap sentence and its answer."""
+        return FACT_TEMPLATES[fact].format(name=name, **self.kb[name]), self.kb[name][slot]
 
     def qa_item(self, rng: random.Random, eval_split: bool, n_people: int | None = None) -> QAItem:
         """A passage about 1-2 people (eval: 2), one question whose answer is a single word of it.

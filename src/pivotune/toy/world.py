@@ -19,6 +19,7 @@ from ..io import atomic_path
 from . import grammar
 from .grammar import Grammar
 from .language import ENGLISH, LANGUAGES, language_name, probe_pairs, translate
+from .probe import cloze_rows, write_cloze_file
 
 WORLD_FORMAT = 1  # bump when the files' content changes for the same config
 
@@ -248,6 +249,10 @@ def build_world(cfg: WorldConfig, out_dir: str | Path) -> Path:
             (tmp / f"probe/{lang}.tsv").write_text("".join(f"{e}\t{t}\n" for e, t in pairs), encoding="utf-8")
             files.append(f"probe/{lang}.tsv")
             counts[f"probe/{lang}.tsv"] = len(pairs)
+            rows = cloze_rows(g, lang, seed)
+            write_cloze_file(rows, tmp / f"probe/{lang}.cloze.tsv")
+            files.append(f"probe/{lang}.cloze.tsv")
+            counts[f"probe/{lang}.cloze.tsv"] = len(rows)
         meta = {
             "format": WORLD_FORMAT,
             "config": cfg.to_dict(),

@@ -4,7 +4,7 @@ For method ``prom`` the pivot term is switched off (λ_t = 0) for a language
 whose mean English probability at the pivot layer is below its target-language
 probability (METHODS.md). The evidence is a probe of the *base* model: either
 a ``probe.json`` from ``pivotune probe`` (decided here at the configured pivot
-layer from its per-layer means) or word-pair files that are probed now.
+layer from its per-layer means) or word-pair (``probe_task: cloze``: cloze) files that are probed now.
 """
 
 from __future__ import annotations
@@ -69,7 +69,7 @@ def regulate(cfg: RunConfig, model, tokenizer, run_dir: Path) -> RunConfig:
 
         report = run_probe(cfg.model, {lang: s.probe_pairs[lang] for lang in cfg.languages}, run_dir / "probe",
                            pivot_layer=layer, names=s.probe_names, seed=cfg.seed, model=model, tokenizer=tokenizer,
-                           template=s.probe_template)
+                           template=s.probe_template, task=s.probe_task, labels=s.probe_labels)
         decisions = {lang: report["languages"][lang]["decision"] for lang in cfg.languages}
         evidence = str(run_dir / "probe" / "probe.json")
     else:
