@@ -74,10 +74,7 @@ def get_or_build_encoder(paths: ToyPaths, ecfg: EncoderConfig | None = None,
     with atomic_path(out) as tmp:
         tmp.mkdir(parents=True)
         tok = encoder_tokenizer(paths.base)
-        corpus = tmp / "balanced.txt"
-        corpus.write_text("\n".join(balanced_docs(paths)) + "\n", encoding="utf-8")
-        model, stats = pretrain_mlm(paths, ecfg, tok, corpus, say)
-        corpus.unlink()
+        model, stats = pretrain_mlm(paths, ecfg, tok, balanced_docs(paths), say)
         model.save_pretrained(tmp)
         tok.save_pretrained(tmp)
         (tmp / READY).write_text(json.dumps({"key": ecfg.key(paths), "config": dataclasses.asdict(ecfg),
@@ -85,7 +82,7 @@ def get_or_build_encoder(paths: ToyPaths, ecfg: EncoderConfig | None = None,
     return out
 
 
-def pretrain_mlm(paths: ToyPaths, ecfg: EncoderConfig, tok, corpus: Path, say: Callable[[str], None]):
+def pretrain_mlm(paths: ToyPaths, ecfg: EncoderConfig, tok, docs: list[str], say: Callable[[str], None]):
     """Masked-LM pretraining (BERT's 80/10/10 masking via transformers' collator); a plain AdamW loop like the
     base model's, deterministic on one machine."""
     import torch
@@ -94,7 +91,7 @@ def pretrain_mlm(paths: ToyPaths, ecfg: EncoderConfig, tok, corpus: Path, say: C
     cfg = paths.config
     torch.set_flush_denormal(True)   # see toy.model.pretrain
     torch.manual_seed(cfg.seed)
-    blocks = pack(tok, corpus, cfg.seq_len)
+    blocks = pack(tok, docs, cfg.seq_len)
     hidden = ecfg.hidden_size or cfg.hidden_size
     heads = ecfg.num_heads or cfg.num_heads
     model = BertForMaskedLM(BertConfig(

@@ -19,7 +19,7 @@ from typing import Callable
 
 from ..data.templates import alpaca_prompt
 from ..io import atomic_path
-from .world import WorldConfig, build_world
+from .world import WorldConfig, build_world, read_pretrain_docs
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +38,7 @@ def cache_root() -> Path:
 @dataclass(frozen=True)
 class ToyPaths:
     root: Path        # the cache entry
-    world: Path       # data products (world.json, pretrain.txt, instructions/, eval/, ...)
+    world: Path       # data products (world.json, pretrain.jsonl, instructions/, eval/, ...)
     base: Path        # base model + tokenizer, loadable with AutoModelForCausalLM / AutoTokenizer
     config: WorldConfig
 
@@ -78,11 +78,12 @@ def get_or_build(cfg: WorldConfig | None = None, cache_dir: str | Path | None = 
         timings["world_s"] = time.perf_counter() - t0
         say(f"toy world built in {timings['world_s']:.1f}s")
         t0 = time.perf_counter()
-        tok = train_tokenizer(tmp / "world" / "pretrain.txt", cfg.vocab_size)
+        docs = read_pretrain_docs(tmp / "world")
+        tok = train_tokenizer(docs, cfg.vocab_size)
         timings["tokenizer_s"] = time.perf_counter() - t0
         say(f"tokenizer trained in {timings['tokenizer_s']:.1f}s ({len(tok)} tokens)")
         t0 = time.perf_counter()
-        model, stats = pretrain(cfg, tok, tmp / "world" / "pretrain.txt", progress=say)
+        model, stats = pretrain(cfg, tok, docs, progress=say)
         timings["pretrain_s"] = time.perf_counter() - t0
         model.save_pretrained(tmp / "base")
         tok.save_pretrained(tmp / "base")
@@ -95,8 +96,8 @@ def get_or_build(cfg: WorldConfig | None = None, cache_dir: str | Path | None = 
 
 # -- tokenizer -----------------------------------------------------------------------------------------
 
-def train_tokenizer(corpus: str | Path, vocab_size: int):
-    """Byte-level BPE trained on ``corpus`` (one document per line), wrapped for ``AutoTokenizer``.
+def train_tokenizer(docs: list[str], vocab_size: int):
+    """Byte-level BPE trained on the documents ``docs``, wrapped for ``AutoTokenizer``.
 
     The Alpaca template is added to the training text so its words get their own
     tokens; otherwise every prompt would cost ~150 byte tokens in a model this small.
@@ -113,12 +114,7 @@ def train_tokenizer(corpus: str | Path, vocab_size: int):
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
     template = [alpaca_prompt("x", "y"), alpaca_prompt("x")] * 200
 
-    def lines():
-        with open(corpus, encoding="utf-8") as f:
-            yield from (line.rstrip("\n") for line in f)
-        yield from template
-
-    tok.train_from_iterator(lines(), trainer=trainer)
+    tok.train_from_iterator([*docs, *template], trainer=trainer)
     bos = tok.token_to_id(BOS)
     # Like Llama's tokenizer: a plain encode() starts with BOS.
     tok.post_processor = processors.TemplateProcessing(single=f"{BOS} $A", pair=f"{BOS} $A {BOS} $B",
@@ -142,12 +138,10 @@ def make_model(cfg: WorldConfig, tok):
     return LlamaForCausalLM(mcfg)
 
 
-def pack(tok, corpus: str | Path, seq_len: int):
+def pack(tok, docs: list[str], seq_len: int):
     """All documents as ``BOS doc EOS``, concatenated and cut into ``seq_len`` blocks."""
     import torch
 
-    with open(corpus, encoding="utf-8") as f:
-        docs = [line.rstrip("\n") for line in f if line.strip()]
     ids: list[int] = []
     for enc in tok(docs, add_special_tokens=False)["input_ids"]:
         ids += [tok.bos_token_id, *enc, tok.eos_token_id]
@@ -186,7 +180,7 @@ def train_steps(model, opt, batch_at: Callable[[int], dict], total: int, lr: flo
     return ema
 
 
-def pretrain(cfg: WorldConfig, tok, corpus: str | Path, progress: Callable[[str], None] | None = None):
+def pretrain(cfg: WorldConfig, tok, docs: list[str], progress: Callable[[str], None] | None = None):
     """Next-token pretraining of a fresh tiny Llama; a plain AdamW loop (deterministic on one machine)."""
     import torch
 
@@ -194,7 +188,7 @@ def pretrain(cfg: WorldConfig, tok, corpus: str | Path, progress: Callable[[str]
     # Tiny models drift into denormal floats (Adam's second moments, small weights) and x86
     # then runs many times slower; flushing them to zero changes nothing measurable.
     torch.set_flush_denormal(True)
-    blocks = pack(tok, corpus, cfg.seq_len)
+    blocks = pack(tok, docs, cfg.seq_len)
     model = make_model(cfg, tok)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.9, 0.95), weight_decay=0.01)
     gen = torch.Generator().manual_seed(cfg.seed)

@@ -16,10 +16,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..analysis.probe_items import CLOZE_GAP
 from . import grammar
 from .grammar import Grammar
-from .language import ENGLISH, translate
+from .language import ENGLISH, translate, translate_gapped
 
 #: ``grammar.BILINGUAL`` as a probe template (fields of :mod:`pivotune.analysis.probe_items`).
 TRANSLATION_TEMPLATE = grammar.BILINGUAL.format(src_lang="{source_name}", src="{source}",
@@ -33,16 +32,6 @@ def answer_label(lang: str, seed: int) -> str:
     return translate("answer", ENGLISH, lang, seed)
 
 
-def gapped(english: str, word: str, lang: str, seed: int) -> str:
-    """``english`` in ``lang`` with the translation of ``word`` (which it holds once) replaced by ``___``."""
-    words = translate(english, ENGLISH, lang, seed).split(" ")
-    target = translate(word, ENGLISH, lang, seed)
-    if words.count(target) != 1:
-        raise ValueError(f"{english!r} must hold {word!r} exactly once to be gapped")
-    i = words.index(target)
-    return " ".join(words[:i] + [CLOZE_GAP] + words[i + 1:])
-
-
 def cloze_rows(g: Grammar, lang: str, seed: int) -> list[tuple[str, str, str]]:
     """``(english word, target word, target sentence with ___)``: every known fact of ``g``'s knowledge base
     (``grammar.KB_GAPS`` per name), in the cloze-file format of
@@ -51,7 +40,8 @@ def cloze_rows(g: Grammar, lang: str, seed: int) -> list[tuple[str, str, str]]:
     for name in grammar.NAMES:
         for fact, slot in grammar.KB_GAPS:
             sentence, word = g.kb_gap(name, fact, slot)
-            rows.append((word, translate(word, ENGLISH, lang, seed), gapped(sentence, word, lang, seed)))
+            rows.append((word, translate(word, ENGLISH, lang, seed),
+                         translate_gapped(sentence, word, ENGLISH, lang, seed)))
     return rows
 
 
@@ -64,4 +54,4 @@ def write_cloze_file(rows: list[tuple[str, str, str]], path: str | Path) -> Path
     return path
 
 
-__all__ = ["CLOZE_TEMPLATE", "TRANSLATION_TEMPLATE", "answer_label", "cloze_rows", "gapped", "write_cloze_file"]
+__all__ = ["CLOZE_TEMPLATE", "TRANSLATION_TEMPLATE", "answer_label", "cloze_rows", "write_cloze_file"]
