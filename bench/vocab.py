@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 from pivotune.toy.model import train_tokenizer
-from pivotune.toy.world import WorldConfig, build_world
+from pivotune.toy.world import WorldConfig, build_world, read_pretrain_docs
 from pivotune.vocab.extend import CorpusTooSmall, extend_tokenizer
 from pivotune.vocab.measure import round_trip_failures, tokenization_changes, tokens_per_word
 from pivotune.vocab.testing import byte_level, sentencepiece_style
@@ -56,8 +56,8 @@ def main() -> None:
     cfg = WorldConfig.quick() if args.quick else WorldConfig()
     with tempfile.TemporaryDirectory() as tmp:
         world = build_world(cfg, Path(tmp) / "world")
-        pretrain = (world / "pretrain.txt").read_text(encoding="utf-8").splitlines()
-        bases = {"toy (byte-level, GPT-2 split)": train_tokenizer(world / "pretrain.txt", cfg.vocab_size),
+        pretrain = read_pretrain_docs(world)
+        bases = {"toy (byte-level, GPT-2 split)": train_tokenizer(pretrain, cfg.vocab_size),
                  "Llama-2-style (SentencePiece BPE)": sentencepiece_style(pretrain, cfg.vocab_size),
                  "Llama-3-style (byte-level BPE)": byte_level(pretrain, cfg.vocab_size)}
         english = held_out_texts(world, "en") + training_texts(world, "en")

@@ -115,13 +115,23 @@ def test_cli_probe_cloze(tmp_path, tiny_model_dir, capsys):
 
 @pytest.mark.parametrize("lang", ["el", "ar"])
 def test_toy_cloze_rows(tmp_path, lang):
-    rows = toy_probe.cloze_rows(lang, seed=0)
-    assert len(rows) >= 40 and rows == toy_probe.cloze_rows(lang, seed=0)
-    path = toy_probe.write_cloze_file(lang, 0, tmp_path / f"{lang}.cloze.tsv")
+    """The toy cloze gaps every known fact in the target language; no prompt word is English."""
+    from pivotune.toy.grammar import NAMES, Grammar, vocabulary
+
+    g = Grammar(0)
+    rows = toy_probe.cloze_rows(g, lang, seed=0)
+    assert len(rows) == 4 * len(NAMES) and rows == toy_probe.cloze_rows(Grammar(0), lang, seed=0)
+    path = toy_probe.write_cloze_file(rows, tmp_path / f"{lang}.cloze.tsv")
     assert I.read_cloze_file(path) == rows
-    for english, target, sentence in rows:
-        assert toy_lang.lexicon(lang, 0)[english] == target
-        # filling the gap gives a sentence whose exact translation to English holds the English word
+    english = set(vocabulary())
+    for word, target, sentence in rows:
+        assert toy_lang.lexicon(lang, 0)[word] == target
+        assert not english & set(sentence.split(" "))
+        # filling the gap gives a known fact of the world's knowledge base, in the target language
         back = toy_lang.translate(sentence.replace("___", target), lang, "en", seed=0).split(" ")
-        assert english in back
+        name = next(w for w in back if w in NAMES)
+        assert word in back and word in g.kb[name].values()
+    prompt = I.cloze_prompts([(s, t) for _, t, s in rows[:3]], [(s, t) for _, t, s in rows],
+                             toy_probe.answer_label(lang, 0), template=toy_probe.CLOZE_TEMPLATE)[0]
+    assert not english & set(prompt.split())
     assert toy_probe.TRANSLATION_TEMPLATE == "{source_name} : {source} {target_name} : {target}"

@@ -72,3 +72,25 @@ def test_noreg_and_explicit_lambdas_skip_the_probe(tiny_model_dir, tmp_path):
         update={"lambda_per_language": None})})
     assert regulate(noreg, None, None, tmp_path) is noreg
     assert not (tmp_path / "regulation.json").exists()
+
+
+def test_decision_from_cloze_files_shows_no_english(tiny_model_dir, tmp_path):
+    """With probe_task cloze the regulation probes gap sentences (no English in any prompt) and decides from them."""
+    model, tok = load_model(str(tiny_model_dir)), load_tokenizer(str(tiny_model_dir))
+    rows = [("cat", "chat", "le ___ dort ."), ("dog", "chien", "le ___ aboie ."), ("bread", "pain", "du ___ frais ."),
+            ("water", "eau", "de l' ___ ."), ("house", "maison", "la ___ rouge .")]
+    files = {}
+    for lang in ("el", "th"):
+        files[lang] = str(tmp_path / f"{lang}.cloze.tsv")
+        (tmp_path / f"{lang}.cloze.tsv").write_text("".join("\t".join(r) + "\n" for r in rows))
+    cfg = regulate(_cfg(tiny_model_dir, probe_pairs=files, probe_task="cloze", probe_labels={"el": "apo", "th": "kam"}),
+                   model, tok, tmp_path / "run")
+    report = json.loads((tmp_path / "run" / "probe" / "probe.json").read_text())
+    assert report["task"] == "cloze"
+    for lang in ("el", "th"):
+        d = report["languages"][lang]["decision"]
+        assert cfg.prom.lambda_per_language[lang] == (0.0 if d["p_en_mean"] < d["p_tgt_mean"] else 0.3)
+    with pytest.raises(PivotuneError, match="3 tab-separated fields"):   # a word-pair file is no cloze file
+        (tmp_path / "pairs.tsv").write_text(PAIRS)
+        regulate(_cfg(tiny_model_dir, probe_pairs={"el": str(tmp_path / "pairs.tsv"), "th": files["th"]},
+                      probe_task="cloze"), model, tok, tmp_path / "run2")

@@ -109,7 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--quick", action="store_true", help="the demo's much smaller world and model")
     sw.add_argument("--pivot-layers", nargs="+", type=int, metavar="N",
                     help="pivot layers n, 1 <= n < the model's blocks (default: middle to one below the top: "
-                         "2 3, or 1 with --quick)")
+                         "4 5 6 7, or 1 with --quick)")
     sw.add_argument("--alphas", nargs="+", type=float, metavar="A",
                     help="label smoothing α of the pivot term, 0 <= α < 1 (default 0 0.1)")
     sw.add_argument("--lambdas", nargs="+", type=float, metavar="L",
@@ -220,6 +220,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_report_parser(sub)
     from .vocab.cli import add_parser as add_vocab_parser
     add_vocab_parser(sub)
+    from .toy.shipped import add_parser as add_toy_parser
+    add_toy_parser(sub)
     return p
 
 

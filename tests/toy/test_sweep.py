@@ -28,8 +28,8 @@ def test_grid_expands_pivot_layer_outermost_then_alpha_then_lambda():
     grid = expand_grid(4, [3, 2], [0.0, 0.1], [0.5, 1.0])
     assert grid == [GridPoint(n, a, lam) for n in (3, 2) for a in (0.0, 0.1) for lam in (0.5, 1.0)]
     assert [p.name for p in grid[:3]] == ["n3-a0-l0.5", "n3-a0-l1", "n3-a0.1-l0.5"]
-    # defaults: middle block to one below the top (the default world has 4 blocks, the quick one 2)
-    assert default_pivot_layers(WorldConfig().num_layers) == [2, 3]
+    # defaults: middle block to one below the top (the default world has 8 blocks, the quick one 2)
+    assert default_pivot_layers(WorldConfig().num_layers) == [4, 5, 6, 7]
     assert default_pivot_layers(WorldConfig.quick().num_layers) == [1]
 
 

@@ -13,7 +13,7 @@ import pytest
 
 from pivotune.toy import grammar
 from pivotune.toy.grammar import Grammar
-from pivotune.toy.language import LANGUAGES, language_name, lexicon, probe_pairs, translate
+from pivotune.toy.language import LANGUAGES, codeswitch, language_name, lexicon, probe_pairs, translate
 
 SCRIPTS = {"el": "GREEK", "th": "THAI", "ar": "ARABIC"}
 
@@ -69,6 +69,25 @@ def test_arabic_moves_adjectives_after_nouns_and_refuses_what_it_cannot_invert()
         translate("the car red .", "en", "ar", 0)
     with pytest.raises(ValueError, match="not in the toy lexicon"):
         translate("the zebra .", "en", "el", 0)
+
+
+def test_a_gap_moves_with_its_word_and_code_switching_keeps_english_order():
+    """A gap-fill line is translated filled and gapped again (Arabic puts the gapped colour after its noun);
+    code-switching swaps words in place, at its rate."""
+    lex = lexicon("ar", 0)
+    line = "anna wants a ___ car . answer : red"
+    ar = translate(line, "en", "ar", 0)
+    assert ar.startswith(f"{lex['anna']} {lex['wants']} {lex['a']} {lex['car']} ___ .") and ar.endswith(lex["red"])
+    assert translate(ar, "ar", "en", 0) == line
+    assert translate(line + "\nben has 3 apples .", "en", "el", 0).split("\n")[1] == \
+        translate("ben has 3 apples .", "en", "el", 0)
+    text = "anna has a red car .\nben lives in rome ."
+    assert codeswitch(text, "el", 0, random.Random(0), 1.0) == translate(text, "en", "el", 0)
+    mixed = codeswitch(text, "el", 0, random.Random(0), 0.5)
+    el = lexicon("el", 0)
+    back = {g: e for e, g in el.items()}
+    assert mixed.count("\n") == 1 and [back.get(w, w) for w in mixed.split()] == text.split()
+    assert set(mixed.split()) & set(el) and set(mixed.split()) & set(el.values())
 
 
 def test_lexicon_depends_on_the_seed_only():

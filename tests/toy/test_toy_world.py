@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import json
+import random
 import re
 from pathlib import Path
 
 import pytest
 
+from pivotune.analysis.probe_items import read_cloze_file
 from pivotune.toy import grammar
 from pivotune.toy.grammar import Grammar
-from pivotune.toy.language import LANGUAGES, translate
-from pivotune.toy.world import WorldConfig, build_world, load_world_meta
+from pivotune.toy.language import LANGUAGES, lexicon, translate
+from pivotune.toy.probe import cloze_rows
+from pivotune.toy.world import WorldConfig, build_world, load_world_meta, read_pretrain_docs
 
 SMALL = dict(n_pretrain_docs=600, n_instructions=120, n_parallel=60, n_eval=20)
 
@@ -60,16 +63,34 @@ def test_layout_and_meta(world):
     assert not list(d.parent.glob(".world.*"))  # atomic_path left no temporary behind
 
 
+def _script(text: str) -> set[str]:
+    return ({"el"} if re.search("[\u0370-\u03ff]", text) else set()) | \
+        ({"th"} if re.search("[\u0e00-\u0e7f]", text) else set()) | \
+        ({"ar"} if re.search("[\u0600-\u06ff]", text) else set())
+
+
 def test_pretraining_mix_follows_the_shares(tmp_path):
+    """Documents per language follow pretrain_shares; the bridged language (el) comes with English beside it,
+    the others only in their own monolingual documents."""
     cfg = WorldConfig.quick(n_pretrain_docs=3000, n_instructions=10, n_parallel=10, n_eval=5)
     d = build_world(cfg, tmp_path / "w")
     english = set(grammar.vocabulary())
-    lines = (d / "pretrain.txt").read_text(encoding="utf-8").splitlines()
-    share = sum(all(w in english or not w.isalpha() for w in l.split()) for l in lines) / len(lines)
-    assert abs(share - cfg.pretrain_shares["en"]) < 0.03
-    thai = sum(bool(re.search("[\u0e00-\u0e7f]", l)) for l in lines) / len(lines)
-    greek = sum(bool(re.search("[\u0370-\u03ff]", l)) for l in lines) / len(lines)
-    assert greek > 2 * thai > 0
+    docs = read_pretrain_docs(d)
+    assert len(docs) == cfg.n_pretrain_docs and any("\n" in doc for doc in docs)
+    only_english = [doc for doc in docs if all(w in english or not w.isalpha() for w in doc.split())]
+    assert abs(len(only_english) / len(docs) - cfg.pretrain_shares["en"]) < 0.03
+    by_script = {lang: [doc for doc in docs if lang in _script(doc)] for lang in cfg.languages}
+    assert len(by_script["el"]) > 2 * len(by_script["th"]) > 0 and by_script["ar"]
+    mixed = [doc for doc in by_script["el"] if english & set(doc.split())]
+    assert 0.4 < len(mixed) / len(by_script["el"]) < 0.8   # bilingual lines, dictionary, code-switched
+    for lang in ("th", "ar"):   # never beside English or another script
+        assert all(_script(doc) == {lang} and not english & set(doc.split()) for doc in by_script[lang])
+    # el's own documents never state the known facts: it meets them through English
+    own_el = [doc for doc in by_script["el"] if doc not in mixed]
+    born = {lang: translate(grammar.FACT_TEMPLATES["place"].split(" ")[2], "en", lang, cfg.seed)
+            for lang in cfg.languages}   # "born", said of a person's known birthplace only
+    assert own_el and not any(born["el"] in doc.split() for doc in own_el)
+    assert any(born["th"] in doc.split() for doc in by_script["th"])
 
 
 @pytest.mark.parametrize("lang", sorted(LANGUAGES))
@@ -94,6 +115,9 @@ def test_every_product_is_an_exact_translation(world, lang):
     for line in (d / f"probe/{lang}.tsv").read_text(encoding="utf-8").splitlines():
         e, t = line.split("\t")
         assert translate(e, "en", lang, cfg.seed) == t
+    # the regulation's cloze: the world's known facts, gapped in the target language
+    assert read_cloze_file(d / f"probe/{lang}.cloze.tsv") == cloze_rows(Grammar(cfg.seed, cfg.reserve_every), lang,
+                                                                        cfg.seed)
 
 
 def test_english_xquad_answers_are_spans(world):
@@ -103,25 +127,28 @@ def test_english_xquad_answers_are_spans(world):
         assert r["context"][start:start + len(ans)] == ans
 
 
-def _english_chunks(line: str, seed: int) -> list[str]:
-    """English text of a pretraining line, whatever language(s) it is in."""
+def _english_lines(doc: str, seed: int) -> list[str]:
+    """English text of a pretraining document, whatever language(s) it is in."""
     out = []
-    for chunk in re.split(r" [.?] ?", line):
-        chunk = re.sub(r"^\S+ : ", "", chunk.strip())   # bilingual label ("english : ...")
+    for line in doc.split("\n"):
         for lang in ("en", *LANGUAGES):
             try:
-                text = translate(chunk, lang, "en", seed)
+                out.append(translate(line, lang, "en", seed))
+                break
             except ValueError:
                 continue
-            out.append(text)
-            break
+        else:   # bilingual, dictionary and code-switched lines: word by word
+            out.append(" ".join(next((translate(w, lang, "en", seed) for lang in LANGUAGES
+                                      if w in toy_lexicons(seed)[lang]), w) for w in line.split(" ")))
     return out
 
 
-def _pairs(sentence: str) -> set[tuple[str, str]]:
-    words = set(sentence.split())
-    values = set(grammar.PLACES + grammar.JOBS + grammar.COLORS + grammar.THINGS)
-    return {(n, v) for n in words & set(grammar.NAMES) for v in words & values}
+def toy_lexicons(seed: int) -> dict[str, set[str]]:
+    return {lang: set(lexicon(lang, seed).values()) for lang in LANGUAGES}
+
+
+def _people(text: str) -> set[str]:
+    return set(text.split()) & set(grammar.NAMES)
 
 
 def _problems(text: str) -> set[tuple[str, frozenset]]:
@@ -131,38 +158,40 @@ def _problems(text: str) -> set[tuple[str, frozenset]]:
     return out
 
 
-def test_eval_items_share_no_entity_combination_with_training(world):
-    """Text-level check, independent of the reservation rule that guarantees it."""
+def test_eval_items_share_no_pair_of_people_with_training(world):
+    """Text-level check, independent of the reservation rule that guarantees it: no two people of an eval
+    passage appear together in any training text, and no eval word problem is a training one."""
     cfg, d = world
     train_text = []
-    for line in (d / "pretrain.txt").read_text(encoding="utf-8").splitlines():
-        train_text += _english_chunks(line, cfg.seed)
+    for doc in read_pretrain_docs(d):
+        train_text += _english_lines(doc, cfg.seed)
     for r in _rows(d / "instructions/en.jsonl"):
         train_text += [r["instruction"], r["input"], r["output"]]
     train_text += [r["source"] for r in _rows(d / "parallel/en-el.jsonl")]
     train_pairs, train_problems = set(), set()
     for t in train_text:
-        for sentence in re.split(r" [.?]", t):
-            for clause in sentence.split(" , "):
-                train_pairs |= _pairs(clause)
+        # people together: in a passage (the text of a reading line or a QA input), or in one sentence
+        together = [t] if " lives in " in t else t.split(" . ")
+        for people in map(_people, together):
+            train_pairs |= {frozenset((a, b)) for a in people for b in people if a != b}
         train_problems |= _problems(t)
-    assert len(train_pairs) > 100 and len(train_problems) > 20  # the parsers do find things
+    assert len(train_pairs) > 50 and len(train_problems) > 20  # the parsers do find things
 
-    eval_pairs = set()
-    for r in _rows(d / "eval/xquad_en.jsonl"):
-        for sentence in r["context"].split(" . "):
-            eval_pairs |= _pairs(sentence.replace(" , ", " "))
-    eval_problems = set().union(*(_problems(r["question"]) for r in _rows(d / "eval/mgsm_en.jsonl")))
-    assert eval_pairs and len(eval_problems) == cfg.n_eval
+    eval_rows = _rows(d / "eval/xquad_en.jsonl")
+    eval_pairs = {frozenset(_people(r["context"])) for r in eval_rows}
+    assert all(len(p) == 2 for p in eval_pairs)
     assert not eval_pairs & train_pairs
-    assert not eval_problems & train_problems
+    eval_problems = set().union(*(_problems(r["question"]) for r in _rows(d / "eval/mgsm_en.jsonl")))
+    assert len(eval_problems) > cfg.n_eval // 2 and not eval_problems & train_problems
 
 
 def test_reservation_rule_partitions_combinations():
+    """Pairs of people and word problems split into train and eval by a symmetric seeded rule."""
     g = Grammar(0)
     for name in grammar.NAMES:
-        for pool in (grammar.PLACES, grammar.JOBS, grammar.COLORS, grammar.THINGS):
-            reserved = g.values(name, pool, True)
-            assert reserved and set(reserved).isdisjoint(g.values(name, pool, False))
-        assert all(not g.fact_reserved(name, v) for v in g.kb[name].values())
+        reserved = [o for o in grammar.NAMES if o != name and g.pair_reserved(name, o)]
+        assert 0 < len(reserved) < len(grammar.NAMES) // 2
+        assert all(g.pair_reserved(o, name) for o in reserved)
         assert g.problem_reserved(name, "plus", 3, 4) == g.problem_reserved(name, "times", 4, 3)
+    with pytest.raises(ValueError, match="reserved pair"):
+        g.qa_item(random.Random(0), eval_split=True, n_people=1)

@@ -47,10 +47,11 @@ def held_out(world):
 @pytest.fixture(scope="session")
 def base_tokenizers(world):
     from pivotune.toy.model import train_tokenizer
+    from pivotune.toy.world import read_pretrain_docs
 
-    text = (world / "pretrain.txt").read_text("utf-8").splitlines()
+    text = read_pretrain_docs(world)
     built = {"sentencepiece": sentencepiece_style(text), "byte_level": byte_level(text),
-             "toy": train_tokenizer(world / "pretrain.txt", 1024)}
+             "toy": train_tokenizer(text, 1024)}
     assert tuple(built) == KINDS
     return built
 

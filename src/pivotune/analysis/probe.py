@@ -159,7 +159,8 @@ def base_model_lens(settings, languages: list[str], *, model_name: str, model, t
     probe_dir = child_path(run_dir, "probe")
     report = run_probe(model_name, {lang: settings.probe_pairs[lang] for lang in languages}, probe_dir,
                        pivot_layer=pivot_layer, names=settings.probe_names, seed=seed, model=model, tokenizer=tokenizer,
-                       template=settings.probe_template, force=True)   # RUN/probe: the run owns its directory
+                       template=settings.probe_template, task=settings.probe_task, labels=settings.probe_labels,
+                       force=True)   # RUN/probe: the run owns its directory
     return {lang: report["languages"][lang] for lang in languages}, str(probe_dir / "probe.json")
 
 
@@ -184,11 +185,17 @@ def evidence_problems(settings, languages: list[str], *, method: str, reads: str
         if missing:
             problems.append(f"prom.probe_pairs has no word-pair file for {missing}; every language in "
                             f"`languages` needs one (or set {hint} for it).")
-        for lang in ["en", *(x for x in languages if x in s.probe_pairs)]:
+        cloze = s.probe_task == "cloze"   # cloze prompts name no language; they need the word for 'Answer'
+        for lang in [*([] if cloze else ["en"]), *(x for x in languages if x in s.probe_pairs)]:
             try:
-                if lang != "en":
+                if lang == "en":
+                    language_display_name(lang, s.probe_names)
+                elif cloze:
+                    read_cloze_file(s.probe_pairs[lang])
+                    answer_label(lang, s.probe_labels)
+                else:
                     read_word_pairs(s.probe_pairs[lang])
-                language_display_name(lang, s.probe_names)
+                    language_display_name(lang, s.probe_names)
             except PivotuneError as e:
                 problems.append(f"prom.probe_pairs.{lang}: {e}" if lang != "en" else str(e))
     else:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import statistics
 
-from .collect import PROM, TPLUSE, Study, case_stats, cases
+from .collect import PROM, TPLUSE, Study, _method_of, case_stats, cases, interference_points
 from .differences import (
     NO_INTERVAL,
     basis,
@@ -95,6 +95,13 @@ def _claim_lens(study: Study) -> str:
 def _claim_interference(study: Study) -> str:
     got = interference_difference(study, PROM, TPLUSE)
     if got is None:
+        logged = {m: [r for r in study.runs if _method_of(r) == m and r.interference]
+                  for m in (PROM, TPLUSE)}
+        if all(logged.values()):   # logs exist, but every cosine in one method's is undefined
+            empty = [m for m, runs in logged.items() if not any(interference_points(r) for r in runs)]
+            return (f"{CLAIM2}: not measured — every logged cosine of {', '.join(empty)} is undefined (one side's "
+                    "gradient is zero at the measured blocks: PROM's English rows carry none where the regulation "
+                    "set λ = 0 for every target language).")
         return (f"{CLAIM2}: not measured (no interference logs for both {PROM} and {TPLUSE} runs; set "
                 "interference.every > 0).")
     iv, n_prom, n_tpluse = got

@@ -28,8 +28,8 @@ from ..io import write_json_atomic, write_text_atomic
 from ..languages import check_choice
 from ..methods import METHODS, ToyRun
 from . import grammar
+from . import probe as toy_probe
 from .console import StudyConsole
-from .language import language_name
 from .model import ToyPaths, entry_dir, get_or_build
 from .world import WorldConfig
 
@@ -93,10 +93,11 @@ def run_config(paths: ToyPaths, method: str, languages: list[str], seed: int, ou
 
 
 def probe_settings(world: Path, languages: list[str], world_seed: int = 0) -> dict:
-    """PROM's regulation probe in the toy world: the world's word pairs and its languages' names."""
-    return {"probe_pairs": {lang: str(world / "probe" / f"{lang}.tsv") for lang in languages},
-            "probe_names": {"en": language_name("en", "en", seed=world_seed),
-                            **{lang: language_name(lang, lang, seed=world_seed) for lang in languages}}}
+    """PROM's regulation probe in the toy world: the cloze on the world's known facts written in each target
+    language (no English in the prompt, as in PROM's paper), in the corpus's own gap-fill format."""
+    return {"probe_task": "cloze", "probe_template": toy_probe.CLOZE_TEMPLATE,
+            "probe_pairs": {lang: str(world / "probe" / f"{lang}.cloze.tsv") for lang in languages},
+            "probe_labels": {lang: toy_probe.answer_label(lang, world_seed) for lang in languages}}
 
 
 def probe_lens(model_dir: Path, out_dir: Path, world: Path, languages: list[str], world_seed: int,
@@ -108,8 +109,9 @@ def probe_lens(model_dir: Path, out_dir: Path, world: Path, languages: list[str]
 
     t0 = time.perf_counter()
     s = probe_settings(world, languages, world_seed)
-    report = run_probe(str(model_dir), s["probe_pairs"], out_dir, pivot_layer=pivot_layer, names=s["probe_names"],
-                       seed=0, force=True)   # inside the demo's own directory
+    report = run_probe(str(model_dir), s["probe_pairs"], out_dir, pivot_layer=pivot_layer, task=s["probe_task"],
+                       template=s["probe_template"], labels=s["probe_labels"], seed=0,
+                       force=True)   # inside the demo's own directory
     return report, round(time.perf_counter() - t0, 1)
 
 
@@ -194,8 +196,7 @@ def train_and_evaluate(raw: dict, world: Path, eval_langs: list[str], plan: Demo
     return toy_headline(res), {"train_s": round(t1 - t0, 1), "eval_s": round(t2 - t1, 1)}
 
 
-#: what `pivotune demo` trains without --methods (a method's registration says; lingualift, which first trains a
-#: toy multilingual encoder, runs when asked for: --methods ... lingualift)
+#: what `pivotune demo` trains without --methods (a method's registration says)
 DEFAULT_METHODS = [name for name, m in METHODS.items() if m.demo.default]
 
 

@@ -21,10 +21,11 @@ from typing import Callable
 from ..io import atomic_path
 from .grammar import Grammar
 from .model import READY, ToyPaths, pack, train_steps
+from .shipped import install_shipped
 from .world import pretrain_docs
 
 log = logging.getLogger(__name__)
-ENCODER_FORMAT = 1   # bump when the encoder's training changes for the same config
+ENCODER_FORMAT = 2   # bump when the encoder's training changes for the same config
 MASK = "<mask>"
 
 
@@ -33,9 +34,9 @@ class EncoderConfig:
     """Size and masked-LM training of the toy encoder (the world supplies the data and the base's widths)."""
 
     hidden_size: int | None = None     # default: the base model's
-    num_layers: int | None = None
+    num_layers: int | None = None      # default: half the base model's (an encoder only has to read)
     num_heads: int | None = None
-    epochs: float = 3.0
+    epochs: float = 1.0
     lr: float = 2e-3
     mask_probability: float = 0.15
     batch_size: int = 16
@@ -72,12 +73,14 @@ def get_or_build_encoder(paths: ToyPaths, ecfg: EncoderConfig | None = None,
         return out
     say = progress or log.info
     with atomic_path(out) as tmp:
+        if install_shipped("encoder", ecfg.key(paths), tmp):   # the default world's, sha256-checked
+            say("toy encoder: the one shipped with pivotune (sha256 checked)")
+            (tmp / READY).write_text(json.dumps({"key": ecfg.key(paths), "config": dataclasses.asdict(ecfg),
+                                                 "pretrain": {"shipped": True}}, indent=2) + "\n")
+            return out
         tmp.mkdir(parents=True)
         tok = encoder_tokenizer(paths.base)
-        corpus = tmp / "balanced.txt"
-        corpus.write_text("\n".join(balanced_docs(paths)) + "\n", encoding="utf-8")
-        model, stats = pretrain_mlm(paths, ecfg, tok, corpus, say)
-        corpus.unlink()
+        model, stats = pretrain_mlm(paths, ecfg, tok, balanced_docs(paths), say)
         model.save_pretrained(tmp)
         tok.save_pretrained(tmp)
         (tmp / READY).write_text(json.dumps({"key": ecfg.key(paths), "config": dataclasses.asdict(ecfg),
@@ -85,20 +88,21 @@ def get_or_build_encoder(paths: ToyPaths, ecfg: EncoderConfig | None = None,
     return out
 
 
-def pretrain_mlm(paths: ToyPaths, ecfg: EncoderConfig, tok, corpus: Path, say: Callable[[str], None]):
+def pretrain_mlm(paths: ToyPaths, ecfg: EncoderConfig, tok, docs: list[str], say: Callable[[str], None],
+                 stop_after: int | None = None):
     """Masked-LM pretraining (BERT's 80/10/10 masking via transformers' collator); a plain AdamW loop like the
-    base model's, deterministic on one machine."""
+    base model's, deterministic on one machine. ``stop_after``: only the first steps, their losses in the stats."""
     import torch
     from transformers import BertConfig, BertForMaskedLM, DataCollatorForLanguageModeling
 
     cfg = paths.config
     torch.set_flush_denormal(True)   # see toy.model.pretrain
     torch.manual_seed(cfg.seed)
-    blocks = pack(tok, corpus, cfg.seq_len)
+    blocks = pack(tok, docs, cfg.seq_len)
     hidden = ecfg.hidden_size or cfg.hidden_size
     heads = ecfg.num_heads or cfg.num_heads
     model = BertForMaskedLM(BertConfig(
-        vocab_size=len(tok), hidden_size=hidden, num_hidden_layers=ecfg.num_layers or cfg.num_layers,
+        vocab_size=len(tok), hidden_size=hidden, num_hidden_layers=ecfg.num_layers or max(1, cfg.num_layers // 2),
         num_attention_heads=heads, intermediate_size=4 * hidden, max_position_embeddings=max(512, cfg.seq_len),
         pad_token_id=tok.pad_token_id))
     collate = DataCollatorForLanguageModeling(tok, mlm_probability=ecfg.mask_probability, seed=cfg.seed)
@@ -111,7 +115,10 @@ def pretrain_mlm(paths: ToyPaths, ecfg: EncoderConfig, tok, corpus: Path, say: C
         rows = blocks[order[step * ecfg.batch_size:(step + 1) * ecfg.batch_size]]
         return collate([{"input_ids": row} for row in rows])
 
-    t0 = time.perf_counter()
+    t0, losses = time.perf_counter(), []
     ema = train_steps(model, opt, batch_at, total, ecfg.lr, ecfg.warmup_steps, say, label="encoder MLM",
-                      report_every=50)
-    return model, {"blocks": len(blocks), "steps": total, "final_loss": ema, "seconds": time.perf_counter() - t0}
+                      report_every=50, stop_after=stop_after, losses=losses)
+    stats = {"blocks": len(blocks), "steps": total, "final_loss": ema, "seconds": time.perf_counter() - t0}
+    if stop_after is not None:
+        stats["first_losses"] = losses
+    return model, stats

@@ -1,8 +1,8 @@
 """toy-FLORES: held-out toy sentences in every language of the world, in the FLORES-200 layout.
 
-Each sentence states one reserved fact (``{name} lives in {place} .``, ``{name} works as a {job} .``,
-``{name} has a {color} {thing} .`` with name×value combinations the grammar keeps out of all
-training text), so no pretraining document, instruction or parallel pair contains it; its
+Each item names a pair of people the grammar reserves for evaluation (:meth:`Grammar.pair_reserved`:
+``{name} and {other} meet in {place} . {name} has a {color} {thing} .``), so no pretraining document,
+instruction or parallel pair contains it; its
 translations are the world's exact translations (:func:`pivotune.toy.language.translate`). Short
 sentences keep prompt and translation inside the toy model's context. Files:
 ``ROOT/devtest/eng_Latn.devtest``, ``ell_Grek.devtest``, ... (line N of each translates line N of
@@ -26,6 +26,10 @@ from .world import WorldConfig
 
 SPLIT = "devtest"
 MAX_DRAWS = 100          # draws per sentence before giving up (distinct reserved combinations are many)
+# chrF++/BLEU are corpus scores: 200 sentences per direction decide them, and generating more would be the
+# demo's largest cost (every method translates each sentence both ways for every target language)
+MAX_SENTENCES = 200
+HELD_OUT = "{name} and {other} meet in {place} . {name} has a {color} {thing} ."
 
 
 def toy_instruction(src: str, tgt: str) -> str:
@@ -33,25 +37,26 @@ def toy_instruction(src: str, tgt: str) -> str:
     return f"translate the sentence from {grammar.LANG_WORDS[src]} to {grammar.LANG_WORDS[tgt]} ."
 
 
-def held_out_fact(g: Grammar, rng: random.Random) -> str:
-    """One fact sentence whose every name×value combination is reserved (never in training text)."""
-    name = rng.choice(grammar.NAMES)
-    kind = rng.choice(sorted(grammar.FACT_TEMPLATES))
-    pools = {"place": grammar.PLACES, "job": grammar.JOBS, "color": grammar.COLORS, "thing": grammar.THINGS}
-    slots = {k: rng.choice(g.values(name, pool, reserved=True) or ["?"]) for k, pool in pools.items()}
-    sentence = grammar.FACT_TEMPLATES[kind].format(name=name, **slots)
-    return "" if "?" in sentence.split() else sentence
+def held_out_sentence(g: Grammar, rng: random.Random) -> str:
+    """Two sentences about a reserved pair of people (never named together in any training text)."""
+    while True:
+        name, other = rng.sample(grammar.NAMES, 2)
+        if g.pair_reserved(name, other):
+            break
+    return HELD_OUT.format(name=name, other=other, place=rng.choice(grammar.PLACES),
+                           color=rng.choice(grammar.COLORS), thing=rng.choice(grammar.THINGS))
 
 
 def toy_flores_sentences(cfg) -> list[str]:
-    """``cfg.n_eval`` distinct English held-out sentences of the world ``cfg`` (a ``WorldConfig``)."""
+    """``min(cfg.n_eval, MAX_SENTENCES)`` distinct English held-out sentences of the world ``cfg``."""
     g = Grammar(cfg.seed, cfg.reserve_every)
     rng = random.Random(f"pivotune-flores:{cfg.seed}")
-    out, seen = [], {""}
-    for _ in range(cfg.n_eval * MAX_DRAWS):
-        if len(out) == cfg.n_eval:
+    want = min(cfg.n_eval, MAX_SENTENCES)
+    out, seen = [], set()
+    for _ in range(want * MAX_DRAWS):
+        if len(out) == want:
             break
-        sentence = held_out_fact(g, rng)
+        sentence = held_out_sentence(g, rng)
         if sentence not in seen:
             seen.add(sentence)
             out.append(sentence)

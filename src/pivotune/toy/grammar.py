@@ -5,12 +5,20 @@ included: ``anna lives in rome .``), so a word-by-word lexicon translates it
 exactly. Every generator takes an explicit ``random.Random``; nothing reads
 global random state or Python's (randomised) ``hash``.
 
-Train/eval disjointness is by construction: a (name, value) fact or a
-(name, operation, a, b) word problem is *reserved* for evaluation by a seeded
-rule (:meth:`Grammar.fact_reserved`, :meth:`Grammar.problem_reserved`); every
-training-side generator draws only unreserved combinations, every eval
-generator only reserved ones. Bare arithmetic facts (``3 plus 4 is 7 .``) name
-no entity and are general knowledge, like a real LM knowing sums.
+Train/eval disjointness is by construction: a pair of people, or a (name, a, b)
+word problem, is *reserved* for evaluation by a seeded rule
+(:meth:`Grammar.pair_reserved`, :meth:`Grammar.problem_reserved`); every
+training-side generator draws only unreserved combinations, every eval generator
+only reserved ones, so an eval passage is about two people never seen together
+in training. The facts a passage states are drawn uniformly: reserving (name,
+value) facts instead taught a small model that a reserved fact never occurs, and
+it refused to copy exactly the facts it was tested on. Bare arithmetic facts
+(``3 plus 4 is 7 .``) name no entity and are general knowledge, like a real LM
+knowing sums.
+
+The world's *known facts* (:attr:`Grammar.kb`: where each person was born, their
+father's job, the thing they want) use relations that passages never ask about,
+so reading a passage never competes with a memorised answer.
 """
 
 from __future__ import annotations
@@ -18,6 +26,8 @@ from __future__ import annotations
 import random
 import re
 from dataclasses import dataclass
+
+from ..analysis.probe_items import CLOZE_GAP as GAP
 
 NAMES = ("anna ben clara david emma felix greta hugo iris jonas karin leo maria nils olga paul "
          "rosa sven tina umar vera walter yara zeno ida omar lena mark").split()
@@ -52,9 +62,10 @@ TRANSLATE_INSTRUCTIONS = ("translate the sentence from english to {lang} .",
 QA_INPUT = "{context} question : {question}"  # as in the pretraining prose
 CATEGORIES = {"colors": COLORS, "jobs": JOBS, "places": PLACES, "names": NAMES}
 
-FACT_TEMPLATES = {"place": "{name} lives in {place} .", "job": "{name} works as a {job} .",
-                  "thing": "{name} has a {color} {thing} ."}
-PERSON_SENTENCE = "{name} lives in {place} , works as a {job} and has a {color} {thing} ."
+FACT_TEMPLATES = {"place": "{name} was born in {place} .", "job": "the father of {name} is a {job} .",
+                  "thing": "{name} wants a {color} {thing} ."}
+# one fact per sentence, each naming its person, so the answer to a question sits right after its cue
+PERSON_SENTENCE = "{name} lives in {place} . {name} works as a {job} . {name} has a {color} {thing} ."
 QUESTIONS = {  # question template -> the slot that answers it
     "where does {name} live ?": "place",
     "what is the job of {name} ?": "job",
@@ -75,9 +86,15 @@ PLAIN = ("the {color} {thing} is {size} .", "{name} likes {objs} .",
          "a {job} from {place} has {a} {objs} .", "{name} and {name2} meet in {place} .",
          "the {size} {thing} is in {place} .")
 READING_QA = "question : {question} answer : {answer} ."
+#: pretraining document kinds and their weights in English text ("facts" and "gap_fill" state the known facts)
+DOC_KINDS = {"facts": 0.08, "gap_fill": 0.08, "reading": 0.52, "arith": 0.08, "problem": 0.16, "plain": 0.08}
+#: a gap-fill exercise (a genre of the corpus, and the line of the lens's cloze probe): ``{sentence}`` holds ``___``
+GAP_FILL = "{sentence} answer : {answer}"
+#: the knowledge base's gap sentences: (fact template, the slot its gap leaves open)
+KB_GAPS = (("place", "place"), ("job", "job"), ("thing", "color"), ("thing", "thing"))
 BILINGUAL = "{src_lang} : {src} {tgt_lang} : {tgt}"
 
-OPERAND_MAX = {"plus": 20, "minus": 20, "times": 9}
+OPERAND_MAX = {"plus": 10, "minus": 10, "times": 5}   # small numbers: sums a small model can memorise
 _SLOT = re.compile(r"\{[a-z0-9_]+\}")
 
 
@@ -100,7 +117,7 @@ def vocabulary() -> list[str]:
                             *ABOUT_INSTRUCTIONS, *LIST_INSTRUCTIONS, *ARITH_INSTRUCTIONS,
                             *TRANSLATE_INSTRUCTIONS, QA_INPUT, *FACT_TEMPLATES.values(),
                             PERSON_SENTENCE, *QUESTIONS, *PROBLEMS.values(), SOLUTION, SOLVED,
-                            *PLAIN, READING_QA)
+                            *PLAIN, READING_QA, GAP_FILL)
     words |= set(OPERAND_MAX)
     return sorted(words)
 
@@ -133,6 +150,15 @@ def apply_op(op: str, a: int, b: int) -> int:
     return {"plus": a + b, "minus": a - b, "times": a * b}[op]
 
 
+def gapped(sentence: str, word: str) -> str:
+    """``sentence`` with ``word`` (which it holds once) replaced by the gap ``___``."""
+    words = sentence.split(" ")
+    if words.count(word) != 1:
+        raise ValueError(f"{sentence!r} must hold {word!r} exactly once to be gapped")
+    words[words.index(word)] = GAP
+    return " ".join(words)
+
+
 def word_occurrence(text: str, word: str, start: int) -> int:
     """Index among whole-word occurrences of ``word`` of the one beginning at ``start``."""
     return sum(1 for m in re.finditer(rf"(?<!\S){re.escape(word)}(?!\S)", text) if m.start() < start)
@@ -144,32 +170,22 @@ class Grammar:
     def __init__(self, seed: int, reserve_every: int = 4):
         rng = random.Random(f"pivotune-grammar:{seed}")
         # Seeded ranks make the reservation pattern differ between seeds but never between runs.
-        self._rank = {}
-        for cat in (NAMES, PLACES, JOBS, COLORS, THINGS):
-            order = list(cat)
-            rng.shuffle(order)
-            self._rank.update({w: i for i, w in enumerate(order)})
+        order = list(NAMES)
+        rng.shuffle(order)
+        self._rank = {w: i for i, w in enumerate(order)}
         self.reserve_every = reserve_every
-        self.kb = {}
-        for name in NAMES:  # the world's "known facts", all unreserved by construction
-            self.kb[name] = {
-                "place": rng.choice(self.values(name, PLACES, reserved=False)),
-                "job": rng.choice(self.values(name, JOBS, reserved=False)),
-                "color": rng.choice(self.values(name, COLORS, reserved=False)),
-                "thing": rng.choice(self.values(name, THINGS, reserved=False)),
-            }
+        self.kb = {name: {"place": rng.choice(PLACES), "job": rng.choice(JOBS), "color": rng.choice(COLORS),
+                          "thing": rng.choice(THINGS)} for name in NAMES}   # the world's known facts
 
     # -- reservation -------------------------------------------------------------------------
-    def fact_reserved(self, name: str, value: str) -> bool:
-        return (self._rank[name] + self._rank[value]) % self.reserve_every == 0
+    def pair_reserved(self, name: str, other: str) -> bool:
+        """Whether two (different) people are seen together only in evaluation; symmetric."""
+        return (self._rank[name] + self._rank[other]) % self.reserve_every == 0
 
     def problem_reserved(self, name: str, op: str, a: int, b: int) -> bool:
         # Symmetric in (a, b) and blind to the operation: a reserved name and number pair
         # never appears in training in any order or operation.
         return (self._rank[name] + a + b + a * b) % self.reserve_every == 0
-
-    def values(self, name: str, pool, reserved: bool) -> list[str]:
-        return [v for v in pool if self.fact_reserved(name, v) == reserved]
 
     # -- facts and passages --------------------------------------------------------------------
     def kb_fact(self, rng: random.Random, name: str | None = None) -> str:
@@ -178,29 +194,30 @@ class Grammar:
         kind = rng.choice(sorted(FACT_TEMPLATES))
         return FACT_TEMPLATES[kind].format(name=name, **f)
 
+    def kb_gap(self, name: str, fact: str, slot: str) -> tuple[str, str]:
+        """(the known fact ``fact`` about ``name``, the word of ``slot`` in it): a gap sentence and its answer."""
+        return FACT_TEMPLATES[fact].format(name=name, **self.kb[name]), self.kb[name][slot]
+
     def qa_item(self, rng: random.Random, eval_split: bool, n_people: int | None = None) -> QAItem:
-        """A passage about 1-2 people (eval: 2), one question whose answer is a single word of it.
+        """A passage about 1-2 people (eval: 2, a reserved pair), one question whose answer is a single word of it.
 
         Few people per passage keeps the copy task learnable for a model of a few million
         parameters; eval passages always have two, so the right person must be found.
         """
         n_people = n_people or (2 if eval_split else rng.choice((1, 2, 2)))
+        if n_people == 1 and eval_split:
+            raise ValueError("an eval passage is about a reserved pair of people")
         while True:
-            people, used = [], set()
-            for name in rng.sample(NAMES, len(NAMES)):
-                if len(people) == n_people:
-                    break
-                slots = {"name": name}
-                for key, pool in (("place", PLACES), ("job", JOBS), ("color", COLORS), ("thing", THINGS)):
-                    options = [v for v in self.values(name, pool, eval_split) if v not in used]
-                    if not options:
-                        break
-                    slots[key] = rng.choice(options)
-                    used.add(slots[key])
-                else:
-                    people.append(slots)
-            if len(people) == n_people:
+            names = rng.sample(NAMES, n_people)
+            if n_people == 1 or self.pair_reserved(*names) == eval_split:
                 break
+        people, used = [], set()
+        for name in names:
+            slots = {"name": name}
+            for key, pool in (("place", PLACES), ("job", JOBS), ("color", COLORS), ("thing", THINGS)):
+                slots[key] = rng.choice([v for v in pool if v not in used])   # distinct, so every answer is one word
+                used.add(slots[key])
+            people.append(slots)
         context = " ".join(PERSON_SENTENCE.format(**p) for p in people)
         target = rng.choice(people)
         question = rng.choice(sorted(QUESTIONS))
@@ -234,14 +251,14 @@ class Grammar:
         return SOLUTION.format(a=a, op=op, b=b, c=apply_op(op, a, b))
 
     def plain_sentence(self, rng: random.Random) -> str:
-        """Filler text; any name it mentions co-occurs only with values unreserved for that name."""
-        name, name2 = rng.sample(NAMES, 2)
-        ok = lambda pool: [v for v in pool if not self.fact_reserved(name, v)  # noqa: E731
-                           and not self.fact_reserved(name2, v)]
+        """Filler text; two people it names together are an unreserved pair."""
+        while True:
+            name, name2 = rng.sample(NAMES, 2)
+            if not self.pair_reserved(name, name2):
+                break
         return rng.choice(PLAIN).format(
-            name=name, name2=name2, place=rng.choice(ok(PLACES)), job=rng.choice(JOBS),
-            color=rng.choice(ok(COLORS)), thing=rng.choice(ok(THINGS)), size=rng.choice(SIZES),
-            objs=PLURAL[rng.choice(OBJECTS)], a=rng.randint(2, 9))
+            name=name, name2=name2, place=rng.choice(PLACES), job=rng.choice(JOBS), color=rng.choice(COLORS),
+            thing=rng.choice(THINGS), size=rng.choice(SIZES), objs=PLURAL[rng.choice(OBJECTS)], a=rng.randint(2, 9))
 
     def training_sentence(self, rng: random.Random) -> str:
         """A sentence for parallel data: a plain sentence, a known fact, or part of a training item."""
@@ -255,21 +272,31 @@ class Grammar:
         return self.math_item(rng, eval_split=False).question.split(" . ")[0] + " ."
 
     # -- pretraining documents (English; other languages are their translations) ------------------
-    def document(self, rng: random.Random) -> str:
-        kind = rng.random()
-        if kind < 0.10:      # known facts
+    def document(self, rng: random.Random, kinds: dict[str, float] = DOC_KINDS) -> str:
+        """One document of a kind drawn from ``kinds`` (kind -> weight; default :data:`DOC_KINDS`). A passage's
+        questions and gap-fill exercises are one per line."""
+        kind = rng.choices(sorted(kinds), weights=[kinds[k] for k in sorted(kinds)])[0]
+        if kind == "facts":
             return " ".join(self.kb_fact(rng) for _ in range(rng.randint(3, 6)))
-        if kind < 0.55:      # reading passage answered in prose (the skill toy-XQuAD needs)
+        if kind == "gap_fill":
+            lines = []
+            for _ in range(rng.randint(3, 6)):
+                fact, slot = rng.choice(KB_GAPS)
+                sentence, word = self.kb_gap(rng.choice(NAMES), fact, slot)
+                lines.append(GAP_FILL.format(sentence=gapped(sentence, word), answer=word))
+            return "\n".join(lines)
+        if kind == "reading":      # a passage and questions answered from it (the skill toy-XQuAD needs)
             item = self.qa_item(rng, eval_split=False)
-            qs = [item] + [self.qa_item_about(rng, item) for _ in range(rng.randint(0, 2))]
-            return item.context + " " + " ".join(READING_QA.format(question=q.question, answer=q.answer)
-                                                 for q in qs)
-        if kind < 0.70:      # arithmetic facts
+            qs = [item] + [self.qa_item_about(rng, item) for _ in range(rng.randint(1, 3))]
+            return "\n".join([item.context] + [READING_QA.format(question=q.question, answer=q.answer) for q in qs])
+        if kind == "arith":
             return " ".join(self.arith_statement(rng) for _ in range(rng.randint(4, 8)))
-        if kind < 0.90:      # worked word problem
+        if kind == "problem":      # a worked word problem
             m = self.math_item(rng, eval_split=False)
             return f"{m.question} {m.solution} " + SOLVED.format(name=m.name, c=m.answer, objs=m.objs)
-        return " ".join(self.plain_sentence(rng) for _ in range(rng.randint(3, 6)))
+        if kind == "plain":
+            return " ".join(self.plain_sentence(rng) for _ in range(rng.randint(3, 6)))
+        raise ValueError(f"unknown document kind {kind!r}; known: {sorted(DOC_KINDS)}")
 
     def qa_item_about(self, rng: random.Random, item: QAItem) -> QAItem:
         """Another question on the same passage (same facts, so still on the same split)."""

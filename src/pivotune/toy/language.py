@@ -3,10 +3,11 @@
 Each target language maps every English word of the grammar to a distinct
 pseudo-word written in its own script (a seeded bijection), so a tokenizer
 trained on the mix splits them differently, as it does real scripts. Digits and
-punctuation are kept. Arabic also moves adjectives after their noun
-(``red car`` -> ``car red``), so one language differs in word order too; the
-grammar never puts a noun directly before an adjective, which keeps that
-exactly invertible (and :func:`translate` refuses text that would break it).
+punctuation are kept. Thai and Arabic also move adjectives after their noun
+(``red car`` -> ``car red``), as the real languages do, so their word order
+differs from English's while Greek's matches it; the grammar never puts a noun
+directly before an adjective, which keeps that exactly invertible (and
+:func:`translate` refuses text that would break it).
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ class LanguageSpec:
 
 LANGUAGES: dict[str, LanguageSpec] = {
     "el": LanguageSpec("el", "greek", _GREEK),
-    "th": LanguageSpec("th", "thai", _THAI),
+    "th": LanguageSpec("th", "thai", _THAI, adjective_after_noun=True),
     "ar": LanguageSpec("ar", "arabic", _ARABIC, adjective_after_noun=True),
 }
 
@@ -138,12 +139,39 @@ def to_english(text: str, lang: str, seed: int) -> str:
     return "".join(pieces)
 
 
+def translate_gapped(sentence: str, word: str, src: str, tgt: str, seed: int) -> str:
+    """``sentence`` (which holds ``word`` once) translated, with the translation of ``word`` gapped (``___``)
+    where the target language's word order puts it."""
+    return grammar.gapped(translate(sentence, src, tgt, seed), translate(word, src, tgt, seed))
+
+
+def _translate_gap_fill(line: str, src: str, tgt: str, seed: int) -> str:
+    """A gap-fill line (``grammar.GAP_FILL``, ``{sentence with ___} . {label} : {word}``): the sentence is
+    filled, translated and gapped again, so the gap moves with its word."""
+    sentence, rest = line.rsplit(" . ", 1)
+    word = rest.split(" ")[-1]
+    return (translate_gapped(sentence.replace(grammar.GAP, word) + " .", word, src, tgt, seed) + " "
+            + translate(rest, src, tgt, seed))
+
+
 def translate(text: str, src: str, tgt: str, seed: int) -> str:
-    """Exact translation between any two toy languages (``en`` or a target code)."""
+    """Exact translation between any two toy languages (``en`` or a target code); lines holding a gap are
+    gap-fill exercises (:func:`_translate_gap_fill`)."""
     if src == tgt:
         return text
+    if grammar.GAP in text:
+        return "\n".join(_translate_gap_fill(line, src, tgt, seed) if grammar.GAP in line
+                         else translate(line, src, tgt, seed) for line in text.split("\n"))
     english = text if src == ENGLISH else to_english(text, src, seed)
     return english if tgt == ENGLISH else from_english(english, tgt, seed)
+
+
+def codeswitch(text: str, lang: str, seed: int, rng: random.Random, rate: float) -> str:
+    """English ``text`` with each word switched to its ``lang`` word with probability ``rate`` (English word
+    order kept, lines kept)."""
+    lex = lexicon(lang, seed)
+    return "\n".join(" ".join(lex[w] if w in lex and rng.random() < rate else w for w in line.split(" "))
+                     for line in text.split("\n"))
 
 
 def language_name(lang: str, in_lang: str, seed: int) -> str:

@@ -19,7 +19,8 @@ from typing import Callable
 
 from ..data.templates import alpaca_prompt
 from ..io import atomic_path
-from .world import WorldConfig, build_world
+from .shipped import install_shipped
+from .world import WorldConfig, build_world, read_pretrain_docs
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +39,7 @@ def cache_root() -> Path:
 @dataclass(frozen=True)
 class ToyPaths:
     root: Path        # the cache entry
-    world: Path       # data products (world.json, pretrain.txt, instructions/, eval/, ...)
+    world: Path       # data products (world.json, pretrain.jsonl, instructions/, eval/, ...)
     base: Path        # base model + tokenizer, loadable with AutoModelForCausalLM / AutoTokenizer
     config: WorldConfig
 
@@ -63,7 +64,8 @@ def load_cached(cfg: WorldConfig, cache_dir: str | Path | None = None) -> ToyPat
 
 def get_or_build(cfg: WorldConfig | None = None, cache_dir: str | Path | None = None,
                  progress: Callable[[str], None] | None = None) -> ToyPaths:
-    """Cached world + base model for ``cfg`` (default config), building them when missing."""
+    """Cached world + base model for ``cfg`` (default config), building them when missing; the default world's
+    base model is the one shipped in the package (:mod:`pivotune.toy.shipped`)."""
     cfg = cfg or WorldConfig()
     hit = load_cached(cfg, cache_dir)
     if hit is not None:
@@ -77,15 +79,20 @@ def get_or_build(cfg: WorldConfig | None = None, cache_dir: str | Path | None = 
         build_world(cfg, tmp / "world")
         timings["world_s"] = time.perf_counter() - t0
         say(f"toy world built in {timings['world_s']:.1f}s")
-        t0 = time.perf_counter()
-        tok = train_tokenizer(tmp / "world" / "pretrain.txt", cfg.vocab_size)
-        timings["tokenizer_s"] = time.perf_counter() - t0
-        say(f"tokenizer trained in {timings['tokenizer_s']:.1f}s ({len(tok)} tokens)")
-        t0 = time.perf_counter()
-        model, stats = pretrain(cfg, tok, tmp / "world" / "pretrain.txt", progress=say)
-        timings["pretrain_s"] = time.perf_counter() - t0
-        model.save_pretrained(tmp / "base")
-        tok.save_pretrained(tmp / "base")
+        if install_shipped("base", cfg.config_hash(), tmp / "base"):   # the default world's, sha256-checked
+            say("base model: the one shipped with pivotune (sha256 checked; `pivotune toy build-base` rebuilds it)")
+            stats = {"shipped": True}
+        else:
+            t0 = time.perf_counter()
+            docs = read_pretrain_docs(tmp / "world")
+            tok = train_tokenizer(docs, cfg.vocab_size)
+            timings["tokenizer_s"] = time.perf_counter() - t0
+            say(f"tokenizer trained in {timings['tokenizer_s']:.1f}s ({len(tok)} tokens)")
+            t0 = time.perf_counter()
+            model, stats = pretrain(cfg, tok, docs, progress=say)
+            timings["pretrain_s"] = time.perf_counter() - t0
+            model.save_pretrained(tmp / "base")
+            tok.save_pretrained(tmp / "base")
         (tmp / READY).write_text(json.dumps({"config_hash": cfg.config_hash(), "timings": timings,
                                              "pretrain": stats}, indent=2) + "\n")
     hit = load_cached(cfg, cache_dir)
@@ -95,8 +102,8 @@ def get_or_build(cfg: WorldConfig | None = None, cache_dir: str | Path | None = 
 
 # -- tokenizer -----------------------------------------------------------------------------------------
 
-def train_tokenizer(corpus: str | Path, vocab_size: int):
-    """Byte-level BPE trained on ``corpus`` (one document per line), wrapped for ``AutoTokenizer``.
+def train_tokenizer(docs: list[str], vocab_size: int):
+    """Byte-level BPE trained on the documents ``docs``, wrapped for ``AutoTokenizer``.
 
     The Alpaca template is added to the training text so its words get their own
     tokens; otherwise every prompt would cost ~150 byte tokens in a model this small.
@@ -113,12 +120,7 @@ def train_tokenizer(corpus: str | Path, vocab_size: int):
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
     template = [alpaca_prompt("x", "y"), alpaca_prompt("x")] * 200
 
-    def lines():
-        with open(corpus, encoding="utf-8") as f:
-            yield from (line.rstrip("\n") for line in f)
-        yield from template
-
-    tok.train_from_iterator(lines(), trainer=trainer)
+    tok.train_from_iterator([*docs, *template], trainer=trainer)
     bos = tok.token_to_id(BOS)
     # Like Llama's tokenizer: a plain encode() starts with BOS.
     tok.post_processor = processors.TemplateProcessing(single=f"{BOS} $A", pair=f"{BOS} $A {BOS} $B",
@@ -142,12 +144,10 @@ def make_model(cfg: WorldConfig, tok):
     return LlamaForCausalLM(mcfg)
 
 
-def pack(tok, corpus: str | Path, seq_len: int):
+def pack(tok, docs: list[str], seq_len: int):
     """All documents as ``BOS doc EOS``, concatenated and cut into ``seq_len`` blocks."""
     import torch
 
-    with open(corpus, encoding="utf-8") as f:
-        docs = [line.rstrip("\n") for line in f if line.strip()]
     ids: list[int] = []
     for enc in tok(docs, add_special_tokens=False)["input_ids"]:
         ids += [tok.bos_token_id, *enc, tok.eos_token_id]
@@ -163,14 +163,17 @@ def lr_at(step: int, total: int, peak: float, warmup: int) -> float:
 
 
 def train_steps(model, opt, batch_at: Callable[[int], dict], total: int, lr: float, warmup: int,
-                say: Callable[[str], None], *, label: str, report_every: int) -> float | None:
+                say: Callable[[str], None], *, label: str, report_every: int, stop_after: int | None = None,
+                losses: list[float] | None = None) -> float | None:
     """The toy models' plain AdamW loop (warmup + cosine, grad-norm clip 1.0); ``batch_at(step)`` gives the
-    model's inputs (``labels`` defaults to ``input_ids``). Returns the loss's moving average."""
+    model's inputs (``labels`` defaults to ``input_ids``). ``stop_after``: run only that many of the ``total``
+    steps (same schedule: the first steps of the full run, bitwise); ``losses``: each step's loss is appended.
+    Returns the loss's moving average."""
     import torch
 
     model.train()
     t0, ema = time.perf_counter(), None
-    for step in range(total):
+    for step in range(total if stop_after is None else min(total, stop_after)):
         batch = batch_at(step)   # first: a masking collator draws its randomness before the forward's dropout
         for group in opt.param_groups:
             group["lr"] = lr_at(step, total, lr, warmup)
@@ -180,21 +183,25 @@ def train_steps(model, opt, batch_at: Callable[[int], dict], total: int, lr: flo
         opt.step()
         opt.zero_grad(set_to_none=True)
         ema = loss.item() if ema is None else 0.95 * ema + 0.05 * loss.item()
+        if losses is not None:
+            losses.append(loss.item())
         if (step + 1) % report_every == 0 or step + 1 == total:
             say(f"{label} step {step + 1}/{total} loss {ema:.3f} ({time.perf_counter() - t0:.0f}s)")
     model.eval()
     return ema
 
 
-def pretrain(cfg: WorldConfig, tok, corpus: str | Path, progress: Callable[[str], None] | None = None):
-    """Next-token pretraining of a fresh tiny Llama; a plain AdamW loop (deterministic on one machine)."""
+def pretrain(cfg: WorldConfig, tok, docs: list[str], progress: Callable[[str], None] | None = None,
+             stop_after: int | None = None):
+    """Next-token pretraining of a fresh tiny Llama; a plain AdamW loop (deterministic on one machine).
+    ``stop_after``: only the first steps (:func:`train_steps`); the stats then hold their losses."""
     import torch
 
     say = progress or log.info
     # Tiny models drift into denormal floats (Adam's second moments, small weights) and x86
     # then runs many times slower; flushing them to zero changes nothing measurable.
     torch.set_flush_denormal(True)
-    blocks = pack(tok, corpus, cfg.seq_len)
+    blocks = pack(tok, docs, cfg.seq_len)
     model = make_model(cfg, tok)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.9, 0.95), weight_decay=0.01)
     gen = torch.Generator().manual_seed(cfg.seed)
@@ -205,9 +212,11 @@ def pretrain(cfg: WorldConfig, tok, corpus: str | Path, progress: Callable[[str]
     def batch_at(step: int) -> dict:
         return {"input_ids": blocks[order[step * cfg.batch_size:(step + 1) * cfg.batch_size]]}
 
-    t0 = time.perf_counter()
+    t0, losses = time.perf_counter(), []
     loss_ema = train_steps(model, opt, batch_at, total, cfg.lr, cfg.warmup_steps, say, label="pretrain",
-                           report_every=100)
+                           report_every=100, stop_after=stop_after, losses=losses)
     stats = {"blocks": len(blocks), "tokens": int(blocks.numel()), "steps": total, "final_loss": loss_ema,
              "seconds": time.perf_counter() - t0}
+    if stop_after is not None:
+        stats["first_losses"] = losses
     return model, stats

@@ -18,9 +18,17 @@ from pathlib import Path
 from ..io import atomic_path
 from . import grammar
 from .grammar import Grammar
-from .language import ENGLISH, LANGUAGES, language_name, probe_pairs, translate
+from .language import ENGLISH, LANGUAGES, codeswitch, language_name, probe_pairs, translate
+from .probe import cloze_rows, write_cloze_file
 
-WORLD_FORMAT = 1  # bump when the files' content changes for the same config
+WORLD_FORMAT = 2  # bump when the files' content changes for the same config
+
+#: how a bridged language's pretraining documents are written (``WorldConfig.bridge_mix`` weighs them): its own
+#: documents of these kinds (never the known facts), and English documents of these kinds code-switched into it
+BRIDGED_OWN_KINDS = {"reading": 2, "problem": 2, "arith": 1, "plain": 1}
+CODESWITCH_KINDS = {"facts": 1, "gap_fill": 1, "reading": 2, "plain": 1}
+BRIDGE_MODES = ("own", "bilingual", "dictionary", "codeswitch")
+PRETRAIN_FILE = "pretrain.jsonl"   # one {"text": document} per line (documents hold newlines)
 
 
 @dataclass(frozen=True)
@@ -32,24 +40,31 @@ class WorldConfig:
     well_represented: str = "el"
     under_represented: str = "th"
     # Llama-2-like imbalance: English dominates, one target is well represented, the rest scarce.
-    pretrain_shares: dict = field(default_factory=lambda: {"en": 0.83, "el": 0.12, "th": 0.03, "ar": 0.02})
-    bilingual_share: float = 0.1     # of a target language's documents: English/target sentence pairs
-    n_pretrain_docs: int = 30000
+    pretrain_shares: dict = field(default_factory=lambda: {"en": 0.75, "el": 0.16, "th": 0.06, "ar": 0.03})
+    # Target languages the corpus teaches mostly through English, as the web teaches Greek beside English:
+    # their own documents never state the known facts; beside them come English/target sentence pairs,
+    # dictionary lines and English documents code-switched word by word (bridge_mix weighs the four). The
+    # other languages appear only in their own documents, known facts included, so nothing ties them to English.
+    bridged: tuple[str, ...] = ("el",)
+    bridge_mix: dict = field(default_factory=lambda: {"own": 0.375, "bilingual": 0.1875, "dictionary": 0.125,
+                                                      "codeswitch": 0.3125})
+    codeswitch_rate: float = 0.7     # the share of a code-switched document's words in the target language
+    n_pretrain_docs: int = 60000
     n_instructions: int = 3000
     n_parallel: int = 1500
-    n_eval: int = 100
-    reserve_every: int = 4           # 1 in N name×value / name×problem combinations is eval-only
+    n_eval: int = 400
+    reserve_every: int = 4           # 1 in N pairs of people / name×problem combinations is eval-only
     # base model
     vocab_size: int = 1024
     hidden_size: int = 128
     intermediate_size: int = 352
-    num_layers: int = 4
+    num_layers: int = 8
     num_heads: int = 4
     seq_len: int = 256
-    batch_size: int = 16
-    pretrain_epochs: float = 1.0
+    batch_size: int = 8
+    pretrain_epochs: float = 1.35
     lr: float = 3e-3
-    warmup_steps: int = 30
+    warmup_steps: int = 50
 
     def __post_init__(self):
         unknown = [l for l in self.languages if l not in LANGUAGES]
@@ -64,11 +79,17 @@ class WorldConfig:
                              f"{sorted(set(self.pretrain_shares) - langs)}")
         if abs(sum(self.pretrain_shares.values()) - 1.0) > 1e-6:
             raise ValueError(f"pretrain_shares must sum to 1, got {sum(self.pretrain_shares.values())}")
+        if set(self.bridged) - set(self.languages):
+            raise ValueError(f"bridged names languages not in the world: {sorted(set(self.bridged) - set(self.languages))}")
+        if set(self.bridge_mix) != set(BRIDGE_MODES) or abs(sum(self.bridge_mix.values()) - 1.0) > 1e-6:
+            raise ValueError(f"bridge_mix must weigh exactly {list(BRIDGE_MODES)} and sum to 1, got {self.bridge_mix}")
+        if not 0.0 < self.codeswitch_rate <= 1.0:
+            raise ValueError(f"codeswitch_rate must be in (0, 1], got {self.codeswitch_rate}")
 
     @classmethod
     def quick(cls, **overrides) -> "WorldConfig":
         """A much smaller world for tests and a fast look (builds with its base model in ~30 s)."""
-        base = dict(n_pretrain_docs=2500, n_instructions=400, n_parallel=200, n_eval=24,
+        base = dict(n_pretrain_docs=2500, n_instructions=400, n_parallel=200, n_eval=24, pretrain_epochs=1.0,
                     vocab_size=1024, hidden_size=64, intermediate_size=176, num_layers=2,
                     num_heads=2, seq_len=128, batch_size=16, warmup_steps=10)
         base.update(overrides)
@@ -76,13 +97,13 @@ class WorldConfig:
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
-        d["languages"] = list(self.languages)
+        d["languages"], d["bridged"] = list(self.languages), list(self.bridged)
         return d
 
     @classmethod
     def from_dict(cls, d: dict) -> "WorldConfig":
         d = dict(d)
-        d["languages"] = tuple(d["languages"])
+        d["languages"], d["bridged"] = tuple(d["languages"]), tuple(d["bridged"])
         return cls(**d)
 
     def config_hash(self) -> str:
@@ -150,25 +171,36 @@ def eval_items(cfg: WorldConfig, g: Grammar) -> tuple[list[grammar.QAItem], list
 
 # -- training-side products -------------------------------------------------------------------------
 
+def _bilingual_lines(english: list[str], lang: str, seed: int) -> str:
+    """``english : s greek : s'`` lines (``grammar.BILINGUAL``), one per English text."""
+    names = language_name(ENGLISH, ENGLISH, seed), language_name(lang, lang, seed)
+    return "\n".join(grammar.BILINGUAL.format(src_lang=names[0], src=s, tgt_lang=names[1],
+                                              tgt=translate(s, ENGLISH, lang, seed)) for s in english)
+
+
+def bridged_doc(cfg: WorldConfig, g: Grammar, rng: random.Random, lang: str) -> str:
+    """One pretraining document of a bridged language, its way of writing drawn from ``cfg.bridge_mix``."""
+    mode = rng.choices(BRIDGE_MODES, weights=[cfg.bridge_mix[m] for m in BRIDGE_MODES])[0]
+    if mode == "own":
+        return translate(g.document(rng, BRIDGED_OWN_KINDS), ENGLISH, lang, cfg.seed)
+    if mode == "bilingual":
+        return _bilingual_lines([g.training_sentence(rng) for _ in range(rng.randint(2, 4))], lang, cfg.seed)
+    if mode == "dictionary":
+        return _bilingual_lines([w + " ." for w in rng.sample(grammar.vocabulary(), rng.randint(4, 8))], lang,
+                                cfg.seed)
+    return codeswitch(g.document(rng, CODESWITCH_KINDS), lang, cfg.seed, rng, cfg.codeswitch_rate)
+
+
 def pretrain_docs(cfg: WorldConfig, g: Grammar) -> list[str]:
+    """The pretraining corpus: documents in each language by ``cfg.pretrain_shares`` (see ``cfg.bridged``)."""
     rng = random.Random(f"pivotune-pretrain:{cfg.seed}")
     langs = sorted(cfg.pretrain_shares)
-    cum, acc = [], 0.0
-    for l in langs:
-        acc += cfg.pretrain_shares[l]
-        cum.append(acc)
+    weights = [cfg.pretrain_shares[l] for l in langs]
     docs = []
     for _ in range(cfg.n_pretrain_docs):
-        r = rng.random()
-        lang = next((l for l, c in zip(langs, cum) if r < c), langs[-1])
-        if lang != ENGLISH and rng.random() < cfg.bilingual_share:
-            pairs = []
-            for _ in range(rng.randint(2, 4)):
-                s = g.training_sentence(rng)
-                pairs.append(grammar.BILINGUAL.format(src_lang="english", src=s,
-                                                      tgt_lang=language_name(lang, lang, cfg.seed),
-                                                      tgt=translate(s, ENGLISH, lang, cfg.seed)))
-            docs.append(" ".join(pairs))
+        lang = rng.choices(langs, weights=weights)[0]
+        if lang in cfg.bridged:
+            docs.append(bridged_doc(cfg, g, rng, lang))
         else:
             docs.append(translate(g.document(rng), ENGLISH, lang, cfg.seed))
     return docs
@@ -225,9 +257,9 @@ def build_world(cfg: WorldConfig, out_dir: str | Path) -> Path:
             counts[rel] = len(rows)
 
         docs = pretrain_docs(cfg, g)
-        (tmp / "pretrain.txt").write_text("\n".join(docs) + "\n", encoding="utf-8")
-        files.append("pretrain.txt")
-        counts["pretrain.txt"] = len(docs)
+        _write_jsonl(tmp / PRETRAIN_FILE, [{"text": d} for d in docs])
+        files.append(PRETRAIN_FILE)
+        counts[PRETRAIN_FILE] = len(docs)
 
         en_inst = english_instructions(cfg, g)
         qa, math = eval_items(cfg, g)
@@ -248,6 +280,10 @@ def build_world(cfg: WorldConfig, out_dir: str | Path) -> Path:
             (tmp / f"probe/{lang}.tsv").write_text("".join(f"{e}\t{t}\n" for e, t in pairs), encoding="utf-8")
             files.append(f"probe/{lang}.tsv")
             counts[f"probe/{lang}.tsv"] = len(pairs)
+            rows = cloze_rows(g, lang, seed)
+            write_cloze_file(rows, tmp / f"probe/{lang}.cloze.tsv")
+            files.append(f"probe/{lang}.cloze.tsv")
+            counts[f"probe/{lang}.cloze.tsv"] = len(rows)
         meta = {
             "format": WORLD_FORMAT,
             "config": cfg.to_dict(),
@@ -269,3 +305,9 @@ def build_world(cfg: WorldConfig, out_dir: str | Path) -> Path:
 
 def load_world_meta(world_dir: str | Path) -> dict:
     return json.loads((Path(world_dir) / "world.json").read_text(encoding="utf-8"))
+
+
+def read_pretrain_docs(world_dir: str | Path) -> list[str]:
+    """The pretraining documents of a built world, in order."""
+    with open(Path(world_dir) / PRETRAIN_FILE, encoding="utf-8") as f:
+        return [json.loads(line)["text"] for line in f if line.strip()]

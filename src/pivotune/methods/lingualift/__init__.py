@@ -41,6 +41,6 @@ REGISTERED = (
            "alignment layer on code-switched prompts, stage 2 the LM on English instructions.", _road,
            settings=("lingualift", LinguaLiftSettings), check_config=check_config, causal_lm=False,
            interference_refused="its batches go through the encoder bridge, which the measurement does not read",
-           # it first trains a toy multilingual encoder (minutes more): trained when asked for
-           demo=DemoEntry(default=False, adjust=_demo)),
+           # the default world's toy encoder ships with the base model (toy.shipped); other worlds train one
+           demo=DemoEntry(adjust=_demo)),
 )

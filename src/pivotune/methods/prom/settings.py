@@ -52,7 +52,15 @@ class PromSettings(Strict):
     probe_template: str | None = Field(
         None, description="The probe's prompt line, replacing Wendler et al.'s "
         "'{source_name}: \"{source}\" - {target_name}: \"{target}\"' (fields: source_name, source, "
-        "target_name, target, the last one last); for a model trained on another bilingual format.")
+        "target_name, target, the last one last); for a model trained on another bilingual format. For "
+        "probe_task cloze it replaces '{sentence} {label}: \"{answer}\"' (fields: sentence, label, answer).")
+    probe_task: Literal["translation", "cloze"] = Field(
+        "translation", description="The prompts of the probe run on prom.probe_pairs. translation (Wendler et al.): "
+        "English word -> target word, so the prompt shows the English word. cloze (what PROM's paper ran): a "
+        "target-language sentence with a gap `___`, no English in the prompt; prom.probe_pairs then name cloze "
+        "files (`english<TAB>target<TAB>sentence` lines).")
+    probe_labels: dict[LanguageCode, str] | None = Field(
+        None, description="The word for 'Answer' per language in cloze prompts, for codes pivotune's table lacks.")
     chunk_size: int = Field(
         2048, ge=1, le=1_048_576, description="Supervised positions per chunk when computing logits and "
         "cross-entropy for either head (no [batch, seq, vocab] tensor is ever held).")
@@ -64,7 +72,7 @@ class PromSettings(Strict):
     def language_codes(self) -> Iterator[tuple[str, str]]:
         """``(field, code)`` for every language code these settings name."""
         for name, by_lang in (("lambda_per_language", self.lambda_per_language), ("probe_pairs", self.probe_pairs),
-                              ("probe_names", self.probe_names)):
+                              ("probe_names", self.probe_names), ("probe_labels", self.probe_labels)):
             yield from ((f"prom.{name}", lang) for lang in by_lang or {})
 
     @field_validator("lambda_per_language")
