@@ -23,7 +23,7 @@ def _cmd_demo(args) -> int:
 
     run_demo(quick=args.quick, languages=args.languages, methods=args.methods, seeds=args.seeds,
              out_dir=args.out, rebuild=args.rebuild, force=args.force,
-             verbose=args.verbose)
+             verbose=args.verbose, jobs=args.jobs)
     return 0
 
 
@@ -92,7 +92,12 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--out", default=None, help="run directory (default: runs/demo[-quick]): new, empty or an "
                                                "earlier demo's, whose runs are replaced")
     d.add_argument("--force", action="store_true", help="write into --out even if it holds other files")
-    d.add_argument("--rebuild", action="store_true", help="ignore the cached world and base model")
+    d.add_argument("--rebuild", action="store_true", help="rebuild the cached world (the default world's base "
+                                                          "model is the shipped one; `pivotune toy build-base` "
+                                                          "retrains it)")
+    d.add_argument("--jobs", type=int, default=None, metavar="N",
+                   help="training runs side by side, each in its own process with its share of the cores "
+                        "(default: one per core, at most 4; 1 runs them one after another in this process)")
     d.set_defaults(func=_cmd_demo)
 
     sw = sub.add_parser("sweep", help="PROM's pivot layer × α × λ grid (the paper's Table 4) in the toy world",

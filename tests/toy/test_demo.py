@@ -6,10 +6,12 @@ import json
 import re
 
 import pytest
+import torch
 import yaml
 
 from pivotune.cli import main
 from pivotune.config import load_config
+from pivotune.toy import parallel
 from pivotune.toy.demo import DemoPlan, run_config
 
 
@@ -23,9 +25,10 @@ def test_demo_run_config_validates_and_names_real_files(quick_paths, tmp_path):
 
 def test_quick_demo_end_to_end(quick_paths, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("PIVOTUNE_CACHE", str(quick_paths.root.parent.parent))
+    monkeypatch.setattr(parallel, "usable_cores", lambda: 2)   # each of the two workers: one torch thread
     out = out_dir = tmp_path / "demo"
     code = main(["demo", "--quick", "--methods", "english", "xllama", "prom", "--languages", "el",
-                 "--out", str(out)])
+                 "--out", str(out), "--jobs", "2"])   # two runs side by side, in worker processes
     assert code == 0
     summary = json.loads((out / "results.json").read_text())
     assert summary["methods"] == ["english", "xllama", "prom"] and summary["languages"] == ["el"]
@@ -109,6 +112,17 @@ def test_quick_demo_end_to_end(quick_paths, tmp_path, monkeypatch, capsys):
     # every evaluation item's scores, keyed by the world's item ids, for the paired intervals
     samples = (out_dir / "prom-seed0" / "samples" / "pivotune_toy_mgsm_el.jsonl").read_text().splitlines()
     assert json.loads(samples[0])["doc"]["id"] == "toy-mgsm-0000"
+    # the workers logged into the study's log; a run in this process (--jobs 1) scores the same
+    assert "stage: train xllama seed 0 (60 steps)" in log and "runs done" in out
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)   # as each worker had
+    try:
+        assert main(["demo", "--quick", "--methods", "english", "--languages", "el", "--out", str(tmp_path / "one"),
+                     "--jobs", "1"]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    alone = json.loads((tmp_path / "one" / "results.json").read_text())["scores"]["english"]
+    assert alone == summary["scores"]["english"]
 
 
 def test_demo_rejects_unknown_language(tmp_path, capsys):

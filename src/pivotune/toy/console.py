@@ -93,23 +93,28 @@ class StepReporter(TrainerCallback):
 
 class StudyConsole:
     """A context manager for one demo or sweep. ``runs``: how many training runs it will do (for the ETA);
-    ``live``: force the live view on or off (default: on when ``stream`` is a terminal and not verbose)."""
+    ``live``: force the live view on or off (default: on when ``stream`` is a terminal and not verbose);
+    ``append``: add to ``log_file`` (a worker of the study, :mod:`.parallel`) instead of starting it afresh.
+    Runs that go side by side report with a ``slot`` each (a line of the live view)."""
 
     def __init__(self, log_file: str | Path, *, runs: int, verbose: bool = False, stream: TextIO | None = None,
-                 live: bool | None = None, name: str = "demo"):
+                 live: bool | None = None, name: str = "demo", append: bool = False):
         self.log_file, self.runs, self.verbose, self.name = Path(log_file), runs, verbose, name
+        self.append = append
+        self.side_by_side = False   # runs go side by side (.parallel): stage lines count finished runs
         self.stream = stream if stream is not None else sys.stdout
         self.live = (not verbose and self.stream.isatty()) if live is None else live
         self.current = ""          # "train xllama seed 0", for the log lines
         self.started = self.run_started = self.last_run_end = time.perf_counter()
         self.done_runs = 0
         self._stack: ExitStack | None = None
-        self._progress = self._overall = self._stage = None
+        self._progress = self._overall = None
+        self._slots: dict[int, object] = {}   # slot -> its line (task id) in the live view
 
     # ------------------------------------------------------------------ what the demo calls
 
     def stage(self, stage: str, method: str | None = None, seed: int | None = None, steps: int | None = None,
-              note: str = "") -> None:
+              note: str = "", slot: int = 0) -> None:
         """A stage begins: for one run (``method``, ``seed``) or for the whole study."""
         if stage not in STAGES:
             raise ValueError(f"unknown stage {stage!r}; stages: {STAGES}")
@@ -117,27 +122,34 @@ class StudyConsole:
         self.current = f"{stage}{who}"
         log.info("stage: %s%s%s", self.current, f" ({steps} steps)" if steps else "", f": {note}" if note else "")
         if self._progress is not None:
-            self._progress.reset(self._stage, description=self.current + (f" · {note}" if note else ""),
+            self._progress.reset(self._line(slot), description=self.current + (f" · {note}" if note else ""),
                                  total=steps, count=f"0/{steps} steps" if steps else "")
             return
         parts = [f"{stage:<10} {who.strip() or note}".rstrip()] + ([f"{steps} steps"] if steps else [])
         parts += [note] if note and who else []
         if method is not None:
-            parts.append(f"run {min(self.done_runs + 1, self.runs)}/{self.runs}")
+            parts.append(f"run {min(self.done_runs + 1, self.runs)}/{self.runs}" if not self.side_by_side
+                         else f"{self.done_runs}/{self.runs} runs done")
         eta = self.eta()
         if eta is not None:
             parts.append(f"ETA {clock(eta)}")
         print(f"[{clock(time.perf_counter() - self.started):>7}] " + " · ".join(parts), file=self.stream, flush=True)
 
-    def note(self, message: str) -> None:
+    def note(self, message: str, slot: int = 0) -> None:
         """A library's progress message (the base model's pretraining): to the log, and on the live line."""
         log.info("%s", message)
         if self._progress is not None:
-            self._progress.update(self._stage, description=f"{self.current} · {message}")
+            self._progress.update(self._line(slot), description=f"{self.current} · {message}")
 
-    def advance(self, step: int, steps: int) -> None:
+    def advance(self, step: int, steps: int, slot: int = 0) -> None:
         if self._progress is not None:
-            self._progress.update(self._stage, completed=step, total=steps, count=f"{step}/{steps} steps")
+            self._progress.update(self._line(slot), completed=step, total=steps, count=f"{step}/{steps} steps")
+
+    def _line(self, slot: int):
+        """The live view's line of ``slot`` (added when first used)."""
+        if slot not in self._slots:
+            self._slots[slot] = self._progress.add_task("", total=None, count="")
+        return self._slots[slot]
 
     def run_done(self) -> None:
         """One training run (train, evaluate, probe) finished."""
@@ -148,12 +160,13 @@ class StudyConsole:
                                   count=f"{self.done_runs}/{self.runs} runs")
 
     def eta(self) -> float | None:
-        """Seconds left: the finished runs' mean duration times the runs left, less the time the current one
-        has taken so far (None before the first run ends)."""
+        """Seconds left: the runs left at the pace of the finished ones (time since the runs began per finished
+        run, which counts runs going side by side), less the time since the last one finished (None before
+        the first run ends)."""
         if not self.done_runs or self.done_runs >= self.runs:
             return None
-        mean = (self.last_run_end - self.run_started) / self.done_runs
-        return max(0.0, mean * (self.runs - self.done_runs) - (time.perf_counter() - self.last_run_end))
+        pace = (self.last_run_end - self.run_started) / self.done_runs
+        return max(0.0, pace * (self.runs - self.done_runs) - (time.perf_counter() - self.last_run_end))
 
     def first_run(self) -> None:
         """The runs begin now (the world, base model and base probe are ready): the ETA counts from here."""
@@ -190,7 +203,9 @@ class StudyConsole:
 
         root = logging.getLogger()
         self.log_file.parent.mkdir(parents=True, exist_ok=True)
-        handler = logging.FileHandler(self.log_file, mode="w", encoding="utf-8")
+        if not self.append:   # a fresh log; opened for appending, so the study's workers can add to it
+            self.log_file.write_text("", encoding="utf-8")
+        handler = logging.FileHandler(self.log_file, mode="a", encoding="utf-8")
         handler.setFormatter(logging.Formatter(LOG_FORMAT))
         handler.setLevel(logging.DEBUG if self.verbose else logging.INFO)
         root.addHandler(handler)
@@ -234,9 +249,9 @@ class StudyConsole:
                             TimeElapsedColumn(), TimeRemainingColumn(),
                             console=Console(file=self.stream), redirect_stdout=False, redirect_stderr=False)
         self._overall = progress.add_task(self.name, total=self.runs, count=f"0/{self.runs} runs")
-        self._stage = progress.add_task("", total=None, count="")
         progress.start()
         self._progress = progress
+        self._line(0)
         stack.callback(self._stop_live)
 
     def _stop_live(self) -> None:

@@ -31,6 +31,7 @@ from . import grammar
 from . import probe as toy_probe
 from .console import StudyConsole
 from .model import ToyPaths, entry_dir, get_or_build
+from .parallel import Job, default_jobs, run_jobs
 from .world import WorldConfig
 
 log = logging.getLogger(__name__)
@@ -196,17 +197,32 @@ def train_and_evaluate(raw: dict, world: Path, eval_langs: list[str], plan: Demo
     return toy_headline(res), {"train_s": round(t1 - t0, 1), "eval_s": round(t2 - t1, 1)}
 
 
+def run_one(raw: dict, world: Path, eval_langs: list[str], plan: DemoPlan, languages: list[str], world_seed: int,
+            pivot_layer: int, console: StudyConsole) -> tuple[dict, dict]:
+    """One run of the study: train and evaluate (:func:`train_and_evaluate`), then the logit lens of a causal LM
+    after training at the base's pivot layer (not LinguaLIFT's bridge). Returns (headline scores, timings)."""
+    method, seed, run_dir = raw["method"], raw["seed"], Path(raw["output_dir"])
+    console.stage("train", method, seed, steps=plan.steps)
+    headline, timings = train_and_evaluate(raw, world, eval_langs, plan, console)
+    if METHODS[method].causal_lm:
+        console.stage("probe", method, seed)
+        _, timings["probe_s"] = probe_lens(run_dir / "model", run_dir / "probe-after", world, languages, world_seed,
+                                           pivot_layer)
+    return headline, timings
+
+
 #: what `pivotune demo` trains without --methods (a method's registration says)
 DEFAULT_METHODS = [name for name, m in METHODS.items() if m.demo.default]
 
 
 def run_demo(quick: bool = False, languages: list[str] | None = None, methods: list[str] | None = None,
              seeds: int = 1, out_dir: str | Path | None = None, rebuild: bool = False,
-             cache_dir: str | Path | None = None, force: bool = False, verbose: bool = False) -> dict:
+             cache_dir: str | Path | None = None, force: bool = False, verbose: bool = False,
+             jobs: int | None = None) -> dict:
     """Run the study; returns ``{"scores": {method: [per-seed headline]}, ...}`` and writes it to ``out_dir`` (new,
     empty or an earlier demo's, unless ``force``; everything in it is the demo's to replace). The console shows
     the progress (:mod:`.console`); the libraries' logs go to ``out_dir/demo.log`` (``verbose``: on the console
-    too, as they come)."""
+    too, as they come). ``jobs``: runs side by side (:mod:`.parallel`; default one per core, at most four)."""
     from ..outputs import claim_output_dir, mark_output
 
     started = time.perf_counter()
@@ -219,13 +235,16 @@ def run_demo(quick: bool = False, languages: list[str] | None = None, methods: l
         raise PivotuneError(f"unknown method(s) {unknown}; available: {', '.join(METHODS)}")
     if seeds < 1:
         raise PivotuneError("--seeds must be at least 1")
+    if jobs is not None and jobs < 1:
+        raise PivotuneError(f"--jobs must be at least 1, got {jobs}")
     out = Path(out_dir or ("runs/demo-quick" if quick else "runs/demo"))
     mark_output(claim_output_dir(out, "demo", force=force), "demo")
 
     if rebuild:
         shutil.rmtree(entry_dir(world_cfg, cache_dir), ignore_errors=True)
     with StudyConsole(out / LOG_FILE, runs=len(methods) * seeds, verbose=verbose) as console:
-        summary, printed = _study(console, world_cfg, plan, languages, methods, seeds, out, cache_dir, quick, started)
+        summary, printed = _study(console, world_cfg, plan, languages, methods, seeds, out, cache_dir, quick, started,
+                                  jobs)
     for header, rows, title in printed["tables"]:
         print_table(header, rows, title)
     print(printed["text"])
@@ -235,7 +254,7 @@ def run_demo(quick: bool = False, languages: list[str] | None = None, methods: l
 
 
 def _study(console: StudyConsole, world_cfg: WorldConfig, plan: DemoPlan, languages: list[str], methods: list[str],
-           seeds: int, out: Path, cache_dir, quick: bool, started: float) -> tuple[dict, dict]:
+           seeds: int, out: Path, cache_dir, quick: bool, started: float, jobs_n: int | None) -> tuple[dict, dict]:
     """Everything the demo computes and writes; returns the summary and what to print once the console is
     done (tables, text)."""
     from ..eval.compare import PAPER_TABLES, compare, to_markdown
@@ -251,21 +270,18 @@ def _study(console: StudyConsole, world_cfg: WorldConfig, plan: DemoPlan, langua
     base_lens, timings["probe_base_s"] = probe_lens(paths.base, out / "probe-base", paths.world, languages,
                                                     world_cfg.seed)
     eval_langs = ["en", *languages]
-    scores: dict[str, list[dict]] = {}
+    # the run configs are written here, before any run starts (LinguaLIFT's toy encoder is installed once)
+    jobs = [Job((method, seed), run_one, (run_config(paths, method, languages, seed, out / f"{method}-seed{seed}",
+                                                     plan), paths.world, eval_langs, plan, languages,
+                                          world_cfg.seed, base_lens["pivot_layer"]))
+            for method in methods for seed in range(seeds)]
     console.first_run()
+    results = run_jobs(jobs, console, jobs_n or default_jobs(len(jobs)))
+    scores: dict[str, list[dict]] = {}
     for method in methods:
         for seed in range(seeds):
-            run_dir = out / f"{method}-seed{seed}"
-            console.stage("train", method, seed, steps=plan.steps)
-            raw = run_config(paths, method, languages, seed, run_dir, plan)
-            headline, timings[run_dir.name] = train_and_evaluate(raw, paths.world, eval_langs, plan, console)
+            headline, timings[f"{method}-seed{seed}"] = results[(method, seed)]
             scores.setdefault(method, []).append(headline)
-            if METHODS[method].causal_lm:   # the lens reads a causal LM (not LinguaLIFT's bridge)
-                console.stage("probe", method, seed)
-                _, timings[run_dir.name]["probe_s"] = probe_lens(run_dir / "model", run_dir / "probe-after",
-                                                                 paths.world, languages, world_cfg.seed,
-                                                                 base_lens["pivot_layer"])
-            console.run_done()
 
     console.stage("report")
     header, rows = results_table(scores, eval_langs)
