@@ -83,7 +83,8 @@ def build_parser() -> argparse.ArgumentParser:
                                    "model, train each method, evaluate every language, print the table.",
                        epilog="example:\n  pivotune demo --quick --methods english xllama --languages el")
     d.add_argument("--quick", action="store_true", help="a much smaller world and model (about 2 minutes)")
-    d.add_argument("--languages", nargs="+", help="target languages (default: the world's)")
+    d.add_argument("--languages", nargs="+", help="target languages (default: the world's well- and under-represented "
+                                                      "ones, el th; ar on request)")
     from .methods import METHODS
 
     d.add_argument("--methods", nargs="+", help=f"methods to train, of {', '.join(METHODS)} (default: "
@@ -119,7 +120,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="label smoothing α of the pivot term, 0 <= α < 1 (default 0 0.1)")
     sw.add_argument("--lambdas", nargs="+", type=float, metavar="L",
                     help="pivot-term weight λ = prom.lambda_en, 0 <= λ <= 100 (default 0.5 1)")
-    sw.add_argument("--languages", nargs="+", help="target languages (default: the world's)")
+    sw.add_argument("--languages", nargs="+", help="target languages (default: the world's well- and under-represented "
+                                                      "ones, el th; ar on request)")
     sw.add_argument("--seeds", type=int, default=1, help="training seeds per setting (default 1)")
     sw.add_argument("--steps", type=int, default=None, help="optimizer steps per run (default: the demo's)")
     sw.add_argument("--baseline", action="store_true", help="also train xllama (same plan) as a reference row")

@@ -70,11 +70,13 @@ def translation_tasks(languages: Sequence[str]) -> list[str]:
 
 def evaluate_toy_with_harness(model, world_dir: str | Path, languages: Sequence[str] | None = None, *,
                               tokenizer=None, tasks: Sequence[str] = TASKS, limit: int | None = None,
-                              batch_size: int = 32, out_dir: str | Path | None = None,
+                              batch_size: int = 64, out_dir: str | Path | None = None,
                               log_samples: bool = False, translation: bool = True) -> dict:
     """Evaluate ``model`` (a directory, or a loaded model with ``tokenizer``) on the toy tasks and, with
     ``translation``, toy-FLORES between English and each other language (:func:`translation_tasks`; the first
     ``limit`` sentences, as the other tasks' items).
+
+    ``batch_size`` 64: a quarter faster than 32 on a CPU for the toy models, with the same generations.
 
     Returns the harness's results (see :func:`pivotune.eval.harness.evaluate`); with ``out_dir``
     they are also written to ``out_dir/results.json``, and every item's output and scores to

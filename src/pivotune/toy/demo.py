@@ -53,9 +53,11 @@ class DemoPlan:
 
 
 def toy_languages(requested: list[str] | None, world_cfg: WorldConfig) -> list[str]:
-    """``--languages`` of demo and sweep: codes of the toy world's languages (default: all of them)."""
+    """``--languages`` of demo and sweep: codes of the toy world's languages (default: its well- and its
+    under-represented one, the two the study compares; the others on request)."""
     have = list(world_cfg.languages)
-    return [check_choice(lang, have, "--languages", what="the toy world's languages") for lang in requested or have]
+    default = [world_cfg.well_represented, world_cfg.under_represented]
+    return [check_choice(lang, have, "--languages", what="the toy world's languages") for lang in requested or default]
 
 
 def toy_mt_instructions(lang: str) -> list[str]:

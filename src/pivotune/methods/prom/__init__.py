@@ -31,7 +31,8 @@ def check_config(cfg) -> None:
 
 
 def _demo(raw: dict, toy: ToyRun) -> dict:
-    """Regulation evidence in the toy world: the world's word pairs, probed on the base model before training."""
+    """Regulation evidence in the toy world: its cloze probe (no English in the prompts), run on the base model
+    before training."""
     return {**raw, "prom": toy.probe}
 
 
@@ -42,5 +43,7 @@ REGISTERED = (
            settings=("prom", PromSettings), check_config=check_config,
            demo=DemoEntry(interference=True, adjust=_demo)),
     Method("prom-noreg", ROLES, "PROM without regulation: the pivot term keeps λ for every target language.", _road,
-           settings=("prom", PromSettings), check_config=check_config),
+           settings=("prom", PromSettings), check_config=check_config,
+           # the regulation's ablation: in the demo on request (--methods), which keeps its default in budget
+           demo=DemoEntry(default=False)),
 )
