@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from pivotune.report import write_report
-from pivotune.report.collect import read_inputs
-from pivotune.report.differences import difference_table, win_lose
+from pivotune.report.collect import cases, read_inputs
+from pivotune.report.differences import difference, difference_table, win_lose
 from pivotune.report.findings import findings
 from pivotune.report.stats import paired_bootstrap
 
@@ -130,3 +130,17 @@ def test_without_items_one_seed_decides_nothing(tmp_path, seeds):
     else:
         assert wl.targets.sign == 1 and len(wl.wins) == 6
         assert "over seeds (2), no per-item scores" in _claim3(findings(study, "xllama"))
+
+
+@pytest.mark.parametrize("target, none, verdict", [
+    (60, 30, "holds on every target language (each interval above zero)"),
+    (40, 41, "not decided on el, th"),
+    (20, 60, "FAILS on el, th: target data hurt there"),
+])
+def test_positive_control_is_decided_by_its_intervals(tmp_path, target, none, verdict):
+    """bactrian minus english per target language, with the paired interval the other differences use; the
+    verdict follows the intervals' signs."""
+    study = read_inputs([make_item_demo(tmp_path / "d", {"english": [none], "bactrian": [target]})])
+    line = next(x for x in findings(study, "xllama") if x.startswith("Positive control"))
+    el = [c for c in cases(study) if c[0] == "el"]
+    assert f"el {difference(study, 'bactrian', 'english', el).fmt()}" in line and verdict in line

@@ -32,8 +32,9 @@ def _cmd_sweep(args) -> int:
 
     run_sweep(quick=args.quick, pivot_layers=args.pivot_layers, alphas=args.alphas, lambdas=args.lambdas,
               languages=args.languages, seeds=args.seeds, out_dir=args.out, steps=args.steps,
-              baseline=args.baseline, regulation=not args.no_regulation, force=args.force,
-              verbose=args.verbose)
+              references=(args.baseline or ["xllama"]) if args.baseline is not None else (),   # bare: xllama
+              regulation=not args.no_regulation, force=args.force,
+              verbose=args.verbose, jobs=args.jobs)
     return 0
 
 
@@ -124,7 +125,11 @@ def build_parser() -> argparse.ArgumentParser:
                                                       "ones, el th; ar on request)")
     sw.add_argument("--seeds", type=int, default=1, help="training seeds per setting (default 1)")
     sw.add_argument("--steps", type=int, default=None, help="optimizer steps per run (default: the demo's)")
-    sw.add_argument("--baseline", action="store_true", help="also train xllama (same plan) as a reference row")
+    sw.add_argument("--baseline", nargs="*", metavar="METHOD", default=None,
+                    help="also train these methods on the same plan as reference rows (bare --baseline: xllama; "
+                         "e.g. --baseline xllama lens-local)")
+    sw.add_argument("--jobs", type=int, default=None, metavar="N",
+                    help="runs side by side, as in the demo (default: one per core, at most 4)")
     sw.add_argument("--no-regulation", action="store_true",
                     help="train prom-noreg: λ for every language, no logit-lens probe")
     sw.add_argument("--out", default=None, help="output directory (default: runs/sweep[-quick]): new, empty or an "

@@ -119,7 +119,7 @@ def test_sweep_numbers_are_recomputed_from_the_runs_harness_results(monkeypatch,
     configs = _fake_road(monkeypatch, tmp_path)
     out = tmp_path / "sweep"
     summary = run_sweep(pivot_layers=[2, 3], alphas=[0.1], lambdas=[0.5, 1.0], languages=["el", "th"], seeds=2,
-                        steps=7, out_dir=out, baseline=True)
+                        steps=7, out_dir=out, references=["xllama"], jobs=1)   # in this process: fakes reach it
     assert [r["name"] for r in summary["rows"]] == ["prom-n2-a0.1-l0.5", "prom-n2-a0.1-l1", "prom-n3-a0.1-l0.5",
                                                     "prom-n3-a0.1-l1"]
     # each run got the grid point's settings on the demo's plan, without the demo's interference logging
@@ -133,7 +133,7 @@ def test_sweep_numbers_are_recomputed_from_the_runs_harness_results(monkeypatch,
     page = (out / "report" / "report.md").read_text()
     assert "## Hyper-parameter sweep (Table 4)" in page
     targets, sds, lines = {}, {}, {}
-    for row in [*saved["rows"], saved["reference"]]:
+    for row in [*saved["rows"], *saved["references"]]:
         per_seed = [_headline_from_harness(out / f"{row['name']}-seed{s}") for s in range(2)]
         assert row["scores"] == per_seed
         for lang in ("en", "el", "th"):
@@ -162,7 +162,7 @@ def test_sweep_numbers_are_recomputed_from_the_runs_harness_results(monkeypatch,
     margin = grid[best] - grid[worst]
     finding = next(ln for ln in page.splitlines() if ln.startswith("- Sweep"))
     assert f"{margin:.1f} points above the worst" in finding and "2 seed(s)" in finding
-    rows = {r["name"]: r for r in [*saved["rows"], saved["reference"]]}
+    rows = {r["name"]: r for r in [*saved["rows"], *saved["references"]]}
 
     def interval(a, b):
         target = [(lang, k) for lang in ("el", "th") for k in KEYS]
@@ -193,6 +193,15 @@ def test_finding_puts_an_interval_on_the_margin():
     assert "no interval: one seed and no per-item scores (run --seeds 2 or more)" in sweep_finding(one_seed)
 
 
+def test_reference_must_be_a_method_beside_the_grid(tmp_path):
+    """--baseline names methods other than PROM's own (the grid), each checked before anything runs."""
+    with pytest.raises(PivotuneError, match="'prom' is not a method to train beside the grid; choose from"):
+        run_sweep(quick=True, references=["prom"], out_dir=tmp_path / "s")
+    with pytest.raises(PivotuneError, match="'xlama' is not a method"):
+        run_sweep(quick=True, references=["xlama"], out_dir=tmp_path / "s")
+    assert not (tmp_path / "s").exists()
+
+
 def test_read_sweep_names_the_bad_field(tmp_path):
     bad = {"languages": ["el", "th"], "rows": [_row("a", 2, [30.0])]}   # no th scores
     (tmp_path / "sweep.json").write_text(json.dumps(bad))
@@ -208,9 +217,13 @@ def test_tiny_sweep_end_to_end(quick_paths, tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(DemoPlan, "for_world", classmethod(lambda cls, quick: cls(steps=60, eval_limit=2)))
     out = tmp_path / "sweep"
     assert main(["sweep", "--quick", "--alphas", "0", "0.1", "--lambdas", "1", "--languages", "el",
-                 "--steps", "2", "--out", str(out)]) == 0
+                 "--steps", "2", "--baseline", "lens-local", "--jobs", "1", "--out", str(out)]) == 0
     saved = json.loads((out / "sweep.json").read_text())
     assert [r["name"] for r in saved["rows"]] == ["prom-n1-a0-l1", "prom-n1-a0.1-l1"]
+    # lens-local joins the sweep as a reference row, on the same plan
+    (ref,) = saved["references"]
+    assert ref["method"] == "lens-local" and ref["scores"] == [_headline_from_harness(out / "lens-local-seed0")]
+    assert "| lens-local (reference) | – | – | – |" in (out / "sweep.md").read_text()
     page = (out / "report" / "report.md").read_text()
     for row in saved["rows"]:
         run = out / f"{row['name']}-seed0"
@@ -226,5 +239,5 @@ def test_tiny_sweep_end_to_end(quick_paths, tmp_path, monkeypatch, capsys):
         assert line in page
     assert "Hyper-parameter sweep (Table 4)" in page and (out / "report" / "report.html").exists()
     out_text, err = capsys.readouterr()
-    assert "sweep:" in out_text and "train      prom-n1-a0.1-l1 seed 0 · 2 steps · run 2/2" in out_text
+    assert "sweep:" in out_text and "train      prom-n1-a0.1-l1 seed 0 · 2 steps · run 2/3" in out_text
     assert "'loss'" not in out_text + err and "'loss'" in (out / "sweep.log").read_text(encoding="utf-8")

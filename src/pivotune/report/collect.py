@@ -23,6 +23,8 @@ from ..io import read_json_object
 METRICS = (("mgsm", "toy-MGSM acc"), ("xquad_em", "toy-XQuAD EM"), ("xquad_f1", "toy-XQuAD F1"))
 #: the paper's t+e baseline and its method, for the three claims
 TPLUSE, PROM = "xllama", "prom"
+#: the positive control: target-language data (bactrian) must beat none (english) in every target language
+TARGET_DATA, NO_TARGET_DATA = "bactrian", "english"
 
 
 @dataclass

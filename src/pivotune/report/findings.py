@@ -8,7 +8,17 @@ from __future__ import annotations
 
 import statistics
 
-from .collect import PROM, TPLUSE, Study, _method_of, case_stats, cases, interference_points
+from .collect import (
+    NO_TARGET_DATA,
+    PROM,
+    TARGET_DATA,
+    TPLUSE,
+    Study,
+    _method_of,
+    case_stats,
+    cases,
+    interference_points,
+)
 from .differences import (
     NO_INTERVAL,
     basis,
@@ -51,8 +61,33 @@ def findings(study: Study, baseline: str) -> list[str]:
             iv = difference(study, ranked[0][0], ranked[1][0], lang_cases)
             line += f", {fmt(iv)} points above {ranked[1][0]}" + (f" ({NO_INTERVAL})" if iv is None else "")
         out.append(line + ".")
-    out += [f for f in (confusion_finding(study, baseline), translation_finding(study)) if f]
+    out += [f for f in (positive_control(study), confusion_finding(study, baseline), translation_finding(study)) if f]
     return out + claims(study)
+
+
+def positive_control(study: Study) -> str | None:
+    """Whether target-language data help at all (bactrian minus english on each target language's mean of the
+    metrics, with its interval): if not, the world (or the run) cannot tell methods apart, whatever else holds.
+    None where either method is missing."""
+    if TARGET_DATA not in study.scores or NO_TARGET_DATA not in study.scores:
+        return None
+    parts, failed, undecided = [], [], []
+    for lang in [x for x in study.languages if x != "en"]:
+        iv = difference(study, TARGET_DATA, NO_TARGET_DATA, [c for c in cases(study) if c[0] == lang])
+        parts.append(f"{lang} {fmt(iv)}")
+        if iv is None or iv.sign == 0:
+            undecided.append(lang)
+        elif iv.sign < 0:
+            failed.append(lang)
+    if failed:
+        verdict_text = (f"FAILS on {', '.join(failed)}: target data hurt there, so this world or run cannot "
+                        "measure the methods")
+    elif undecided:
+        verdict_text = f"not decided on {', '.join(undecided)} (the interval contains zero or there is none)"
+    else:
+        verdict_text = "holds on every target language (each interval above zero)"
+    return (f"Positive control ({TARGET_DATA} minus {NO_TARGET_DATA}, the mean of the metrics per target "
+            f"language, points): {'; '.join(parts)} — {verdict_text}.")
 
 
 def claims(study: Study) -> list[str]:

@@ -1,7 +1,7 @@
 """PROM's hyper-parameter sweep (the paper's Table 4) in the study report.
 
 ``sweep.json`` (written by ``pivotune sweep``) holds one row per grid point (pivot layer n, label smoothing
-α, λ = prom.lambda_en) with its per-seed toy scores, and optionally a baseline row for reference. Every
+α, λ = prom.lambda_en) with its per-seed toy scores, and optionally rows for reference (other methods). Every
 number in the table and the finding is recomputed here from those per-seed scores; the summary fields the
 file also carries are for readers of the JSON and are not trusted. The finding's differences (best setting
 minus worst, best minus the reference) carry 95 % intervals (:mod:`.differences`), from the per-item scores
@@ -66,9 +66,17 @@ def read_sweep(path: str | Path) -> dict:
         for key in ("pivot_layer", "label_smoothing", "lambda_en"):
             if isinstance(row.get(key), bool) or not isinstance(row.get(key), (int, float)):
                 raise PivotuneError(f"{path}: rows[{i}].{key} must be a number (the grid point's setting).")
-    if obj.get("reference") is not None:
-        _check_row(path, "reference", obj["reference"], languages)
+    for i, ref in enumerate(reference_rows(obj)):
+        _check_row(path, f"references[{i}]", ref, languages)
     return obj
+
+
+def reference_rows(sweep: dict) -> list[dict]:
+    """The rows trained beside the grid for reference (``references``; a sweep.json of an earlier pivotune
+    holds at most one, ``reference``)."""
+    if "references" in sweep:
+        return list(sweep["references"] or [])
+    return [sweep["reference"]] if sweep.get("reference") else []
 
 
 def best_worst(sweep: dict) -> tuple[int, int, list[dict]]:
@@ -92,8 +100,7 @@ def sweep_table(sweep: dict) -> tuple[list[str], list[list[str]], int]:
                      *(fmt_mean_sd(*s["language_mean"][lang], n) for lang in langs), fmt_mean_sd(s["targets_mean"],
                                                                                   s["targets_sd"], n),
                      "best" if i == best else ""])
-    ref = sweep.get("reference")
-    if ref:
+    for ref in reference_rows(sweep):
         s, n = point_stats(ref["scores"], sweep["languages"]), len(ref["scores"])
         rows.append([f"{ref['method']} (reference)", "–", "–", "–",
                      *(fmt_mean_sd(*s["language_mean"][lang], n) for lang in langs),
@@ -110,7 +117,7 @@ def sweep_items(folder: Path, sweep: dict) -> dict[str, list]:
     name (``runs``), beside ``sweep.json`` in ``folder``."""
     from .collect import read_items
 
-    rows = [*sweep["rows"], *([sweep["reference"]] if sweep.get("reference") else [])]
+    rows = [*sweep["rows"], *reference_rows(sweep)]
     return {r["name"]: [read_items(folder / str(run)) for run in r.get("runs") or []] for r in rows}
 
 
@@ -151,8 +158,7 @@ def sweep_finding(sweep: dict, label: str = "", items: dict | None = None) -> st
            f"{b['targets_mean'] - w['targets_mean']:.1f} points above the worst ({_setting(rows[worst])}, "
            f"{fmt_mean_sd(w['targets_mean'], w['targets_sd'], seeds)}); best minus worst {fmt(margin)}: "
            f"{_decided(margin)}.")
-    ref = sweep.get("reference")
-    if ref:
+    for ref in reference_rows(sweep):
         r = point_stats(ref["scores"], sweep["languages"])
         d = _difference(sweep, items, rows[best], ref)
         out += (f" The {ref['method']} reference scores {r['targets_mean']:.1f}; best setting minus reference "

@@ -116,10 +116,7 @@ class StudyConsole:
     def stage(self, stage: str, method: str | None = None, seed: int | None = None, steps: int | None = None,
               note: str = "", slot: int = 0) -> None:
         """A stage begins: for one run (``method``, ``seed``) or for the whole study."""
-        if stage not in STAGES:
-            raise ValueError(f"unknown stage {stage!r}; stages: {STAGES}")
-        who = "" if method is None else f" {method}" + ("" if seed is None else f" seed {seed}")
-        self.current = f"{stage}{who}"
+        who = self._begin(stage, method, seed)
         log.info("stage: %s%s%s", self.current, f" ({steps} steps)" if steps else "", f": {note}" if note else "")
         if self._progress is not None:
             self._progress.reset(self._line(slot), description=self.current + (f" · {note}" if note else ""),
@@ -134,6 +131,14 @@ class StudyConsole:
         if eta is not None:
             parts.append(f"ETA {clock(eta)}")
         print(f"[{clock(time.perf_counter() - self.started):>7}] " + " · ".join(parts), file=self.stream, flush=True)
+
+    def _begin(self, stage: str, method: str | None, seed: int | None) -> str:
+        """Check the stage and name it in ``current`` (the Trainer's log lines); returns " method seed N"."""
+        if stage not in STAGES:
+            raise ValueError(f"unknown stage {stage!r}; stages: {STAGES}")
+        who = "" if method is None else f" {method}" + ("" if seed is None else f" seed {seed}")
+        self.current = f"{stage}{who}"
+        return who
 
     def note(self, message: str, slot: int = 0) -> None:
         """A library's progress message (the base model's pretraining): to the log, and on the live line."""

@@ -200,13 +200,14 @@ def train_and_evaluate(raw: dict, world: Path, eval_langs: list[str], plan: Demo
 
 
 def run_one(raw: dict, world: Path, eval_langs: list[str], plan: DemoPlan, languages: list[str], world_seed: int,
-            pivot_layer: int, console: StudyConsole) -> tuple[dict, dict]:
+            pivot_layer: int | None, console: StudyConsole) -> tuple[dict, dict]:
     """One run of the study: train and evaluate (:func:`train_and_evaluate`), then the logit lens of a causal LM
-    after training at the base's pivot layer (not LinguaLIFT's bridge). Returns (headline scores, timings)."""
+    after training at the base's pivot layer (not LinguaLIFT's bridge; none where ``pivot_layer`` is None).
+    Returns (headline scores, timings)."""
     method, seed, run_dir = raw["method"], raw["seed"], Path(raw["output_dir"])
     console.stage("train", method, seed, steps=plan.steps)
     headline, timings = train_and_evaluate(raw, world, eval_langs, plan, console)
-    if METHODS[method].causal_lm:
+    if pivot_layer is not None and METHODS[method].causal_lm:
         console.stage("probe", method, seed)
         _, timings["probe_s"] = probe_lens(run_dir / "model", run_dir / "probe-after", world, languages, world_seed,
                                            pivot_layer)

@@ -104,7 +104,7 @@ class _RelayConsole(StudyConsole):
         self.messages, self.slot = messages, slot
 
     def stage(self, stage, method=None, seed=None, steps=None, note=""):
-        super().stage(stage, method, seed, steps, note)   # sets .current (the log lines) and checks the stage
+        self._begin(stage, method, seed)   # .current names the run in its log lines; the study logs the stage
         self.messages.put(("stage", (stage, method, seed, steps, note), {"slot": self.slot}))
 
     def note(self, message):

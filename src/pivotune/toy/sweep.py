@@ -19,6 +19,7 @@ import json
 import logging
 import time
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -29,7 +30,9 @@ from ..models.pivot_head import resolve_pivot_layer
 from ..report import write_report
 from ..report.sweep import point_stats, sweep_finding, sweep_items, sweep_table
 from .console import StudyConsole
-from .demo import DemoPlan, markdown_table, print_table, run_config, toy_languages, train_and_evaluate
+from ..methods import METHODS
+from .demo import DemoPlan, markdown_table, print_table, run_config, run_one, toy_languages
+from .parallel import Job, default_jobs, run_jobs
 from .model import get_or_build
 from .world import WorldConfig
 
@@ -55,7 +58,7 @@ class GridPoint:
 
 
 def default_pivot_layers(num_layers: int) -> list[int]:
-    """Blocks from the middle of the model to just below the top: {2, 3} for the default world's 4 blocks,
+    """Blocks from the middle of the model to just below the top: {4, …, 7} for the default world's 8 blocks,
     {1} for the quick world's 2."""
     return list(range(max(1, round(num_layers / 2)), num_layers))
 
@@ -89,9 +92,10 @@ def expand_grid(num_layers: int, pivot_layers, alphas, lambdas) -> list[GridPoin
 def run_sweep(quick: bool = False, pivot_layers: list[int] | None = None, alphas: list[float] | None = None,
               lambdas: list[float] | None = None, languages: list[str] | None = None, seeds: int = 1,
               out_dir: str | Path | None = None, steps: int | None = None, eval_limit: int | None = None,
-              baseline: bool = False, regulation: bool = True, cache_dir: str | Path | None = None,
-              force: bool = False, verbose: bool = False) -> dict:
-    """Train and evaluate every grid point (and, with ``baseline``, xllama for reference); writes
+              references: Sequence[str] = (), regulation: bool = True, cache_dir: str | Path | None = None,
+              force: bool = False, verbose: bool = False, jobs: int | None = None) -> dict:
+    """Train and evaluate every grid point (and each method of ``references``, e.g. xllama or lens-local, on the
+    same plan for reference; runs side by side as in the demo, ``jobs``); writes
     ``out_dir/sweep.json``, ``sweep.md`` and the study page ``out_dir/report/``; returns the sweep. The console
     shows the progress (:mod:`.console`); the libraries' logs go to ``out_dir/sweep.log`` (``verbose``: on the
     console too). ``out_dir``: new, empty or an earlier sweep's, unless ``force`` (everything in it is the
@@ -99,7 +103,14 @@ def run_sweep(quick: bool = False, pivot_layers: list[int] | None = None, alphas
     started = time.perf_counter()
     world_cfg = WorldConfig.quick() if quick else WorldConfig()
     languages = toy_languages(languages, world_cfg)
-    for flag, v in (("--seeds", seeds), ("--steps", steps), ("eval_limit", eval_limit)):
+    references = list(dict.fromkeys(references))
+    allowed = [m for m in METHODS if m not in ("prom", "prom-noreg")]   # the grid itself trains PROM
+    for ref in references:
+        if ref not in allowed:
+            raise PivotuneError(f"--baseline: '{ref}' is not a method to train beside the grid; choose from "
+                                f"{', '.join(allowed)}.")
+    jobs_n = jobs
+    for flag, v in (("--seeds", seeds), ("--steps", steps), ("eval_limit", eval_limit), ("--jobs", jobs)):
         if v is not None and (not isinstance(v, int) or v < 1):
             raise PivotuneError(f"{flag} must be a whole number of at least 1, got {v!r}.")
     values = {"pivot_layers": list(default_pivot_layers(world_cfg.num_layers) if pivot_layers is None
@@ -111,7 +122,7 @@ def run_sweep(quick: bool = False, pivot_layers: list[int] | None = None, alphas
     plan = replace(plan, steps=steps or plan.steps, eval_limit=eval_limit or plan.eval_limit)
     out = Path(out_dir or ("runs/sweep-quick" if quick else "runs/sweep"))
     mark_output(claim_output_dir(out, "sweep", force=force), "sweep")
-    with StudyConsole(out / LOG_FILE, runs=len(grid) * seeds + (seeds if baseline else 0), verbose=verbose,
+    with StudyConsole(out / LOG_FILE, runs=(len(grid) + len(references)) * seeds, verbose=verbose,
                       name="sweep") as console:
         console.stage("world/base", note="built once, then read from the cache")
         t0 = time.perf_counter()
@@ -119,27 +130,27 @@ def run_sweep(quick: bool = False, pivot_layers: list[int] | None = None, alphas
         timings = {"world_and_base_s": round(time.perf_counter() - t0, 1)}
         eval_langs = ["en", *languages]
 
-        def fit(method: str, name: str, seed: int, prom: dict | None = None) -> dict:
-            """Train one run on the demo's road, evaluate it through the harness; its headline scores."""
-            run_dir = out / f"{name}-seed{seed}"
-            console.stage("train", name, seed, steps=plan.steps)
-            raw = run_config(paths, method, languages, seed, run_dir, plan)
+        def job(method: str, name: str, seed: int, prom: dict | None = None) -> Job:
+            """One run on the demo's road: its config (the grid point's PROM settings), trained and evaluated."""
+            raw = run_config(paths, method, languages, seed, out / f"{name}-seed{seed}", plan)
             if prom:
                 raw.setdefault("prom", {}).update(prom)
             # the demo logs gradient interference for its claim 2; the sweep reports scores only, so it skips that
             # extra compute (it does not change training)
             raw.pop("interference", None)
-            headline, timings[run_dir.name] = train_and_evaluate(raw, paths.world, eval_langs, plan, console)
-            console.run_done()
-            return headline
+            return Job((name, seed), run_one, (raw, paths.world, eval_langs, plan, languages, world_cfg.seed, None))
 
         method = "prom" if regulation else "prom-noreg"
-        rows = []
+        names = [f"{method}-{point.name}" for point in grid]
+        jobs = [job(method, name, seed, asdict(point)) for name, point in zip(names, grid) for seed in range(seeds)]
+        jobs += [job(ref, ref, seed) for ref in references for seed in range(seeds)]
         console.first_run()
-        for i, point in enumerate(grid):
-            log.info("sweep setting %d/%d: %s %s", i + 1, len(grid), method, point.name)
-            name = f"{method}-{point.name}"
-            per_seed = [fit(method, name, seed, asdict(point)) for seed in range(seeds)]
+        results = run_jobs(jobs, console, jobs_n or default_jobs(len(jobs)))
+        for (name, seed), (_, run_timings) in results.items():
+            timings[f"{name}-seed{seed}"] = run_timings
+        rows = []
+        for name, point in zip(names, grid):
+            per_seed = [results[(name, seed)][0] for seed in range(seeds)]
             lambdas_t = None
             if regulation:   # what the probe made of λ for each language (it may differ with the pivot layer)
                 lambdas_t = [json.loads((out / f"{name}-seed{s}" / "regulation.json").read_text())
@@ -147,16 +158,16 @@ def run_sweep(quick: bool = False, pivot_layers: list[int] | None = None, alphas
             rows.append({"name": name, "method": method, **asdict(point),
                          "runs": [f"{name}-seed{s}" for s in range(seeds)], "lambda_per_language": lambdas_t,
                          "scores": per_seed, **point_stats(per_seed, languages)})
-        reference = None
-        if baseline:
-            per_seed = [fit("xllama", "xllama", seed) for seed in range(seeds)]
-            reference = {"name": "xllama", "method": "xllama", "runs": [f"xllama-seed{s}" for s in range(seeds)],
-                         "scores": per_seed, **point_stats(per_seed, languages)}
+        reference_rows = []
+        for ref in references:
+            per_seed = [results[(ref, seed)][0] for seed in range(seeds)]
+            reference_rows.append({"name": ref, "method": ref, "runs": [f"{ref}-seed{s}" for s in range(seeds)],
+                                   "scores": per_seed, **point_stats(per_seed, languages)})
 
         console.stage("report")
         summary = {"world": world_cfg.to_dict(), "world_hash": world_cfg.config_hash(), "plan": plan.__dict__,
                    "languages": languages, "seeds": seeds, "regulation": regulation, "grid": values, "rows": rows,
-                   "reference": reference}
+                   "references": reference_rows}
         header, table_rows, best = sweep_table(summary)
         summary["best"] = rows[best]["name"]
         timings["total_s"] = round(time.perf_counter() - started, 1)
