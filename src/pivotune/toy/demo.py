@@ -199,16 +199,17 @@ def train_and_evaluate(raw: dict, world: Path, eval_langs: list[str], plan: Demo
     return toy_headline(res), {"train_s": round(t1 - t0, 1), "eval_s": round(t2 - t1, 1)}
 
 
-def run_one(raw: dict, world: Path, eval_langs: list[str], plan: DemoPlan, languages: list[str], world_seed: int,
-            pivot_layer: int | None, console: StudyConsole) -> tuple[dict, dict]:
+def run_one(raw: dict, label: str, world: Path, eval_langs: list[str], plan: DemoPlan, languages: list[str],
+            world_seed: int, pivot_layer: int | None, console: StudyConsole) -> tuple[dict, dict]:
     """One run of the study: train and evaluate (:func:`train_and_evaluate`), then the logit lens of a causal LM
     after training at the base's pivot layer (not LinguaLIFT's bridge; none where ``pivot_layer`` is None).
-    Returns (headline scores, timings)."""
+    ``label`` names the run on the console (the method, or a sweep's setting). Returns (headline scores,
+    timings)."""
     method, seed, run_dir = raw["method"], raw["seed"], Path(raw["output_dir"])
-    console.stage("train", method, seed, steps=plan.steps)
+    console.stage("train", label, seed, steps=plan.steps)
     headline, timings = train_and_evaluate(raw, world, eval_langs, plan, console)
     if pivot_layer is not None and METHODS[method].causal_lm:
-        console.stage("probe", method, seed)
+        console.stage("probe", label, seed)
         _, timings["probe_s"] = probe_lens(run_dir / "model", run_dir / "probe-after", world, languages, world_seed,
                                            pivot_layer)
     return headline, timings
@@ -275,7 +276,7 @@ def _study(console: StudyConsole, world_cfg: WorldConfig, plan: DemoPlan, langua
     eval_langs = ["en", *languages]
     # the run configs are written here, before any run starts (LinguaLIFT's toy encoder is installed once)
     jobs = [Job((method, seed), run_one, (run_config(paths, method, languages, seed, out / f"{method}-seed{seed}",
-                                                     plan), paths.world, eval_langs, plan, languages,
+                                                     plan), method, paths.world, eval_langs, plan, languages,
                                           world_cfg.seed, base_lens["pivot_layer"]))
             for method in methods for seed in range(seeds)]
     console.first_run()

@@ -138,7 +138,8 @@ def run_sweep(quick: bool = False, pivot_layers: list[int] | None = None, alphas
             # the demo logs gradient interference for its claim 2; the sweep reports scores only, so it skips that
             # extra compute (it does not change training)
             raw.pop("interference", None)
-            return Job((name, seed), run_one, (raw, paths.world, eval_langs, plan, languages, world_cfg.seed, None))
+            return Job((name, seed), run_one, (raw, name, paths.world, eval_langs, plan, languages, world_cfg.seed,
+                                               None))
 
         method = "prom" if regulation else "prom-noreg"
         names = [f"{method}-{point.name}" for point in grid]
