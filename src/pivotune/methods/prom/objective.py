@@ -13,6 +13,8 @@
 * Logits exist only for supervised positions, ``prom.chunk_size`` at a time; with
   ``prom.recompute_logits`` each chunk's logits are recomputed in the backward pass instead of kept
   (torch.utils.checkpoint per chunk), so at most one chunk of logits is alive. Gradients are exact.
+* Each row's own loss summed over its tokens (English rows: CE_α at the pivot head; the others: CE at the
+  final layer; unweighted) comes back with the loss (``RowLosses``), for the per-role and per-language log.
 
 λ of English rows (the multi-language rule). PROM's λ belongs to a *target language* (the regulation sets
 λ_t = 0 for a language whose logit lens shows no English pivot at layer n), but the English instructions
