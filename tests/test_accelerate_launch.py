@@ -345,7 +345,8 @@ def one_process(tiny_model_dir, data, tmp_path_factory):
 def test_two_processes_end_with_one_process_weights(launcher, method, tiny_model_dir, data, tmp_path, one_process):
     """2 processes × BATCH rows per step = one process × 2·BATCH rows: accelerate hands rank r the batches
     r, r+2, ... of the one sampler order, so each step holds the same rows in both runs, and the loss is
-    normalised over the step's tokens on all ranks; losses and final weights agree to roundoff."""
+    normalised over the step's tokens on all ranks; losses (per role and language too) and final weights agree to
+    roundoff."""
     config = _run_config(method, tiny_model_dir, data, tmp_path / "run", probe=False)
     cmd = {"accelerate": _accelerate(*DDP), "accelerate-fsdp": _accelerate(*FSDP),
            "torchrun": [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
@@ -355,6 +356,13 @@ def test_two_processes_end_with_one_process_weights(launcher, method, tiny_model
     got = _weights(tmp_path / "run")
     assert len(_losses(meta)) == len(_losses(ref_meta)) == meta["steps"]
     assert torch.allclose(_losses(meta), _losses(ref_meta), rtol=0, atol=1e-5)
+    for group in ("role", "lang"):   # per role and language: over both ranks' rows, as in one process
+        ours, theirs = meta["losses"][group], ref_meta["losses"][group]
+        assert ours.keys() == theirs.keys() and ours
+        for k in theirs:
+            assert [v is None for v in ours[k]] == [v is None for v in theirs[k]], k
+            torch.testing.assert_close(torch.tensor([v for v in ours[k] if v is not None]),
+                                       torch.tensor([v for v in theirs[k] if v is not None]), rtol=0, atol=1e-5)
     assert got.keys() == ref.keys()
     for k in ref:
         assert torch.allclose(got[k], ref[k], rtol=0, atol=1e-5), (k, (got[k] - ref[k]).abs().max())

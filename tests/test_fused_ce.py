@@ -153,7 +153,7 @@ def test_fused_call_matches_the_chunked_path(lm, token_weights):
         loss.backward()
         return loss.detach(), raw.grad.clone(), head.proj.weight.grad.clone()
 
-    chunked = run(lambda: chunked_head_ce(lambda x: head(x, info), raw, targets, weights, alpha=0.1, chunk_size=3))
+    chunked = run(lambda: chunked_head_ce(lambda x: head(x, info), raw, targets, weights, alpha=0.1, chunk_size=3)[0])
     fused = run(lambda: fused_head_ce(LinearHead.pivot(head, info), raw, targets, weights, label_smoothing=0.1,
                                       token_weights=token_weights, _kernel=reference_kernel))
     for a, b in zip(chunked, fused):
@@ -198,7 +198,7 @@ def test_liger_matches_the_chunked_path_on_cuda(token_weights):
         loss.backward()
         return loss.detach(), h.grad.clone(), proj.weight.grad.clone()
 
-    chunked = run(lambda: chunked_head_ce(head.logits, h, targets, weights, alpha=0.1, chunk_size=128))
+    chunked = run(lambda: chunked_head_ce(head.logits, h, targets, weights, alpha=0.1, chunk_size=128)[0])
     fused = run(lambda: fused_head_ce(head, h, targets, weights, label_smoothing=0.1, token_weights=token_weights))
     for a, b in zip(chunked, fused):
         assert torch.allclose(a, b, atol=1e-4, rtol=1e-3)

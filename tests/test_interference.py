@@ -173,3 +173,4 @@ def test_training_with_the_callback_gives_identical_weights(tiny_model_dir, tmp_
     history = json.loads((tmp_path / "on" / "run.json").read_text())["log_history"]
     steps = [h["step"] for h in history if "interference/en~tgt:el" in h]
     assert steps == [0, 1, 2, 3]
+    assert [h["step"] for h in history if "loss" in h] == [1, 2, 3]   # a measurement keeps the step's loss log

@@ -15,7 +15,7 @@ from pivotune.data.records import Sample
 from pivotune.errors import ConfigError, PivotuneError
 from pivotune.models.pivot_head import default_pivot_layer, load_pivot_head
 from pivotune.methods import run_objective
-from pivotune.objectives.base import weighted_token_ce
+from pivotune.objectives.base import ROW_LOSSES, supervised_targets, weighted_token_ce
 from pivotune.methods.prom.objective import english_lambda
 from pivotune.train.run import train
 
@@ -172,6 +172,26 @@ def test_chunk_size_and_recompute_do_not_change_loss_or_grads(tokenizer):
         results.append(_loss_and_grads(lambda o=obj, m=pm: o.loss(m, batch, o.normalizers(batch))[0], pm))
     for r in results[1:]:
         _assert_same(results[0], r, atol=1e-12)
+
+
+def test_row_losses_agree_on_every_path_and_skip_english_rows_at_lambda_zero(tokenizer):
+    """Each row's summed loss and token count are the same chunked or not and with every rank running the same
+    modules; with λ_e = 0 English rows, never run, count no token."""
+    batch = _batch(tokenizer, BATCHES["mixed"])
+    rows = []
+    for chunk, same_modules in [(1, False), (100_000, False), (7, True)]:
+        obj, pm = _objective(tokenizer, chunk_size=chunk)
+        obj = obj.for_sharded_training() if same_modules else obj
+        rows.append(obj.loss(pm, batch, obj.normalizers(batch))[1][ROW_LOSSES])
+    assert rows[0].tokens.tolist() == supervised_targets(batch["labels"]).sum(1).tolist()
+    for r in rows[1:]:
+        torch.testing.assert_close(r.sums, rows[0].sums)
+        assert r.tokens.tolist() == rows[0].tokens.tolist()
+    obj, pm = _objective(tokenizer, lambda_en=0.0)
+    zero = obj.loss(pm, batch, obj.normalizers(batch))[1][ROW_LOSSES]
+    en = batch["roles"].eq(EN)
+    assert zero.tokens[en].eq(0).all() and zero.sums[en].eq(0).all()
+    torch.testing.assert_close(zero.sums[~en], rows[0].sums[~en])
 
 
 def test_activation_checkpointing_gives_the_same_gradients(tokenizer):

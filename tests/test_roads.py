@@ -63,6 +63,30 @@ def test_interference_is_measured_or_refused(method, tiny_model_dir, files, tmp_
     assert any(f"interference/{a}~{b}" in h for h in trainer.state.log_history)
 
 
+#: methods whose batches are not rows of one role each (CLO: units of four sequences), so no loss per role
+NO_ROLE_LOSSES = {"clo"}
+
+
+@pytest.mark.parametrize("method", list(METHODS))
+def test_run_json_holds_the_loss_of_each_role_and_language(method, tiny_model_dir, files, tmp_path):
+    """run.json's ``losses`` has a value at every logging step for each of the method's roles and languages when
+    every batch holds them all (LinguaLIFT: its two stages one after the other), and none for CLO."""
+    raw = raw_config(method, tiny_model_dir, tmp_path / "run", files, per_device_batch_size=len(SAMPLES),
+                     save_steps=None)
+    train(load_config(base=raw), SAMPLES, save_checkpoints=False)
+    losses = json.loads((tmp_path / "run" / "run.json").read_text())["losses"]
+    if method in NO_ROLE_LOSSES:
+        assert losses is None
+        return
+    assert set(losses["role"]) == METHODS[method].roles
+    assert set(losses["lang"]) == {"en" if r == "en" else "xx" for r in METHODS[method].roles}   # cs: xx text
+    stages = [s.name for s in METHODS[method].road(load_config(base=raw)).stages()]
+    assert losses["steps"] == list(range(1, 2 * len(stages) + 1))   # 2 steps a stage, one after the other
+    assert losses.get("stage", stages * 2) == [name for name in stages for _ in range(2)]
+    for values in (*losses["role"].values(), *losses["lang"].values()):   # at both steps of its stage
+        assert len([v for v in values if v is not None and v > 0]) == 2, losses
+
+
 # ------------------------------------------------------------------------------------------ resume, guards, export
 
 def _last_stage_dir(method: str, run):

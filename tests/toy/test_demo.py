@@ -90,6 +90,13 @@ def test_quick_demo_end_to_end(quick_paths, tmp_path, monkeypatch, capsys):
         log = json.loads((out / f"{method}-seed0" / "interference.json").read_text())
         assert [r["step"] for r in log["records"]] == [0, 15, 30, 45, 60]   # quick plan: 60 steps, every 15
     assert not (out / "english-seed0" / "interference.json").exists()
+    # the loss per role and language, logged on the same road: in each run's run.json and drawn in the report
+    for method in ("english", "xllama", "prom"):
+        losses = json.loads((out / f"{method}-seed0" / "run.json").read_text())["losses"]
+        assert losses["steps"] == list(range(6, 61, 6))   # every logging step, interference steps included
+        assert ("tgt" in losses["role"]) == ("el" in losses["lang"]) == (method != "english")
+    assert "## Training loss by role and language" in page
+    assert (out / "report" / "figures" / "training_losses.png").exists()
     claim2 = next(line for line in page.splitlines() if "Claim 2" in line)
     if regulation["lambda_per_language"]["el"] > 0:
         assert "not measured" not in claim2 and "(prom, 5 points; xllama, 5 points;" in claim2

@@ -37,6 +37,7 @@ class Run:
     probe: dict | None = None                  # probe/probe.json (PROM)
     lens_figures: list[Path] = field(default_factory=list)
     interference: dict | None = None           # interference.json logged during training
+    losses: dict | None = None                 # run.json's loss per role and language over the logging steps
     harness: dict | None = None                # eval/results.json (lm-eval-harness format)
 
 
@@ -77,6 +78,10 @@ def read_run(path: Path) -> Run:
         run.lens_figures = sorted((path / "probe").glob("lens_*.png"))
     if (path / "interference.json").is_file():
         run.interference = read_json_object(path / "interference.json")
+    if (path / "run.json").is_file():
+        from .losses import check_series
+
+        run.losses = check_series(path / "run.json", read_json_object(path / "run.json").get("losses"))
     harness = path / "eval" / "results.json"
     if harness.is_file():
         res = read_json_object(harness)
@@ -158,9 +163,9 @@ def read_inputs(inputs: list[str | Path]) -> Study:
                                 f"harness results.json, a sweep's sweep.json, or a run directory with config.yaml); "
                                 "run `pivotune demo`, `pivotune sweep` or `pivotune train`/`pivotune eval` first.")
     if not study.scores and not study.harness and not study.sweeps and not any(
-            r.regulation or r.interference for r in study.runs):
-        raise PivotuneError(f"{', '.join(map(str, inputs))}: no scores, harness results, regulation decisions "
-                            "or interference logs to report.")
+            r.regulation or r.interference or r.losses for r in study.runs):
+        raise PivotuneError(f"{', '.join(map(str, inputs))}: no scores, harness results, regulation decisions, "
+                            "interference logs or training losses to report.")
     return study
 
 

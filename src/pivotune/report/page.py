@@ -20,6 +20,7 @@ from .differences import WIN_RULE, difference_table, win_lose
 from .findings import findings
 from .generations import CONFUSION_NOTE, CONFUSION_TITLE, generation_tables
 from .lens import lens_blocks, lens_findings
+from .losses import loss_blocks
 from .sweep import sweep_blocks, sweep_finding
 
 HTML_FILE, MD_FILE, FIG_DIR = "report.html", "report.md", "figures"
@@ -139,7 +140,7 @@ def build_blocks(study: Study, baseline: str, figures: Path) -> list[tuple]:
             *_results_blocks(study, baseline), *_generation_blocks(study),
             *sweep_blocks(study.sweeps, study.sweep_items), *_harness_blocks(study, baseline),
             *_regulation_blocks(study, figures), *lens_blocks(study, figures), *_interference_blocks(study, figures),
-            *_config_blocks(study)]
+            *loss_blocks(study.runs, figures, FIG_DIR), *_config_blocks(study)]
 
 
 def to_markdown(blocks: list[tuple], title: str) -> str:
@@ -222,7 +223,8 @@ def add_parser(sub) -> None:
                                    "differences from --baseline with 95 % paired bootstrap intervals (a win or "
                                    "loss only where the interval excludes zero), language confusion (line and "
                                    "word pass rates) per method and language, toy-FLORES chrF++/BLEU, regulation "
-                                   "decisions and pivot-layer suggestions, logit-lens and interference figures, "
+                                   "decisions and pivot-layer suggestions, logit-lens and interference figures, the "
+                                   "training loss per role and language over steps, "
                                    "each run's configuration, and a `pivotune sweep` directory's table (Table 4). "
                                    "OUT is replaced as a whole: it must be new, empty or an earlier report (or "
                                    "--force), and never a RUN or a directory holding one.",

@@ -91,7 +91,9 @@ class InterferenceCallback(TrainerCallback):
 
     def on_step_end(self, args, state, control, model=None, **kwargs):
         if state.is_world_process_zero and state.global_step % self.every == 0:
+            should_log = control.should_log   # logging resets it: the step's training loss is still to be logged
             self.measure(model, state.global_step)
+            control.should_log = should_log
 
 
 def attach_interference(trainer, cfg, encoded, lang_ids: dict[str, int], pad_token_id: int,

@@ -21,7 +21,9 @@ Run directory layout::
     RUN/.pivotune-lock     held while a run uses RUN (:mod:`pivotune.train.rundir`)
     RUN/.pivotune-output.json  marks RUN as a pivotune run
     RUN/config.yaml        the validated config (as the run used it: PROM's regulated λ included)
-    RUN/run.json           data counts, truncations, steps, final loss, versions; written last
+    RUN/run.json           data counts, truncations, steps, final loss, the loss per role and language over the
+                           logging steps (``losses``: :func:`pivotune.train.losses.loss_series`), versions; written
+                           last
     RUN/checkpoint-*/      Trainer checkpoints (safetensors, optimizer, RNG); the last step's finishes a run
                            killed while writing its final outputs (--resume), or exports directly
     RUN/<stage>/           a method with several stages: each stage's checkpoints (LinguaLIFT: stage1/, stage2/)
@@ -57,6 +59,7 @@ from .guards import (
     training_guards,
     write_failures_reported,
 )
+from .losses import joined_series, loss_series
 from .resume import RUN_INFO, finished_record, remove_partials
 from .rundir import is_main_process, run_directory
 
@@ -173,6 +176,8 @@ def _run(road: Road, run_dir: Path, samples: list[Sample] | None, *, save_checkp
             model = model.lm   # the next stage (if any) starts from the LM, its objective wraps it again
     last = stages[-1]
     extra = {**road.report(), **(reports[last.name] if last.report_key is None else reports)}
+    if last.report_key is not None:   # several stages: their losses on one step axis too
+        extra["losses"] = joined_series([(name, r.get("losses"), r.get("steps") or 0) for name, r in reports.items()])
     save_run(trainer, cfg, run_dir, {**extra, "seconds": round(time.time() - started, 2)}, write_model=last.final)
     return trainer
 
@@ -197,12 +202,14 @@ def _train_stage(road: Road, stage: Stage, model, units, args, run_dir: Path, ch
     log.info("%s: training %d of %d parameters", stage.name, counts["trainable_parameters"], counts["total_parameters"])
     trainer = PivotuneTrainer(model=model, args=args, train_dataset=IndexedDataset(EncodedDataset(units.items)),
                               data_collator=IndexedCollator(units.collator), processing_class=units.tokenizer,
-                              objective=objective, **training_guards(checkpoint, units.fingerprint, units.describe))
+                              objective=objective, languages=units.lang_ids,
+                              **training_guards(checkpoint, units.fingerprint, units.describe))
     if cfg.interference.every:   # accepted only for methods whose objective it can measure (the config refuses)
         attach_interference(trainer, cfg, units.interference, units.lang_ids, units.tokenizer.pad_token_id,
                             stage_dir)
     result = guarded_train(trainer, stage_dir, checkpoint)
     report = {**units.report, **report, **counts, "train_loss": result.training_loss,
+              "losses": loss_series(trainer.state.log_history),
               "steps": trainer.state.global_step, "resumed_from": checkpoint.name if checkpoint is not None else None,
               **objective.describe(trainer.model)}
     if stage.report_key is not None:

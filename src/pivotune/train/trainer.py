@@ -11,7 +11,9 @@ LinguaLIFT's bridge) is checkpointed through its ``save_parts`` / ``load_parts``
 directory: PROM's LM files with the head beside them, the bridge's parts in its own format.
 
 The guards (:mod:`pivotune.train.guards`: atomic checkpoints, the non-finite loss guard) come in through the
-constructor; the objective is asked for its sharded form, never changed.
+constructor; the objective is asked for its sharded form, never changed. Each log of the mixed ``loss`` carries
+the loss per role and per language since the last one (:mod:`pivotune.train.losses`), from the rows' losses the
+objective returns.
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ from transformers import PrinterCallback, ProgressCallback, Trainer, TrainerCall
 
 from ..errors import PivotuneError
 from ..models.parts import ModelWithParts
+from ..objectives.base import ROW_LOSSES
+from .losses import LossBreakdown
 
 BATCH_KEYS = ("input_ids", "attention_mask", "labels", "roles", "langs", "weights")
 
@@ -48,10 +52,12 @@ def reporting_to(*callbacks: TrainerCallback) -> Iterator[None]:
 class PivotuneTrainer(Trainer):
     loss_is_scaled_for_ga = True
 
-    def __init__(self, *args, objective, checkpoints=None, loss_guard=None, **kwargs):
+    def __init__(self, *args, objective, checkpoints=None, loss_guard=None, languages: dict[str, int] | None = None,
+                 **kwargs):
         """``objective``: a :class:`pivotune.objectives.base.Objective`; ``checkpoints``: the run's
         :class:`~pivotune.train.resume.AtomicCheckpoints`; ``loss_guard``: its
-        :class:`~pivotune.train.guards.NonFiniteLossGuard` (both from :func:`pivotune.train.guards.training_guards`)."""
+        :class:`~pivotune.train.guards.NonFiniteLossGuard` (both from :func:`pivotune.train.guards.training_guards`);
+        ``languages``: the language ids the batches carry, for the per-language losses (none: English alone)."""
         super().__init__(*args, **kwargs)
         for reporter in _REPORTERS.get():
             self.remove_callback(PrinterCallback)
@@ -63,6 +69,7 @@ class PivotuneTrainer(Trainer):
                           else objective)
         self._step_norms: dict[str, torch.Tensor] | None = None
         self._pending_logs: dict | None = None   # the objective's extra metrics, merged into the next log
+        self.loss_breakdown = LossBreakdown(languages or {"en": 0})
         self.atomic_checkpoints = checkpoints
         self.loss_guard = loss_guard
         if loss_guard is not None:
@@ -86,6 +93,10 @@ class PivotuneTrainer(Trainer):
             # evaluation / prediction: normalise within this batch
             norms = {k: v.to(inputs["input_ids"].device) for k, v in self.objective.normalizers(inputs).items()}
         loss, logs = self.objective.loss(model, inputs, norms)
+        rows = logs.get(ROW_LOSSES)
+        logs = {k: v for k, v in logs.items() if k != ROW_LOSSES}
+        if rows is not None and self.model.training:
+            self.loss_breakdown.add(rows, inputs["roles"], inputs["langs"])
         if self.loss_guard is not None and self.model.training:
             self.loss_guard.observe(loss, inputs)
         if self.model.training and self.args.world_size > 1:
@@ -134,6 +145,9 @@ class PivotuneTrainer(Trainer):
         torch.save(self.args, os.path.join(output_dir, "training_args.bin"))
 
     def log(self, logs, *args, **kwargs):
+        if "loss" in logs:   # a training logging step: every rank logs it
+            reduce = ((lambda t: self.accelerator.reduce(t, reduction="sum")) if self.args.world_size > 1 else None)
+            logs = {**logs, **self.loss_breakdown.take(self.args.device, reduce)}
         if self._pending_logs and "loss" in logs:
             logs = {**logs, **{k: float(v) for k, v in self._pending_logs.items()}}
             self._pending_logs = None

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 
 from ...data.records import IGNORE_INDEX
-from ...objectives.base import Objective, weighted_token_ce
+from ...objectives.base import ROW_LOSSES, Objective, RowLosses, token_ce, weighted_sum
 
 
 class LinguaLiftObjective(Objective):
@@ -22,5 +22,6 @@ class LinguaLiftObjective(Objective):
     def loss(self, model, batch: dict, norms: dict[str, torch.Tensor]):
         out = model(enc_input_ids=batch["enc_input_ids"], enc_attention_mask=batch["enc_attention_mask"],
                     input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
-        return weighted_token_ce(out.logits, batch["labels"], batch["weights"], norms["tokens"].clamp(min=1),
-                                 shift=False), {}
+        ce = token_ce(out.logits, batch["labels"], shift=False)
+        loss = weighted_sum(ce, batch["weights"], norms["tokens"].clamp(min=1))
+        return loss, {ROW_LOSSES: RowLosses.of(ce, batch["labels"].ne(IGNORE_INDEX))}

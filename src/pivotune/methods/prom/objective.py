@@ -13,6 +13,8 @@
 * Logits exist only for supervised positions, ``prom.chunk_size`` at a time; with
   ``prom.recompute_logits`` each chunk's logits are recomputed in the backward pass instead of kept
   (torch.utils.checkpoint per chunk), so at most one chunk of logits is alive. Gradients are exact.
+* Each row's own loss summed over its tokens (English rows: CE_α at the pivot head; the others: CE at the
+  final layer; unweighted) comes back with the loss (``RowLosses``), for the per-role and per-language log.
 
 λ of English rows (the multi-language rule). PROM's λ belongs to a *target language* (the regulation sets
 λ_t = 0 for a language whose logit lens shows no English pivot at layer n), but the English instructions
@@ -41,7 +43,7 @@ from ...data.records import ROLE_IDS
 from ...errors import PivotuneError
 from ...models.arch import arch_info, truncated_forward, unembed_logits, unwrap
 from ...models.pivot_head import PivotedModel, PivotHead, resolve_pivot_layer
-from ...objectives.base import Objective, supervised_targets
+from ...objectives.base import ROW_LOSSES, Objective, RowLosses, supervised_targets
 
 EN = ROLE_IDS["en"]
 
@@ -56,28 +58,32 @@ def english_lambda(lambda_en: float, languages: list[str] | None = None,
     return float(sum(per.get(t, lambda_en) for t in targets) / len(targets))
 
 
-def _chunk_ce(head_fn, h, targets, w, alpha: float) -> torch.Tensor:
+def _chunk_ce(head_fn, h, targets, w, alpha: float) -> tuple[torch.Tensor, torch.Tensor]:
     logits = head_fn(h)
     if logits.dtype in (torch.float16, torch.bfloat16):
         logits = logits.float()   # the loss in at least float32, as in sft
     ce = F.cross_entropy(logits, targets, reduction="none", label_smoothing=alpha)
-    return (ce * w.to(ce.dtype)).sum()
+    return (ce * w.to(ce.dtype)).sum(), ce.detach()
 
 
 def chunked_head_ce(head_fn, hidden: torch.Tensor, targets: torch.Tensor, weights: torch.Tensor, *,
-                    alpha: float = 0.0, chunk_size: int = 2048, recompute: bool = True) -> torch.Tensor:
+                    alpha: float = 0.0, chunk_size: int = 2048,
+                    recompute: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
     """Σ_i w_i · CE_α(head_fn(hidden[i]), targets[i]) over rows of ``hidden`` [M, H], ``chunk_size`` rows
-    at a time. With ``recompute`` (and grad enabled) a chunk's logits are not kept for backward."""
+    at a time, and each row's CE_α (unweighted, detached: [M]). With ``recompute`` (and grad enabled) a chunk's
+    logits are not kept for backward."""
     total = hidden.new_zeros((), dtype=torch.promote_types(hidden.dtype, torch.float32))
     use_ckpt = recompute and torch.is_grad_enabled()
+    each = []
     for s in range(0, hidden.shape[0], chunk_size):
         args = (hidden[s:s + chunk_size], targets[s:s + chunk_size], weights[s:s + chunk_size])
         if use_ckpt:
-            part = checkpoint(_chunk_ce, head_fn, *args, alpha, use_reentrant=False)
+            part, ce = checkpoint(_chunk_ce, head_fn, *args, alpha, use_reentrant=False)
         else:
-            part = _chunk_ce(head_fn, *args, alpha)
+            part, ce = _chunk_ce(head_fn, *args, alpha)
         total = total + part
-    return total
+        each.append(ce)
+    return total, (torch.cat(each) if each else total.new_zeros(0))
 
 
 def _trim(batch: dict, rows: torch.Tensor) -> dict:
@@ -91,12 +97,34 @@ def _trim(batch: dict, rows: torch.Tensor) -> dict:
 
 
 def _gather(hidden: torch.Tensor, sub: dict):
-    """Hidden states at supervised positions (position t predicts label t+1), their targets, weights."""
+    """Hidden states at supervised positions (position t predicts label t+1), their targets, weights, and the
+    [R, T-1] mask of those positions."""
     sel = supervised_targets(sub["labels"])
     h = hidden[:, :-1][sel]
     targets = sub["labels"][:, 1:][sel]
     w = sub["weights"][:, None].expand_as(sel)[sel]
-    return h, targets, w
+    return h, targets, w, sel
+
+
+class _RowSums:
+    """The batch's :class:`RowLosses`, filled term by term from each term's per-position losses."""
+
+    def __init__(self, batch: dict):
+        self.labels = batch["labels"]
+        self.sums: torch.Tensor | None = None   # in the terms' loss dtype (at least float32)
+        self.tokens = self.labels.new_zeros(self.labels.shape[0])
+
+    def put(self, rows: torch.Tensor, each: torch.Tensor, sel: torch.Tensor) -> None:
+        """``rows`` (indices or a mask) of the batch, whose supervised positions ``sel`` had losses ``each``."""
+        if self.sums is None:
+            self.sums = self.labels.new_zeros(self.labels.shape[0], dtype=each.dtype)
+        per_position = sel.new_zeros(sel.shape, dtype=each.dtype).masked_scatter(sel, each)   # no device sync
+        self.sums[rows] = per_position.sum(1)
+        self.tokens[rows] = sel.sum(1)
+
+    def result(self) -> RowLosses:
+        sums = self.sums if self.sums is not None else self.labels.new_zeros(self.labels.shape[0], dtype=torch.float32)
+        return RowLosses(sums, self.tokens)
 
 
 class PromObjective(Objective):
@@ -151,16 +179,18 @@ class PromObjective(Objective):
             raise PivotuneError("The prom objective needs the model from PromObjective.prepare_model (the LM with "
                                 "its pivot head), got " + type(model).__name__ + ".")
         out = model(batch, norms, self.compute)
-        logs = {k: v for k, v in out.items() if k != "loss"}
+        logs = {k: v for k, v in out.items() if k not in ("loss", ROW_LOSSES)}
         # per-step diagnostics: the trainer gives every micro-batch of a step the same norms dict
         if norms is not self._step_key:
             self._step_key, self._step_logs = norms, {}
         for k, v in logs.items():
             self._step_logs[k] = self._step_logs.get(k, 0) + v
-        return out["loss"], {**self._step_logs, "lambda_english_rows": torch.tensor(self.lambda_e)}
+        return out["loss"], {**self._step_logs, "lambda_english_rows": torch.tensor(self.lambda_e),
+                             ROW_LOSSES: out[ROW_LOSSES]}
 
     def compute(self, pm: PivotedModel, batch: dict, norms: dict) -> dict[str, torch.Tensor]:
-        """Runs inside ``PivotedModel.forward`` (so inside DDP's forward): the loss and its two terms."""
+        """Runs inside ``PivotedModel.forward`` (so inside DDP's forward): the loss, its two terms and the rows'
+        losses (English rows: their pivot term's CE_α)."""
         if self.same_modules_every_rank:
             return self.compute_same_modules(pm, batch, norms)
         s = self.settings
@@ -168,16 +198,18 @@ class PromObjective(Objective):
         en = batch["roles"].eq(EN)
         loss = None
         logs: dict[str, torch.Tensor] = {}
+        row_sums = _RowSums(batch)
 
         en_rows = en.nonzero().squeeze(1)
         if self.lambda_e > 0 and en_rows.numel():
             sub = _trim(batch, en_rows)
             _, raw = truncated_forward(lm, sub["input_ids"], sub["attention_mask"], pm.pivot_layer,
                                        info=info, return_raw=True)
-            h, targets, w = _gather(raw, sub)
+            h, targets, w, sel = _gather(raw, sub)
             head = pm.pivot_head
-            total = chunked_head_ce(lambda x: head(x, info), h, targets, w, alpha=s.label_smoothing,
-                                    chunk_size=s.chunk_size, recompute=s.recompute_logits)
+            total, each = chunked_head_ce(lambda x: head(x, info), h, targets, w, alpha=s.label_smoothing,
+                                          chunk_size=s.chunk_size, recompute=s.recompute_logits)
+            row_sums.put(en_rows, each, sel)
             term = total / norms["en"].clamp(min=1)
             logs["pivot_ce"] = term.detach()
             loss = self.lambda_e * term
@@ -186,9 +218,10 @@ class PromObjective(Objective):
         if tgt_rows.numel():
             sub = _trim(batch, tgt_rows)
             normed = truncated_forward(lm, sub["input_ids"], sub["attention_mask"], info.num_layers, info=info)
-            h, targets, w = _gather(normed, sub)
-            total = chunked_head_ce(lambda x: unembed_logits(info, x), h, targets, w, alpha=0.0,
-                                    chunk_size=s.chunk_size, recompute=s.recompute_logits)
+            h, targets, w, sel = _gather(normed, sub)
+            total, each = chunked_head_ce(lambda x: unembed_logits(info, x), h, targets, w, alpha=0.0,
+                                          chunk_size=s.chunk_size, recompute=s.recompute_logits)
+            row_sums.put(tgt_rows, each, sel)
             term = total / norms["final"].clamp(min=1)
             logs["final_ce"] = term.detach()
             loss = term if loss is None else loss + term
@@ -198,7 +231,7 @@ class PromObjective(Objective):
             # that under DDP an autograd hook fires and the reducer joins the other ranks' all-reduce.
             p = next(p for p in pm.parameters() if p.requires_grad)
             loss = p.reshape(-1)[0].float() * 0.0
-        return {"loss": loss, **logs}
+        return {"loss": loss, **logs, ROW_LOSSES: row_sums.result()}
 
 
     def compute_same_modules(self, pm: PivotedModel, batch: dict, norms: dict) -> dict[str, torch.Tensor]:
@@ -225,6 +258,7 @@ class PromObjective(Objective):
         head = pm.pivot_head
         loss = (head(raw[:1, :1], info).sum() + unembed_logits(info, final[:1, :1]).sum()) * 0.0
         logs: dict[str, torch.Tensor] = {}
+        row_sums = _RowSums(batch)
         en = batch["roles"].eq(EN)
         for name, rows, hidden, fn, alpha, lam in (
                 ("pivot_ce", en, raw, lambda x: head(x, info), s.label_smoothing, self.lambda_e),
@@ -232,13 +266,14 @@ class PromObjective(Objective):
             if lam == 0 or not rows.any():
                 continue
             sub = {"labels": batch["labels"][rows], "weights": batch["weights"][rows]}
-            h, targets, w = _gather(hidden[rows], sub)
-            total = chunked_head_ce(fn, h, targets, w, alpha=alpha, chunk_size=s.chunk_size,
-                                    recompute=s.recompute_logits)
+            h, targets, w, sel = _gather(hidden[rows], sub)
+            total, each = chunked_head_ce(fn, h, targets, w, alpha=alpha, chunk_size=s.chunk_size,
+                                          recompute=s.recompute_logits)
+            row_sums.put(rows, each, sel)
             term = total / norms["en" if name == "pivot_ce" else "final"].clamp(min=1)
             logs[name] = term.detach()
             loss = loss + lam * term
-        return {"loss": loss, **logs}
+        return {"loss": loss, **logs, ROW_LOSSES: row_sums.result()}
 
 
 def _unwrap_pivoted(model):

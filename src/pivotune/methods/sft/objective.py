@@ -9,7 +9,15 @@ from __future__ import annotations
 
 import torch
 
-from ...objectives.base import Objective, count_supervised, weighted_token_ce
+from ...objectives.base import (
+    ROW_LOSSES,
+    Objective,
+    RowLosses,
+    count_supervised,
+    supervised_targets,
+    token_ce,
+    weighted_sum,
+)
 
 
 class SFTObjective(Objective):
@@ -20,4 +28,6 @@ class SFTObjective(Objective):
 
     def loss(self, model, batch: dict, norms: dict[str, torch.Tensor]):
         out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False)
-        return weighted_token_ce(out.logits, batch["labels"], batch["weights"], norms["tokens"].clamp(min=1)), {}
+        ce = token_ce(out.logits, batch["labels"])
+        loss = weighted_sum(ce, batch["weights"], norms["tokens"].clamp(min=1))
+        return loss, {ROW_LOSSES: RowLosses.of(ce, supervised_targets(batch["labels"]))}
