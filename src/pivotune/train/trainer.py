@@ -48,10 +48,12 @@ def reporting_to(*callbacks: TrainerCallback) -> Iterator[None]:
 class PivotuneTrainer(Trainer):
     loss_is_scaled_for_ga = True
 
-    def __init__(self, *args, objective, checkpoints=None, loss_guard=None, **kwargs):
+    def __init__(self, *args, objective, checkpoints=None, loss_guard=None, new_rows=None, **kwargs):
         """``objective``: a :class:`pivotune.objectives.base.Objective`; ``checkpoints``: the run's
         :class:`~pivotune.train.resume.AtomicCheckpoints`; ``loss_guard``: its
-        :class:`~pivotune.train.guards.NonFiniteLossGuard` (both from :func:`pivotune.train.guards.training_guards`)."""
+        :class:`~pivotune.train.guards.NonFiniteLossGuard` (both from :func:`pivotune.train.guards.training_guards`);
+        ``new_rows``: a vocabulary extension's :class:`~pivotune.vocab.run.NewRowGroup`, its own optimizer group."""
+        self.new_rows = new_rows
         super().__init__(*args, **kwargs)
         for reporter in _REPORTERS.get():
             self.remove_callback(PrinterCallback)
@@ -68,6 +70,18 @@ class PivotuneTrainer(Trainer):
         if loss_guard is not None:
             loss_guard.trainer = self   # it reduces its flag over the ranks through this trainer's accelerator
             self.add_callback(loss_guard)
+
+    def create_optimizer(self, model=None):
+        """The stock optimizer, with the new vocabulary rows' parameters (if any) in a group of their own."""
+        if self.optimizer is not None or self.new_rows is None:
+            return super().create_optimizer(model)
+        optimizer = super().create_optimizer(model)
+        own = {id(p) for p in self.new_rows.params}
+        for group in optimizer.param_groups:   # no step taken yet: moving a parameter loses no optimizer state
+            group["params"] = [p for p in group["params"] if id(p) not in own]
+        optimizer.add_param_group({"params": list(self.new_rows.params), "lr": self.new_rows.lr,
+                                   "weight_decay": self.new_rows.weight_decay})
+        return optimizer
 
     def get_batch_samples(self, epoch_iterator, num_batches, device):
         batch_samples, num_items = super().get_batch_samples(epoch_iterator, num_batches, device)

@@ -19,7 +19,7 @@ from ..models.arch import arch_info, input_embeddings, unwrap
 from .init import NewRows
 
 
-def _matrices(model: nn.Module) -> list[nn.Parameter]:
+def embedding_matrices(model: nn.Module) -> list[nn.Parameter]:
     """The input embedding and (when untied) the output embedding weight."""
     emb, unembed = input_embeddings(model).weight, arch_info(model).unembed.weight
     return [emb] if unembed is emb else [emb, unembed]
@@ -28,7 +28,7 @@ def _matrices(model: nn.Module) -> list[nn.Parameter]:
 def freeze_old_rows(model: nn.Module, rows: NewRows) -> list[torch.utils.hooks.RemovableHandle]:
     """Make the embedding matrices trainable with every old row's gradient zeroed; returns the hooks."""
     handles = []
-    for weight in _matrices(model):
+    for weight in embedding_matrices(model):
         mask = torch.zeros(weight.shape[0], 1, dtype=weight.dtype, device=weight.device)
         mask[list(rows.ids)] = 1
         weight.requires_grad_(True)
@@ -57,7 +57,7 @@ def new_row_parameters(model: nn.Module) -> list[nn.Parameter]:
               for p in m.trainable_tokens_delta.parameters() if p.requires_grad}
     if deltas:
         return list(deltas.values())
-    return [p for p in _matrices(model) if p.requires_grad]
+    return [p for p in embedding_matrices(model) if p.requires_grad]
 
 
 def with_new_row_group(groups: list[dict], model: nn.Module, *, embedding_lr: float,

@@ -1,0 +1,165 @@
+"""A run config's ``vocab:`` block: the run extends the tokenizer, resizes the model, trains the new rows with their
+own learning rate (old rows frozen where configured, or under LoRA), saves the extended tokenizer with its model,
+and refuses bad input with a clear error naming the key, before anything is written."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from road_cases import ENGLISH, MT, TARGET, raw_config
+
+from pivotune.config import load_config
+from pivotune.data.records import Sample
+from pivotune.errors import ConfigError, PivotuneError
+from pivotune.train.run import train
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+#: the road cases' target language written in Greek letters, a script the tiny tokenizer spells in bytes
+_GREEK = dict(zip("abcdefghijklmnopqrstuvwxyz", "αβψδεφγηιξκλμνοπρστθωϝςχυζ"))
+N_NEW = 12
+EMBEDDING_LR = 5e-2
+
+
+def greek(text: str) -> str:
+    return "".join(_GREEK.get(c, c) for c in text)
+
+
+def _in_greek(s: Sample) -> Sample:
+    if s.role == "mt":   # an English instruction and input, the target-language output
+        return Sample(**{**s.__dict__, "output": greek(s.output)})
+    return Sample(**{**s.__dict__, "instruction": greek(s.instruction), "input": greek(s.input),
+                     "output": greek(s.output)})
+
+
+SAMPLES = ENGLISH + [_in_greek(s) for s in TARGET + MT]
+
+
+def vocab_config(method: str, model_dir, out, files=None, *, vocab=None, **top):
+    raw = raw_config(method, model_dir, out, files or {}, max_steps=3, save_steps=None)
+    raw["vocab"] = {"n_new": N_NEW, "scripts": ["Grek"], **(vocab or {})}
+    return load_config(base={**raw, **top})
+
+
+def _rows(model):
+    return model.get_input_embeddings().weight.detach(), model.get_output_embeddings().weight.detach()
+
+
+def test_config_refuses_a_bad_vocab_block(tiny_model_dir, tmp_path):
+    """Latin script, a vocab block with no target text to learn from, and a misspelt key: each a ConfigError
+    naming the key."""
+    with pytest.raises(ConfigError, match=r"field vocab\.scripts.*Latin script"):
+        vocab_config("xllama", tiny_model_dir, tmp_path / "run", vocab={"scripts": ["Latn"]})
+    raw = raw_config("xllama", tiny_model_dir, tmp_path / "run", {})
+    english_only = {**raw, "data": [{"path": "en.jsonl", "role": "en", "lang": "en"}], "vocab": {"n_new": 5}}
+    with pytest.raises(ConfigError, match=r"field vocab\.corpus.*tgt/mt data"):
+        load_config(base=english_only)
+    with pytest.raises(ConfigError, match=r"Did you mean 'vocab\.embedding_lr'"):
+        load_config(base={**raw, "vocab": {"n_new": 5, "embeding_lr": 1e-3}})
+
+
+def test_full_fine_tuning_run_trains_new_rows_and_saves_the_extended_model(tiny_model_dir, tmp_path):
+    """xllama with vocab.freeze_old_rows: the saved model has the extended tokenizer and as many rows, every old
+    row of both matrices is the base model's, the new rows moved from their mean init, and run.json and
+    RUN/model/vocab_extension.json record the extension."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    out = tmp_path / "run"
+    cfg = vocab_config("xllama", tiny_model_dir, out, vocab={"freeze_old_rows": True, "embedding_lr": EMBEDDING_LR})
+    trainer = train(cfg, SAMPLES, save_checkpoints=False)
+    base_tok, base = AutoTokenizer.from_pretrained(tiny_model_dir), AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    tok, model = AutoTokenizer.from_pretrained(out / "model"), AutoModelForCausalLM.from_pretrained(out / "model")
+    n_old = len(base_tok)
+    assert len(tok) == n_old + N_NEW == model.get_input_embeddings().weight.shape[0]
+    for old, new in zip(_rows(base), _rows(model)):
+        assert torch.equal(new[:n_old], old)
+    groups = trainer.optimizer.param_groups
+    assert groups[-1]["lr"] == pytest.approx(EMBEDDING_LR) and groups[-1]["weight_decay"] == 0.0
+    english = [s.output for s in ENGLISH]
+    assert tok(english)["input_ids"] == base_tok(english)["input_ids"]
+    target = greek(" ".join(s.output for s in TARGET))
+    assert len(tok(target)["input_ids"]) < len(base_tok(target)["input_ids"])
+    record = json.loads((out / "model" / "vocab_extension.json").read_text())
+    assert record["new_tokens"] == N_NEW and record["scripts"] == ["Grek"]
+    assert json.loads((out / "run.json").read_text())["vocab"] == record
+    # the new rows moved from their initial values (the mean of their pieces' rows in the base model)
+    from pivotune.vocab.init import plan_new_rows
+
+    rows = plan_new_rows(base_tok, tok)
+    used = sorted(set(tok(target)["input_ids"]) & set(rows.ids))
+    init = torch.stack([_rows(base)[0][list(p)].mean(0) for i, p in zip(rows.ids, rows.sources) if i in used])
+    assert (_rows(model)[0][used] - init).abs().max() > 1e-3
+
+
+def test_lora_run_trains_new_rows_as_trainable_tokens_and_exports_a_plain_model(tiny_model_dir, tmp_path):
+    """Under LoRA the new rows train through peft's trainable tokens (saved with the adapter); the export is a plain
+    directory with the resized embeddings, the old rows as they were and the extended tokenizer."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from pivotune.export import export
+
+    out = tmp_path / "run"
+    cfg = vocab_config("bactrian", tiny_model_dir, out, vocab={"embedding_lr": EMBEDDING_LR},
+                       lora={"enabled": True, "r": 4})
+    trainer = train(cfg, SAMPLES, save_checkpoints=False)
+    trainable = [n for n, p in trainer.model.named_parameters() if p.requires_grad]
+    assert any("trainable_tokens_delta" in n for n in trainable)
+    assert all("lora_" in n or "trainable_tokens_delta" in n for n in trainable), trainable
+    adapter = json.loads((out / "model" / "adapter_config.json").read_text())
+    assert adapter["trainable_token_indices"]
+    export(out, tmp_path / "export")
+    base_tok, base = AutoTokenizer.from_pretrained(tiny_model_dir), AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    tok = AutoTokenizer.from_pretrained(tmp_path / "export")
+    model = AutoModelForCausalLM.from_pretrained(tmp_path / "export")
+    n_old = len(base_tok)
+    assert len(tok) == n_old + N_NEW == model.get_input_embeddings().weight.shape[0]
+    for old, new in zip(_rows(base), _rows(model)):
+        assert torch.equal(new[:n_old], old)
+        assert new[n_old:].abs().sum() > 0
+
+
+def test_bad_vocab_input_stops_the_run_with_nothing_written(tiny_model_dir, tmp_path):
+    """A corpus too small for n_new names vocab.n_new and how many it yields; the run directory is not left
+    behind."""
+    out = tmp_path / "run"
+    with pytest.raises(PivotuneError, match=r"too small to learn 5000 new tokens.*vocab\.n_new \d+"):
+        train(vocab_config("xllama", tiny_model_dir, out, vocab={"n_new": 5000}), SAMPLES, save_checkpoints=False)
+    assert not out.exists()
+
+
+def _check_cli(tmp_path, model_dir, n_new: int, monkeypatch, capsys) -> tuple[int, str]:
+    """``pivotune train CONFIG --check`` on the Greek road-case data written to files (no model may load)."""
+    import yaml
+
+    import pivotune.models.loading as loading
+    from pivotune.cli import main
+
+    monkeypatch.setattr(loading, "load_model", lambda *a, **k: pytest.fail("--check loaded a model"))
+    data = []
+    for role in ("en", "tgt"):
+        rows = [{"instruction": s.instruction, "input": s.input, "output": s.output} for s in SAMPLES if s.role == role]
+        path = tmp_path / f"{role}.jsonl"
+        path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+        data.append({"path": str(path), "role": role, "lang": "en" if role == "en" else "el"})
+    cfg = {"model": str(model_dir), "method": "xllama", "languages": ["el"], "output_dir": str(tmp_path / "run"),
+           "data": data, "vocab": {"n_new": n_new}}
+    path = tmp_path / "run.yaml"
+    path.write_text(yaml.safe_dump(cfg, allow_unicode=True), encoding="utf-8")
+    try:
+        rc = main(["train", str(path), "--check"])
+    except SystemExit as e:
+        rc = e.code
+    captured = capsys.readouterr()
+    return rc, captured.out + captured.err
+
+
+def test_check_tries_the_extension_without_loading_the_model(tiny_model_dir, tmp_path, monkeypatch, capsys):
+    """--check learns the tokens (el -> Greek script) and notes them; a corpus too small is a problem naming
+    vocab.n_new, exit 2, and nothing is written."""
+    rc, out = _check_cli(tmp_path, tiny_model_dir, N_NEW, monkeypatch, capsys)
+    assert rc == 0 and f"vocab: {N_NEW} Grek-script tokens learned" in out
+    rc, out = _check_cli(tmp_path, tiny_model_dir, 5000, monkeypatch, capsys)
+    assert rc == 2 and "vocab: The corpus is too small to learn 5000 new tokens" in out and "vocab.n_new" in out
+    assert not (tmp_path / "run").exists()
