@@ -8,11 +8,12 @@ import json
 
 import pytest
 import torch
-from road_cases import ENGLISH, MT, TARGET, raw_config
+from road_cases import ENGLISH, MT, TARGET, parts, raw_config
 
 from pivotune.config import load_config
 from pivotune.data.records import Sample
 from pivotune.errors import ConfigError, PivotuneError
+from pivotune.methods import METHODS
 from pivotune.train.run import train
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -37,8 +38,9 @@ def _in_greek(s: Sample) -> Sample:
 SAMPLES = ENGLISH + [_in_greek(s) for s in TARGET + MT]
 
 
-def vocab_config(method: str, model_dir, out, files=None, *, vocab=None, **top):
-    raw = raw_config(method, model_dir, out, files or {}, max_steps=3, save_steps=None)
+def vocab_config(method: str, model_dir, out, files=None, *, vocab=None, save_steps=None, **top):
+    """The road case's config for 3 steps, with a vocab block adding N_NEW Greek-script tokens."""
+    raw = raw_config(method, model_dir, out, files or {}, max_steps=3, save_steps=save_steps)
     raw["vocab"] = {"n_new": N_NEW, "scripts": ["Grek"], **(vocab or {})}
     return load_config(base={**raw, **top})
 
@@ -163,3 +165,131 @@ def test_check_tries_the_extension_without_loading_the_model(tiny_model_dir, tmp
     rc, out = _check_cli(tmp_path, tiny_model_dir, 5000, monkeypatch, capsys)
     assert rc == 2 and "vocab: The corpus is too small to learn 5000 new tokens" in out and "vocab.n_new" in out
     assert not (tmp_path / "run").exists()
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory, tokenizer):
+    return parts(tmp_path_factory.mktemp("vocab-road-parts"), tokenizer)
+
+
+def _saved_lm(method: str, out):
+    """RUN/model's LM and tokenizer: a plain causal LM, a LoRA adapter merged into its (resized) base, or the LM
+    inside LinguaLIFT's bridge."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from pivotune.models.loading import load_lora_model
+
+    if (out / "model" / "adapter_config.json").is_file():
+        return load_lora_model(out / "model"), AutoTokenizer.from_pretrained(out / "model")
+    if METHODS[method].causal_lm:
+        return AutoModelForCausalLM.from_pretrained(out / "model"), AutoTokenizer.from_pretrained(out / "model")
+    from pivotune.models.bridge import LinguaLiftModel
+
+    bridge = LinguaLiftModel.from_pretrained(out / "model")
+    return bridge.lm, bridge.lm_tokenizer
+
+
+@pytest.mark.parametrize("lora", [False, True], ids=["full", "lora"])
+@pytest.mark.parametrize("method", list(METHODS))
+def test_every_method_trains_the_extension_saves_and_reloads(method, lora, tiny_model_dir, files, tmp_path,
+                                                             monkeypatch):
+    """Every registered method, full fine-tuning and LoRA, with vocab: the method's road sees only the extended
+    tokenizer and the resized model (its data encoded with it; PROM's regulation and lens-local's lens, CLO's
+    reference pass read them), the run trains, RUN/model reloads with the extended tokenizer and as many
+    embedding rows, the new output rows moved from their mean init, and the old rows are the base model's wherever
+    the method freezes the embeddings; PROM's pivot head has the new rows too."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from pivotune.vocab.init import plan_new_rows
+
+    out = tmp_path / "run"
+    cfg = vocab_config(method, tiny_model_dir, out, files, vocab={"embedding_lr": EMBEDDING_LR},
+                       lora={"enabled": lora, "r": 4})
+    road = type(METHODS[method].road(cfg))
+    seen = []
+    for hook in ("units", "prepare_base"):
+        real = getattr(road, hook)
+        monkeypatch.setattr(road, hook, lambda self, *a, _real=real, _hook=hook, **k: seen.append((_hook, a)) or
+                            _real(self, *a, **k))
+    trainer = train(cfg, SAMPLES, save_checkpoints=False)
+    n_rows = len(AutoTokenizer.from_pretrained(tiny_model_dir)) + N_NEW
+    assert {hook for hook, _ in seen} == {"units", "prepare_base"}
+    for hook, args in seen:
+        tokenizer = args[2] if hook == "units" else args[1]
+        assert len(tokenizer) == n_rows
+        if hook == "prepare_base":
+            assert args[0].get_input_embeddings().weight.shape[0] == n_rows
+    assert trainer.optimizer.param_groups[-1]["lr"] == pytest.approx(EMBEDDING_LR)
+    model, tok = _saved_lm(method, out)
+    base_tok, base = AutoTokenizer.from_pretrained(tiny_model_dir), AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    n_old = len(base_tok)
+    assert len(tok) == n_old + N_NEW == model.get_input_embeddings().weight.shape[0]
+    rows = plan_new_rows(base_tok, tok)
+    base_out = _rows(base)[1]
+    init = torch.stack([base_out[list(p)].mean(0) for p in rows.sources])
+    assert (_rows(model)[1][list(rows.ids)] - init).abs().max() > 1e-4, "the new output rows trained"
+    embeddings_frozen = lora or method in ("clo", "lens-local")
+    if embeddings_frozen:
+        for old, new in zip(_rows(base), _rows(model)):
+            assert torch.equal(new[:n_old], old)
+    if method.startswith("prom"):
+        from safetensors.torch import load_file
+
+        head = load_file(str(out / "pivot_head.safetensors"))["proj.weight"]
+        assert head.shape[0] == n_old + N_NEW
+
+
+@pytest.mark.parametrize(("method", "lora"), [("xllama", False), ("prom", True)], ids=["xllama-full", "prom-lora"])
+def test_an_interrupted_vocab_run_resumes_to_the_uninterrupted_weights(method, lora, tiny_model_dir, files, tmp_path,
+                                                                       monkeypatch):
+    """Crashed in step 3 and resumed from checkpoint-2: the extension is learned again, identically, and the run
+    ends with the weights of a run never stopped (new rows' optimizer group included), bitwise."""
+    from test_roads import _crash_in, _weights
+
+    from pivotune.train.trainer import PivotuneTrainer
+
+    def cfg(out):
+        return vocab_config(method, tiny_model_dir, out, files, save_steps=1, lora={"enabled": lora, "r": 4},
+                            vocab={"embedding_lr": EMBEDDING_LR, "freeze_old_rows": True})
+
+    train(cfg(tmp_path / "ref"), SAMPLES)
+    run = tmp_path / "run"
+    with monkeypatch.context() as mp:
+        mp.setattr(PivotuneTrainer, "compute_loss", _crash_in(run, 3))
+        with pytest.raises(RuntimeError, match="simulated crash"):
+            train(cfg(run), SAMPLES)
+    train(cfg(run), SAMPLES, resume="auto")
+    want, got = _weights(tmp_path / "ref"), _weights(run)
+    assert want and want.keys() == got.keys()
+    assert all(torch.equal(want[k], got[k]) for k in want), [k for k in want if not torch.equal(want[k], got[k])]
+    assert json.loads((run / "run.json").read_text())["resumed_from"] == "checkpoint-2"
+
+
+def test_prom_pivot_head_starts_with_the_new_rows_of_the_resized_unembedding(base_model_and_extension):
+    """PROM's pivot head is copied from W_U after the resize, so each new row starts as the mean of its old pieces'
+    output rows, as the unembedding's own new rows do."""
+    from pivotune.methods.prom.objective import PromObjective
+    from pivotune.methods.prom.settings import PromSettings
+
+    model, old_out, rows = base_model_and_extension
+    pivoted = PromObjective(PromSettings(), 0.5).prepare_model(model)
+    head = pivoted.pivot_head.proj.weight.detach()
+    assert head.shape[0] == rows.num_rows
+    for new_id, pieces in zip(rows.ids, rows.sources):
+        torch.testing.assert_close(head[new_id], old_out[list(pieces)].mean(0))
+    torch.testing.assert_close(head[:old_out.shape[0]], old_out)
+
+
+@pytest.fixture()
+def base_model_and_extension(tokenizer):
+    """A tiny Llama resized for the Greek extension: (model, its output rows before, the new rows)."""
+    from conftest import tiny_llama
+
+    from pivotune.vocab.corpus import texts_of
+    from pivotune.vocab.extend import extend_tokenizer
+    from pivotune.vocab.init import resize_and_init
+
+    model = tiny_llama(tokenizer)
+    old_out = model.get_output_embeddings().weight.detach().clone()
+    ext = extend_tokenizer(tokenizer, texts_of(s for s in SAMPLES if s.role != "en"), N_NEW, scripts=["Grek"])
+    return model, old_out, resize_and_init(model, tokenizer, ext.tokenizer)
