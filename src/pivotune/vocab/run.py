@@ -60,13 +60,14 @@ def run_corpus(cfg, samples=None) -> list[str]:
 
 
 def run_scripts(cfg) -> tuple[str, ...] | None:
-    """``vocab.scripts``, else the scripts of the extension's languages; None (the corpus decides) when a language's
-    script is unknown."""
-    v = cfg.vocab
-    if v.scripts:
-        return tuple(v.scripts)
+    """``vocab.scripts``, else the scripts of the extension's languages (:func:`scripts_of`)."""
+    return tuple(cfg.vocab.scripts) if cfg.vocab.scripts else scripts_of(cfg.vocab.languages or cfg.languages)
+
+
+def scripts_of(languages) -> tuple[str, ...] | None:
+    """The scripts of ``languages``; None (the corpus decides) when a language's script is unknown."""
     scripts: list[str] = []
-    for lang in v.languages or cfg.languages:
+    for lang in languages:
         found = language_scripts(lang)
         if found is None:
             return None
