@@ -265,6 +265,20 @@ def test_an_interrupted_vocab_run_resumes_to_the_uninterrupted_weights(method, l
     assert json.loads((run / "run.json").read_text())["resumed_from"] == "checkpoint-2"
 
 
+def test_a_matrix_the_method_trains_keeps_its_old_rows_training(tiny_model_dir, files, tmp_path):
+    """lens-local with lens_local.head trains the unembedding but not the input embedding: with vocab, the old
+    output rows still train, the old input rows stay frozen and the new rows of both train."""
+    from transformers import AutoModelForCausalLM
+
+    out = tmp_path / "run"
+    cfg = vocab_config("lens-local", tiny_model_dir, out, files, lens_local={"split_layer": 1, "head": True})
+    train(cfg, SAMPLES, save_checkpoints=False)
+    (emb0, out0), (emb, out_) = _rows(AutoModelForCausalLM.from_pretrained(tiny_model_dir)), _rows(
+        AutoModelForCausalLM.from_pretrained(out / "model"))
+    n_old = emb0.shape[0]
+    assert torch.equal(emb[:n_old], emb0) and not torch.equal(out_[:n_old], out0)
+
+
 def test_prom_pivot_head_starts_with_the_new_rows_of_the_resized_unembedding(base_model_and_extension):
     """PROM's pivot head is copied from W_U after the resize, so each new row starts as the mean of its old pieces'
     output rows, as the unembedding's own new rows do."""

@@ -130,12 +130,11 @@ def train_new_rows(model: nn.Module, vocab: RunVocabulary, cfg, lr: float, weigh
     lm = _lm(model)
     if not any(p.requires_grad for p in lm.parameters()):
         return None
+    frozen = []
     if isinstance(lm, PeftModel):
         _add_trainable_tokens(lm, vocab.rows)
-        old_rows_train = False
-    else:
-        old_rows_train = all(w.requires_grad for w in embedding_matrices(lm)) and not cfg.vocab.freeze_old_rows
-        if not old_rows_train:
-            freeze_old_rows(lm, vocab.rows)
+    else:   # a matrix the method trains keeps its old rows training, unless vocab.freeze_old_rows
+        frozen = [w for w in embedding_matrices(lm) if cfg.vocab.freeze_old_rows or not w.requires_grad]
+        freeze_old_rows(lm, vocab.rows, frozen)
     return NewRowGroup(new_row_parameters(lm), cfg.vocab.embedding_lr or lr,
-                       weight_decay if old_rows_train else 0.0)   # decay would still shrink the frozen rows
+                       0.0 if frozen else weight_decay)   # decay would still shrink the frozen rows

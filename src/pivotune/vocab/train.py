@@ -25,10 +25,12 @@ def embedding_matrices(model: nn.Module) -> list[nn.Parameter]:
     return [emb] if unembed is emb else [emb, unembed]
 
 
-def freeze_old_rows(model: nn.Module, rows: NewRows) -> list[torch.utils.hooks.RemovableHandle]:
-    """Make the embedding matrices trainable with every old row's gradient zeroed; returns the hooks."""
+def freeze_old_rows(model: nn.Module, rows: NewRows, weights: list[nn.Parameter] | None = None
+                    ) -> list[torch.utils.hooks.RemovableHandle]:
+    """Make the embedding matrices (or those of them in ``weights``) trainable with every old row's gradient
+    zeroed; returns the hooks."""
     handles = []
-    for weight in embedding_matrices(model):
+    for weight in embedding_matrices(model) if weights is None else weights:
         mask = torch.zeros(weight.shape[0], 1, dtype=weight.dtype, device=weight.device)
         mask[list(rows.ids)] = 1
         weight.requires_grad_(True)
