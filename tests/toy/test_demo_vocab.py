@@ -44,3 +44,19 @@ def test_quick_demo_with_extend_vocab_reports_tokens_per_word(quick_paths, tmp_p
                                                                  + summary["vocab"]["n_new"])
     assert json.loads((run / "model" / "vocab_extension.json").read_text())["scripts"] == ["Thai"]
     assert "| th | 2." in (out / "results.md").read_text() and "tokens per word" in capsys.readouterr().out
+    report = (out / "report" / "report.md").read_text()
+    assert "## Vocabulary extension" in report and "| th | 2." in report
+
+
+def test_report_shows_tokens_per_word_of_a_demo_with_extend_vocab():
+    """A study whose results.json records the extension gets a 'Vocabulary extension' section: tokens added and
+    tokens per word before and after, by language; a study without it gets none."""
+    from pivotune.report.collect import Study
+    from pivotune.report.page import _vocab_blocks, to_markdown
+
+    vocab = {"n_new": 581, "languages": ["el", "th"],
+             "tokens_per_word": {"en": {"before": 1.0, "after": 1.0}, "th": {"before": 2.4, "after": 1.01}}}
+    md = to_markdown(_vocab_blocks(Study(vocab=vocab)), "t")
+    assert "## Vocabulary extension" in md and "added 581 tokens for el, th" in md
+    assert "| en | 1.00 | 1.00 | +0% |" in md and "| th | 2.40 | 1.01 | -58% |" in md
+    assert _vocab_blocks(Study()) == []

@@ -312,12 +312,13 @@ def _study(console: StudyConsole, world_cfg: WorldConfig, plan: DemoPlan, langua
                "timings": timings}
     fertility: tuple[list[str], list[list[str]]] | None = None
     if vocab is not None:
-        from .vocab import fertility_table, run_tokenizer_dir
+        from ..vocab.measure import fertility_table
+        from .vocab import run_tokenizer_dir, tokens_per_word_by_language
 
-        fertility = fertility_table(paths.base, run_tokenizer_dir(out / f"{methods[0]}-seed0"), paths.world,
-                                    eval_langs)
-        summary["vocab"] = {**vocab, "tokens_per_word": {r[0]: {"before": float(r[1]), "after": float(r[2])}
-                                                         for r in fertility[1]}}
+        by_language = tokens_per_word_by_language(paths.base, run_tokenizer_dir(out / f"{methods[0]}-seed0"),
+                                                  paths.world, eval_langs)
+        summary["vocab"] = {**vocab, "tokens_per_word": by_language}
+        fertility = fertility_table(by_language)
     write_json_atomic(out / "results.json", summary)
     from ..report.collect import read_inputs
     from ..report.generations import CONFUSION_NOTE, CONFUSION_TITLE, generation_tables

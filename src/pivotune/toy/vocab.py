@@ -51,15 +51,12 @@ def run_tokenizer_dir(run_dir: Path) -> Path:
     return model if (model / "tokenizer_config.json").is_file() else model / "lm"
 
 
-def fertility_table(base: Path, extended: Path, world: Path, languages: list[str]) -> tuple[list[str], list[list[str]]]:
-    """Tokens per word on held-out text, per language, under the base tokenizer and a run's extended one."""
+def tokens_per_word_by_language(base: Path, extended: Path, world: Path, languages: list[str]) -> dict:
+    """``{lang: {"before", "after"}}``: tokens per word on held-out text under the base tokenizer and a run's
+    extended one (what results.json records and :func:`pivotune.vocab.measure.fertility_table` shows)."""
     from ..models.loading import load_tokenizer
     from ..vocab.measure import tokens_per_word
 
     old, new = load_tokenizer(str(base)), load_tokenizer(str(extended))
-    rows = []
-    for lang in languages:
-        texts = held_out_texts(world, lang)
-        before, after = tokens_per_word(old, texts), tokens_per_word(new, texts)
-        rows.append([lang, f"{before:.2f}", f"{after:.2f}", f"{after / before - 1:+.0%}"])
-    return ["language", "before", "after", "change"], rows
+    return {lang: {"before": round(tokens_per_word(old, texts), 4), "after": round(tokens_per_word(new, texts), 4)}
+            for lang in languages for texts in [held_out_texts(world, lang)]}
