@@ -62,6 +62,19 @@ def test_config_refuses_a_bad_vocab_block(tiny_model_dir, tmp_path):
         load_config(base={**raw, "vocab": {"n_new": 5, "embeding_lr": 1e-3}})
 
 
+def test_a_latin_script_language_is_refused_naming_the_keys(tiny_model_dir, tmp_path):
+    """The extension's languages default to the run's; one written in Latin script (English's own) is refused,
+    naming vocab.languages and vocab.scripts."""
+    from pivotune.vocab.run import run_scripts
+
+    raw = raw_config("xllama", tiny_model_dir, tmp_path / "run", {})
+    cfg = load_config(base={**raw, "languages": ["th", "vi"], "vocab": {"n_new": 5, "corpus": ["th.txt"]}})
+    with pytest.raises(PivotuneError, match=r"'vi' is written in Latin script.*vocab\.languages.*vocab\.scripts"):
+        run_scripts(cfg)
+    assert run_scripts(cfg.model_copy(update={"vocab": cfg.vocab.model_copy(update={"languages": ["th"]})})) == (
+        "Thai",)
+
+
 def test_full_fine_tuning_run_trains_new_rows_and_saves_the_extended_model(tiny_model_dir, tmp_path):
     """xllama with vocab.freeze_old_rows: the saved model has the extended tokenizer and as many rows, every old
     row of both matrices is the base model's, the new rows moved from their mean init, and run.json and
