@@ -75,12 +75,13 @@ class PivotuneTrainer(Trainer):
         """The stock optimizer, with the new vocabulary rows' parameters (if any) in a group of their own."""
         if self.optimizer is not None or self.new_rows is None:
             return super().create_optimizer(model)
+        from ..vocab.train import with_own_group
+
         optimizer = super().create_optimizer(model)
-        own = {id(p) for p in self.new_rows.params}
-        for group in optimizer.param_groups:   # no step taken yet: moving a parameter loses no optimizer state
-            group["params"] = [p for p in group["params"] if id(p) not in own]
-        optimizer.add_param_group({"params": list(self.new_rows.params), "lr": self.new_rows.lr,
-                                   "weight_decay": self.new_rows.weight_decay})
+        *kept, own = with_own_group(optimizer.param_groups, self.new_rows.params, lr=self.new_rows.lr,
+                                    weight_decay=self.new_rows.weight_decay)
+        optimizer.param_groups[:] = kept   # before any step: no optimizer state to move
+        optimizer.add_param_group(own)
         return optimizer
 
     def get_batch_samples(self, epoch_iterator, num_batches, device):

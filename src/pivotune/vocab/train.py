@@ -66,8 +66,11 @@ def with_new_row_group(groups: list[dict], model: nn.Module, *, embedding_lr: fl
                        weight_decay: float = 0.0) -> list[dict]:
     """Optimizer ``groups`` (e.g. the Trainer's decay / no-decay split) with the new-row parameters moved into
     a group of their own at ``embedding_lr``."""
-    own = new_row_parameters(model)
-    taken = {id(p) for p in own}
+    return with_own_group(groups, new_row_parameters(model), lr=embedding_lr, weight_decay=weight_decay)
+
+
+def with_own_group(groups: list[dict], params: list[nn.Parameter], *, lr: float, weight_decay: float) -> list[dict]:
+    """``groups`` with ``params`` taken out of them (groups left empty dropped) and into a group of their own."""
+    taken = {id(p) for p in params}
     out = [{**g, "params": [p for p in g["params"] if id(p) not in taken]} for g in groups]
-    out = [g for g in out if g["params"]]
-    return [*out, {"params": own, "lr": embedding_lr, "weight_decay": weight_decay}]
+    return [*(g for g in out if g["params"]), {"params": list(params), "lr": lr, "weight_decay": weight_decay}]
