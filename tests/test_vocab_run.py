@@ -320,3 +320,20 @@ def base_model_and_extension(tokenizer):
     old_out = model.get_output_embeddings().weight.detach().clone()
     ext = extend_tokenizer(tokenizer, texts_of(s for s in SAMPLES if s.role != "en"), N_NEW, scripts=["Grek"])
     return model, old_out, resize_and_init(model, tokenizer, ext.tokenizer)
+
+
+def test_the_lens_token_sets_of_an_extended_tokenizer_hold_the_new_tokens(tokenizer):
+    """The logit lens (PROM's regulation, lens-local, `pivotune probe` of a run) builds each target word's token set
+    from the tokenizer it is given: under the extended one, the target words' sets hold the new tokens that begin
+    them (none did before: the base spells Greek in bytes); the English sets are unchanged."""
+    from pivotune.analysis.probe_items import build_items
+    from pivotune.vocab.corpus import texts_of
+    from pivotune.vocab.extend import extend_tokenizer
+
+    ext = extend_tokenizer(tokenizer, texts_of(s for s in SAMPLES if s.role != "en"), N_NEW, scripts=["Grek"])
+    pairs = [(w, greek(w)) for w in ("the", "dog", "item", "sees")]
+    (before, _), (after, _) = build_items(pairs, tokenizer), build_items(pairs, ext.tokenizer)
+    new_ids = set(ext.new_ids)
+    assert not before and len(after) == len(pairs)   # byte tokens are never in a set: no Greek item before
+    assert all(set(it.tgt_ids) & new_ids for it in after)
+    assert all(it.en_ids == build_items([(it.english, "x")], tokenizer)[0][0].en_ids for it in after)
