@@ -8,6 +8,7 @@ import json
 
 import pytest
 import torch
+from conftest import tiny_llama   # imported now: tests/vocab has a conftest of its own
 from road_cases import ENGLISH, MT, TARGET, parts, raw_config
 
 from pivotune.config import load_config
@@ -310,8 +311,6 @@ def test_prom_pivot_head_starts_with_the_new_rows_of_the_resized_unembedding(bas
 @pytest.fixture()
 def base_model_and_extension(tokenizer):
     """A tiny Llama resized for the Greek extension: (model, its output rows before, the new rows)."""
-    from conftest import tiny_llama
-
     from pivotune.vocab.corpus import texts_of
     from pivotune.vocab.extend import extend_tokenizer
     from pivotune.vocab.init import resize_and_init
