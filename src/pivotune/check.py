@@ -9,7 +9,9 @@ readers and builders, nothing written and no model weights loaded:
   layer, LinguaLIFT's lexicons and ``stage1_from``, ...), then, when they pass, the method's data built from those
   rows (its mixture; CLO's cross-lingual units; LinguaLIFT's stages);
 * local model and tokenizer paths, the method's other models (LinguaLIFT's encoder) included: the config parses,
-  the tokenizer loads, and ``interference.layers`` fits the model's depth.
+  the tokenizer loads, and ``interference.layers`` fits the model's depth;
+* with ``vocab.n_new`` set and a local tokenizer, the extension itself (tokenizer only: its corpus read, the
+  tokens learned, the checks run), so a corpus too small or a tokenizer that cannot be extended is found here.
 
 Hub names (models, datasets) are noted, not fetched: a check downloads nothing.
 """
@@ -50,7 +52,31 @@ def check_run(cfg: RunConfig) -> CheckReport:
             road.training_data(samples)   # what the method makes of the rows: its mixture, CLO's units, ...
         except PivotuneError as e:
             report.problem(e)
+    if cfg.vocab.enabled:
+        _check_vocab(cfg, report)
     return report
+
+
+def _check_vocab(cfg: RunConfig, report: CheckReport) -> None:
+    """The run's vocabulary extension, tokenizer only (no model loads), when the tokenizer is local."""
+    from .models.loading import load_tokenizer, source_kwargs
+    from .vocab.extend import extend_tokenizer
+    from .vocab.run import run_corpus, run_scripts
+    from .vocab.scripts import CONFIG_NAMES
+
+    name = cfg.tokenizer or cfg.model
+    try:
+        if not source_kwargs(name).get("local_files_only", False):
+            report.notes.append(f"vocab: the tokenizer '{name}' is a hub name; the extension is not tried by --check.")
+            return
+        v = cfg.vocab
+        ext = extend_tokenizer(load_tokenizer(name, trust_remote_code=cfg.trust_remote_code), run_corpus(cfg),
+                               v.n_new, scripts=run_scripts(cfg), min_frequency=v.min_frequency, name=name,
+                               names=CONFIG_NAMES)
+        report.notes.append(f"vocab: {len(ext.new_tokens)} {'+'.join(ext.scripts)}-script tokens learned; "
+                            f"{ext.checked} check texts outside the script tokenize as before.")
+    except PivotuneError as e:
+        report.problem(f"vocab: {e}")
 
 
 def check_config(cfg: RunConfig, source: str) -> str:

@@ -23,7 +23,7 @@ def _cmd_demo(args) -> int:
 
     run_demo(quick=args.quick, languages=args.languages, methods=args.methods, seeds=args.seeds,
              out_dir=args.out, rebuild=args.rebuild, force=args.force,
-             verbose=args.verbose, jobs=args.jobs)
+             verbose=args.verbose, jobs=args.jobs, extend_vocab=args.extend_vocab)
     return 0
 
 
@@ -100,6 +100,10 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--jobs", type=int, default=None, metavar="N",
                    help="training runs side by side, each in its own process with its share of the cores "
                         "(default: one per core, at most 4; 1 runs them one after another in this process)")
+    d.add_argument("--extend-vocab", action="store_true",
+                   help="every run first extends the base's tokenizer for the target languages' scripts (a vocab: "
+                        "block in each run config; 300 tokens per language, or what the data yield) and the "
+                        "report adds tokens per word before and after")
     d.set_defaults(func=_cmd_demo)
 
     sw = sub.add_parser("sweep", help="PROM's pivot layer × α × λ grid (the paper's Table 4) in the toy world",

@@ -36,10 +36,11 @@ from .methods.lingualift.settings import LinguaLiftSettings
 from .methods.prom.settings import PromSettings
 from .settings import KeyProblem, LanguageCode
 from .settings import Strict as _Strict
+from .vocab.settings import VocabSettings
 from .yamlio import parse_yaml, read_yaml
 
 __all__ = ["CloSettings", "DataSource", "InterferenceSettings", "KeyProblem", "LanguageCode", "LinguaLiftSettings",
-           "LoraSettings", "PromSettings", "RunConfig", "TrainConfig", "apply_overrides", "dump_config",
+           "LoraSettings", "PromSettings", "RunConfig", "TrainConfig", "VocabSettings", "apply_overrides", "dump_config",
            "format_validation_error", "load_config"]
 
 
@@ -181,6 +182,8 @@ class _RunConfigBase(_Strict):
     lora: LoraSettings = Field(default_factory=LoraSettings)
     interference: InterferenceSettings = Field(
         default_factory=InterferenceSettings, description="Gradient interference logged during training.")
+    vocab: VocabSettings = Field(default_factory=VocabSettings,
+                                 description="Vocabulary extension for the target script before training.")
     output_dir: str = Field("runs/run", description="Run directory (checkpoints, final model, logs).")
     seed: int = Field(42, ge=0)
     skip_invalid: bool = Field(False, description="Drop invalid rows instead of stopping.")
@@ -230,6 +233,12 @@ class _RunConfigBase(_Strict):
             method.check_config(self)
         if not self.data:
             return self
+        vocab, langs = self.vocab, self.vocab.languages or self.languages
+        if vocab.enabled and not vocab.corpus and not vocab.parallel and not any(
+                d.role in ("tgt", "mt") and (not langs or d.lang in langs) for d in self.data):
+            raise KeyProblem(("vocab", "corpus"), f"vocab.n_new={vocab.n_new} learns target tokens from the run's "
+                             f"tgt/mt data{' in ' + ', '.join(langs) if langs else ''}, and it has none: add such "
+                             "data, or give the text to learn from in vocab.corpus or vocab.parallel")
         if not any(d.role in method.roles for d in self.data):
             raise KeyProblem(("data",),
                              f"method '{self.method}' trains on roles {sorted(method.roles)}, but no data source has "

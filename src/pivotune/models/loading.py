@@ -94,11 +94,26 @@ def load_adapter(base, adapter_dir: str | Path, *, is_trainable: bool = False):
     from peft import PeftModel
 
     refuse_pickled_weights(str(adapter_dir))
+    _fit_rows_to_adapter(base, Path(adapter_dir))
     try:
         # peft prefers adapter_model.safetensors; the check above refused a directory with only a pickled one
         return PeftModel.from_pretrained(base, str(adapter_dir), is_trainable=is_trainable)
     except Exception as e:  # noqa: BLE001
         raise _explain("LoRA adapter", str(adapter_dir), e) from e
+
+
+def _fit_rows_to_adapter(base, adapter_dir: Path) -> None:
+    """Resize ``base``'s embeddings to hold the rows an adapter trains as tokens beyond them (a run that extended
+    the vocabulary: peft's trainable tokens hold those rows' values, so their initial values do not matter)."""
+    from ..io import read_json_object
+
+    config = adapter_dir / "adapter_config.json"
+    indices = read_json_object(config).get("trainable_token_indices") if config.is_file() else None
+    if not indices:
+        return
+    ids = [i for v in indices.values() for i in v] if isinstance(indices, dict) else list(indices)
+    if max(ids) + 1 > base.get_input_embeddings().weight.shape[0]:
+        base.resize_token_embeddings(max(ids) + 1, mean_resizing=False)
 
 
 def load_lora_model(adapter_dir: str | Path, base: str | None = None, dtype: str | None = "float32"):

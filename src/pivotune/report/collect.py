@@ -65,6 +65,7 @@ class Study:
     items: dict[str, list[dict | None]] = field(default_factory=dict)
     sweeps: dict[str, dict] = field(default_factory=dict)         # label -> sweep.json (`pivotune sweep`)
     sweep_items: dict[str, dict] = field(default_factory=dict)    # label -> its runs' per-item scores
+    vocab: dict = field(default_factory=dict)   # a demo's --extend-vocab: tokens added, tokens per word by language
 
 
 def read_run(path: Path) -> Run:
@@ -136,6 +137,7 @@ def read_inputs(inputs: list[str | Path]) -> Study:
             langs = obj.get("languages") or []
             study.languages = list(dict.fromkeys(["en", *study.languages, *langs]))
             world = obj.get("world") or {}
+            study.vocab = study.vocab or obj.get("vocab") or {}
             study.well = study.well or world.get("well_represented")
             study.under = study.under or world.get("under_represented")
             study.runs += [read_run(p) for p in sorted(results.parent.iterdir())

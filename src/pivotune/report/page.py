@@ -62,6 +62,20 @@ def _generation_blocks(study: Study) -> list[tuple]:
     return blocks
 
 
+def _vocab_blocks(study: Study) -> list[tuple]:
+    """A demo with --extend-vocab: the tokens added and tokens per word before and after, by language."""
+    if not study.vocab.get("tokens_per_word"):
+        return []
+    from ..vocab.measure import fertility_table
+
+    v = study.vocab
+    return [("h2", "Vocabulary extension"),
+            ("p", f"Every run first added {v['n_new']} tokens for {', '.join(v['languages'])} to the base tokenizer "
+                  "(a vocab: block). Tokens per word on held-out text (the evaluation questions and contexts), "
+                  "base tokenizer before and the runs' extended one after."),
+            ("table", *fertility_table(v["tokens_per_word"]))]
+
+
 def _harness_blocks(study: Study, baseline: str) -> list[tuple]:
     if not study.harness:
         return []
@@ -137,7 +151,7 @@ def _sweep_findings(study: Study) -> list[str]:
 def build_blocks(study: Study, baseline: str, figures: Path) -> list[tuple]:
     return [("h2", "Findings"), ("p", "Generated from the numbers below."),
             ("ul", [*findings(study, baseline), *_sweep_findings(study), *lens_findings(study)]),
-            *_results_blocks(study, baseline), *_generation_blocks(study),
+            *_results_blocks(study, baseline), *_generation_blocks(study), *_vocab_blocks(study),
             *sweep_blocks(study.sweeps, study.sweep_items), *_harness_blocks(study, baseline),
             *_regulation_blocks(study, figures), *lens_blocks(study, figures), *_interference_blocks(study, figures),
             *loss_blocks(study.runs, figures, FIG_DIR), *_config_blocks(study)]

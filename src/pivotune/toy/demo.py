@@ -66,10 +66,10 @@ def toy_mt_instructions(lang: str) -> list[str]:
 
 
 def run_config(paths: ToyPaths, method: str, languages: list[str], seed: int, out: Path,
-               plan: DemoPlan) -> dict:
+               plan: DemoPlan, vocab: dict | None = None) -> dict:
     """The run config a user would write for this method in the toy world (saved beside the run): the world's
-    data, the plan's steps and batch, and what the method's registration changes for the demo
-    (:attr:`pivotune.methods.base.DemoEntry.adjust`)."""
+    data, the plan's steps and batch, the ``vocab`` section when given (``--extend-vocab``), and what the method's
+    registration changes for the demo (:attr:`pivotune.methods.base.DemoEntry.adjust`)."""
     world = paths.world
     data = [{"path": str(world / "instructions" / "en.jsonl"), "role": "en", "lang": "en"}]
     for lang in languages:
@@ -83,6 +83,8 @@ def run_config(paths: ToyPaths, method: str, languages: list[str], seed: int, ou
                   "grad_accum": 1, "warmup_ratio": 0.05, "scheduler": "cosine", "weight_decay": 0.0,
                   "logging_steps": max(1, plan.steps // 10), "progress_bar": False},
     }
+    if vocab:
+        raw["vocab"] = dict(vocab)
     demo = METHODS[method].demo
     if demo.interference:
         # claim 2's evidence (gradient cosine between English and target rows at PROM's pivot block), logged
@@ -222,11 +224,12 @@ DEFAULT_METHODS = [name for name, m in METHODS.items() if m.demo.default]
 def run_demo(quick: bool = False, languages: list[str] | None = None, methods: list[str] | None = None,
              seeds: int = 1, out_dir: str | Path | None = None, rebuild: bool = False,
              cache_dir: str | Path | None = None, force: bool = False, verbose: bool = False,
-             jobs: int | None = None) -> dict:
+             jobs: int | None = None, extend_vocab: bool = False) -> dict:
     """Run the study; returns ``{"scores": {method: [per-seed headline]}, ...}`` and writes it to ``out_dir`` (new,
     empty or an earlier demo's, unless ``force``; everything in it is the demo's to replace). The console shows
     the progress (:mod:`.console`); the libraries' logs go to ``out_dir/demo.log`` (``verbose``: on the console
-    too, as they come). ``jobs``: runs side by side (:mod:`.parallel`; default one per core, at most four)."""
+    too, as they come). ``jobs``: runs side by side (:mod:`.parallel`; default one per core, at most four).
+    ``extend_vocab``: every run extends the base's tokenizer for the target languages first (:mod:`.vocab`)."""
     from ..outputs import claim_output_dir, mark_output
 
     started = time.perf_counter()
@@ -248,7 +251,7 @@ def run_demo(quick: bool = False, languages: list[str] | None = None, methods: l
         shutil.rmtree(entry_dir(world_cfg, cache_dir), ignore_errors=True)
     with StudyConsole(out / LOG_FILE, runs=len(methods) * seeds, verbose=verbose) as console:
         summary, printed = _study(console, world_cfg, plan, languages, methods, seeds, out, cache_dir, quick, started,
-                                  jobs)
+                                  jobs, extend_vocab)
     for header, rows, title in printed["tables"]:
         print_table(header, rows, title)
     print(printed["text"])
@@ -258,7 +261,8 @@ def run_demo(quick: bool = False, languages: list[str] | None = None, methods: l
 
 
 def _study(console: StudyConsole, world_cfg: WorldConfig, plan: DemoPlan, languages: list[str], methods: list[str],
-           seeds: int, out: Path, cache_dir, quick: bool, started: float, jobs_n: int | None) -> tuple[dict, dict]:
+           seeds: int, out: Path, cache_dir, quick: bool, started: float, jobs_n: int | None,
+           extend_vocab: bool = False) -> tuple[dict, dict]:
     """Everything the demo computes and writes; returns the summary and what to print once the console is
     done (tables, text)."""
     from ..eval.compare import PAPER_TABLES, compare, to_markdown
@@ -274,9 +278,14 @@ def _study(console: StudyConsole, world_cfg: WorldConfig, plan: DemoPlan, langua
     base_lens, timings["probe_base_s"] = probe_lens(paths.base, out / "probe-base", paths.world, languages,
                                                     world_cfg.seed)
     eval_langs = ["en", *languages]
+    vocab = None
+    if extend_vocab:
+        from .vocab import vocab_block
+
+        vocab = vocab_block(paths.base, paths.world, languages)
     # the run configs are written here, before any run starts (LinguaLIFT's toy encoder is installed once)
     jobs = [Job((method, seed), run_one, (run_config(paths, method, languages, seed, out / f"{method}-seed{seed}",
-                                                     plan), method, paths.world, eval_langs, plan, languages,
+                                                     plan, vocab), method, paths.world, eval_langs, plan, languages,
                                           world_cfg.seed, base_lens["pivot_layer"]))
             for method in methods for seed in range(seeds)]
     console.first_run()
@@ -305,6 +314,15 @@ def _study(console: StudyConsole, world_cfg: WorldConfig, plan: DemoPlan, langua
     summary = {"world": world_cfg.to_dict(), "world_hash": world_cfg.config_hash(), "plan": plan.__dict__,
                "languages": languages, "methods": methods, "seeds": seeds, "scores": scores,
                "timings": timings}
+    fertility: tuple[list[str], list[list[str]]] | None = None
+    if vocab is not None:
+        from ..vocab.measure import fertility_table
+        from .vocab import run_tokenizer_dir, tokens_per_word_by_language
+
+        by_language = tokens_per_word_by_language(paths.base, run_tokenizer_dir(out / f"{methods[0]}-seed0"),
+                                                  paths.world, eval_langs)
+        summary["vocab"] = {**vocab, "tokens_per_word": by_language}
+        fertility = fertility_table(by_language)
     write_json_atomic(out / "results.json", summary)
     from ..report.collect import read_inputs
     from ..report.generations import CONFUSION_NOTE, CONFUSION_TITLE, generation_tables
@@ -318,10 +336,12 @@ def _study(console: StudyConsole, world_cfg: WorldConfig, plan: DemoPlan, langua
                       + (f"\n## {DIFF_TITLE}\n\n" + markdown_table(d_header, d_rows) if d_rows else "")
                       + "".join(f"\n## {g_title}\n\n" + (f"{CONFUSION_NOTE}\n\n" if g_title == CONFUSION_TITLE else "")
                                 + markdown_table(g_header, g_rows) for g_title, g_header, g_rows in generated)
+                      + (f"\n## {FERTILITY_TITLE}\n\n" + markdown_table(*fertility) if fertility else "")
                       + "\n## Claims\n\n" + "".join(f"- {c}\n" for c in claims_text)
                       + (f"\n## Paper-style tables (seed 0)\n\n{tables_md}\n" if tables_md else ""))
     write_text_atomic(out / "demo.yaml", yaml.safe_dump(
-        {"quick": quick, "languages": languages, "methods": methods, "seeds": seeds}, sort_keys=False))
+        {"quick": quick, "languages": languages, "methods": methods, "seeds": seeds,
+         **({"extend_vocab": True} if extend_vocab else {})}, sort_keys=False))
     from ..report import write_report   # the study's page: tables, lens figures, regulation, findings
 
     write_report([str(out)], out / "report", baseline="xllama", force=True)
@@ -329,6 +349,8 @@ def _study(console: StudyConsole, world_cfg: WorldConfig, plan: DemoPlan, langua
     if d_rows:
         printed.append((d_header, d_rows, DIFF_TITLE))
     printed += [(g_header, g_rows, g_title) for g_title, g_header, g_rows in generated]
+    if fertility:
+        printed.append((*fertility, FERTILITY_TITLE))
     text = "\n" + "\n".join(claims_text)
     if tables_md:   # on the console, the paper's tables only: Tables 4-5 are per run and task, shown above per method
         text += (f"\n\npaper-style tables (seed 0, lm-evaluation-harness), also in {out / 'tables'} with Tables 4-5 "
@@ -338,6 +360,7 @@ def _study(console: StudyConsole, world_cfg: WorldConfig, plan: DemoPlan, langua
 
 
 LOG_FILE = "demo.log"
+FERTILITY_TITLE = "tokens per word on held-out text, base tokenizer and the runs' extended one (--extend-vocab)"
 DIFF_TITLE = ("difference from xllama in points, with its 95 % interval (paired bootstrap); "
               "(win) or (loss) where the interval excludes zero")
 

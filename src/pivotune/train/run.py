@@ -7,9 +7,11 @@
 2. the method's data, every row validated, before any model loads (``road.training_data``);
 3. where each stage resumes from (``road.resume_plan``);
 4. the tokenizer and the base model (``trust_remote_code`` and ``dtype`` from the config), then
-   :func:`adapt_vocabulary`, the one place both may change before any method sees them;
+   :func:`adapt_vocabulary`, the one place both may change before any method sees them (``vocab``: the
+   tokenizer extended for the target script, the model resized);
 5. each stage's units, encoded (``road.units``), and the base model read or wrapped (``road.prepare_base``);
-6. per stage: a result already there (``road.finished_stage``), or the trainable parameters (``road.trainable``),
+6. per stage: a result already there (``road.finished_stage``), or the trainable parameters (``road.trainable``,
+   then the new vocabulary rows: :func:`pivotune.vocab.run.train_new_rows`),
    the objective and its model (``road.objective``, ``Objective.prepare_model``), the disk check, work before
    the first step (``road.before_training``), the trainer with its guards, interference when configured,
    training or finishing from a last-step checkpoint (:func:`~pivotune.train.guards.guarded_train`), and
@@ -28,7 +30,7 @@ Run directory layout::
                            killed while writing its final outputs (--resume), or exports directly
     RUN/<stage>/           a method with several stages: each stage's checkpoints (LinguaLIFT: stage1/, stage2/)
     RUN/model/             the trained model (full weights, or the LoRA adapter; LinguaLIFT: its bridge) and
-                           tokenizer
+                           tokenizer (``vocab``: the extended one, and vocab_extension.json)
     RUN/pivot_head.*       PROM only: the pivot head (safetensors + JSON description),
                            for analysis; never part of RUN/model, not exported
 """
@@ -112,10 +114,20 @@ def run_inputs(cfg: RunConfig, road: Road) -> list[str]:
     return [p for p in paths if p]
 
 
-def adapt_vocabulary(cfg: RunConfig, tokenizer, model):
+def adapt_vocabulary(cfg: RunConfig, tokenizer, model, samples: list[Sample] | None = None):
     """The one place the tokenizer and the base model may be changed before the data are encoded and any method
-    sees the model (a vocabulary extension hooks in here); today both pass unchanged."""
-    return tokenizer, model
+    sees the model: ``(tokenizer, model, vocabulary)``. With ``vocab.n_new`` set, the tokenizer is extended for the
+    target script from the run's target data (``samples`` when given) and the model resized
+    (:func:`pivotune.vocab.run.extend_for_run`); otherwise both pass unchanged and ``vocabulary`` is None."""
+    if not cfg.vocab.enabled:
+        return tokenizer, model, None
+    from ..vocab.run import extend_for_run
+
+    tokenizer, model, vocabulary = extend_for_run(cfg, tokenizer, model, samples)
+    log.info("vocabulary: %d %s-script tokens added; tokens per word on their corpus %.2f -> %.2f",
+             vocabulary.record["new_tokens"], "+".join(vocabulary.record["scripts"]),
+             *vocabulary.record["tokens_per_word_on_corpus"].values())
+    return tokenizer, model, vocabulary
 
 
 def train(cfg: RunConfig, samples: list[Sample] | None = None, *, save_checkpoints: bool = True,
@@ -153,7 +165,7 @@ def _run(road: Road, run_dir: Path, samples: list[Sample] | None, *, save_checkp
     checkpoints = road.resume_plan(run_dir, resume)
     tokenizer = load_tokenizer(cfg.tokenizer or cfg.model, trust_remote_code=cfg.trust_remote_code)
     model = load_model(cfg.model, dtype=cfg.train.dtype, trust_remote_code=cfg.trust_remote_code)
-    tokenizer, model = adapt_vocabulary(cfg, tokenizer, model)
+    tokenizer, model, vocabulary = adapt_vocabulary(cfg, tokenizer, model, samples)
     units = {stage.name: road.units(stage, data, tokenizer) for stage in stages}
     model = road.prepare_base(model, tokenizer, run_dir, save_checkpoints)
     cfg = road.cfg   # as the base model decided it (PROM's regulated λ)
@@ -170,7 +182,7 @@ def _run(road: Road, run_dir: Path, samples: list[Sample] | None, *, save_checkp
             continue
         set_seed(cfg.seed)   # every stage starts from the same RNG state, whatever ran before it in this process
         trainer, reports[stage.name] = _train_stage(road, stage, model, units[stage.name], args, run_dir,
-                                                    checkpoints.get(stage.name), save_checkpoints)
+                                                    checkpoints.get(stage.name), save_checkpoints, vocabulary)
         model = trainer.accelerator.unwrap_model(trainer.model, keep_torch_compile=False)
         if isinstance(model, ModelWithParts) and model.parts_beside_lm:
             model = model.lm   # the next stage (if any) starts from the LM, its objective wraps it again
@@ -178,20 +190,28 @@ def _run(road: Road, run_dir: Path, samples: list[Sample] | None, *, save_checkp
     extra = {**road.report(), **(reports[last.name] if last.report_key is None else reports)}
     if last.report_key is not None:   # several stages: their losses on one step axis too
         extra["losses"] = joined_series([(name, r.get("losses"), r.get("steps") or 0) for name, r in reports.items()])
-    save_run(trainer, cfg, run_dir, {**extra, "seconds": round(time.time() - started, 2)}, write_model=last.final)
+    if vocabulary is not None:
+        extra["vocab"] = vocabulary.record
+    save_run(trainer, cfg, run_dir, {**extra, "seconds": round(time.time() - started, 2)}, write_model=last.final,
+             vocabulary=vocabulary)
     return trainer
 
 
 def _train_stage(road: Road, stage: Stage, model, units, args, run_dir: Path, checkpoint: Path | None,
-                 save_checkpoints: bool):
-    """Train one stage in ``args.output_dir`` (continuing from ``checkpoint`` when given); returns (trainer, the
-    stage's report)."""
+                 save_checkpoints: bool, vocabulary=None):
+    """Train one stage in ``args.output_dir`` (continuing from ``checkpoint`` when given; ``vocabulary``: the run's
+    extension, whose new rows train wherever the stage trains the LM); returns (trainer, the stage's report)."""
     from .interference_callback import attach_interference
     from .trainer import PivotuneTrainer
 
     cfg = road.cfg
     stage_dir = Path(args.output_dir)
     model = road.trainable(stage, model)
+    new_rows = None
+    if vocabulary is not None:
+        from ..vocab.run import train_new_rows
+
+        new_rows = train_new_rows(model, vocabulary, cfg, args.learning_rate, args.weight_decay)
     objective = road.objective(stage)
     model = objective.prepare_model(model)   # e.g. PROM: the LM plus its pivot head
     check_disk_space(run_dir, model, checkpoints=save_checkpoints)
@@ -202,7 +222,7 @@ def _train_stage(road: Road, stage: Stage, model, units, args, run_dir: Path, ch
     log.info("%s: training %d of %d parameters", stage.name, counts["trainable_parameters"], counts["total_parameters"])
     trainer = PivotuneTrainer(model=model, args=args, train_dataset=IndexedDataset(EncodedDataset(units.items)),
                               data_collator=IndexedCollator(units.collator), processing_class=units.tokenizer,
-                              objective=objective, languages=units.lang_ids,
+                              objective=objective, languages=units.lang_ids, new_rows=new_rows,
                               **training_guards(checkpoint, units.fingerprint, units.describe))
     if cfg.interference.every:   # accepted only for methods whose objective it can measure (the config refuses)
         attach_interference(trainer, cfg, units.interference, units.lang_ids, units.tokenizer.pad_token_id,
@@ -219,11 +239,13 @@ def _train_stage(road: Road, stage: Stage, model, units, args, run_dir: Path, ch
     return trainer, report
 
 
-def save_run(trainer, cfg: RunConfig, run_dir: Path, extra: dict, *, write_model: bool = True) -> Path:
+def save_run(trainer, cfg: RunConfig, run_dir: Path, extra: dict, *, write_model: bool = True,
+             vocabulary=None) -> Path:
     """Write the final model (atomically), its tokenizer and parts, the config and, last, the run metadata (whose
     record of the run and step tells a finished run from one killed while writing these; see
     :mod:`pivotune.train.resume`). ``trainer``: the last stage's (None when every stage's result was already
-    there); ``write_model``: False when the run ends with a stage that does not write RUN/model."""
+    there); ``write_model``: False when the run ends with a stage that does not write RUN/model; ``vocabulary``:
+    the run's extension, recorded in RUN/model/vocab_extension.json."""
     import transformers
 
     model = state = None
@@ -244,6 +266,10 @@ def save_run(trainer, cfg: RunConfig, run_dir: Path, extra: dict, *, write_model
                 model.save_pretrained(tmp, state_dict=lm_state, safe_serialization=True)   # PROM: its LM only
                 if trainer.processing_class is not None:
                     trainer.processing_class.save_pretrained(tmp)
+                if vocabulary is not None:
+                    from ..vocab.save import write_record
+
+                    write_record(tmp, vocabulary.record)
             if with_parts and model.parts_beside_lm:
                 model.save_parts(run_dir, state=parts_state)
         write_text_atomic(run_dir / "config.yaml", dump_config(cfg))

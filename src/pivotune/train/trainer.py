@@ -53,11 +53,13 @@ class PivotuneTrainer(Trainer):
     loss_is_scaled_for_ga = True
 
     def __init__(self, *args, objective, checkpoints=None, loss_guard=None, languages: dict[str, int] | None = None,
-                 **kwargs):
+                 new_rows=None, **kwargs):
         """``objective``: a :class:`pivotune.objectives.base.Objective`; ``checkpoints``: the run's
         :class:`~pivotune.train.resume.AtomicCheckpoints`; ``loss_guard``: its
         :class:`~pivotune.train.guards.NonFiniteLossGuard` (both from :func:`pivotune.train.guards.training_guards`);
-        ``languages``: the language ids the batches carry, for the per-language losses (none: English alone)."""
+        ``languages``: the language ids the batches carry, for the per-language losses (none: English alone);
+        ``new_rows``: a vocabulary extension's :class:`~pivotune.vocab.run.NewRowGroup`, its own optimizer group."""
+        self.new_rows = new_rows
         super().__init__(*args, **kwargs)
         for reporter in _REPORTERS.get():
             self.remove_callback(PrinterCallback)
@@ -75,6 +77,19 @@ class PivotuneTrainer(Trainer):
         if loss_guard is not None:
             loss_guard.trainer = self   # it reduces its flag over the ranks through this trainer's accelerator
             self.add_callback(loss_guard)
+
+    def create_optimizer(self, model=None):
+        """The stock optimizer, with the new vocabulary rows' parameters (if any) in a group of their own."""
+        if self.optimizer is not None or self.new_rows is None:
+            return super().create_optimizer(model)
+        from ..vocab.train import with_own_group
+
+        optimizer = super().create_optimizer(model)
+        *kept, own = with_own_group(optimizer.param_groups, self.new_rows.params, lr=self.new_rows.lr,
+                                    weight_decay=self.new_rows.weight_decay)
+        optimizer.param_groups[:] = kept   # before any step: no optimizer state to move
+        optimizer.add_param_group(own)
+        return optimizer
 
     def get_batch_samples(self, epoch_iterator, num_batches, device):
         batch_samples, num_items = super().get_batch_samples(epoch_iterator, num_batches, device)

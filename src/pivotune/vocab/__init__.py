@@ -8,6 +8,8 @@
   (full fine-tuning) or through peft's trainable tokens (LoRA).
 * :func:`pivotune.vocab.save.write_extended` — all of it, written as a plain Hugging Face directory
   (``pivotune vocab extend``); :mod:`pivotune.vocab.measure` — tokens per word and the checks.
+* :mod:`pivotune.vocab.settings` — the run config's ``vocab`` section; :mod:`pivotune.vocab.run` — what a
+  training run does with it (extend and resize before any method sees the model, train the new rows).
 
 Nothing is imported here, so ``pivotune --help`` stays fast.
 """

@@ -42,7 +42,7 @@ from pathlib import Path
 from ..errors import PivotuneError
 from .measure import CHECK_TEXTS, round_trip_failures, tokenization_changes
 from .pretokenizer import keep_words_whole
-from .scripts import TargetScripts, detect_scripts
+from .scripts import CLI_NAMES, OptionNames, TargetScripts, detect_scripts
 
 #: Files a tokenizer directory may hold besides tokenizer.json; they would still describe the old vocabulary.
 STALE_FILES = ("tokenizer.model", "vocab.json", "merges.txt", "vocab.txt", "spiece.model")
@@ -311,7 +311,7 @@ def _verify(old, new, target: TargetScripts, check_texts: Iterable[str], texts: 
         raise PivotuneError(
             f"Refusing the extension: it would change how text outside {script_names} script tokenizes "
             f"({len(changed)} of {len(checks)} check texts), e.g. {text[:80]!r}: {before[:12]} became {after[:12]}. "
-            "Nothing was written. Check the target script (--script) and the tokenizer's pre-tokenizer.")
+            f"Nothing was written. Check the target script ({target.names.script}) and the tokenizer's pre-tokenizer.")
     broken = round_trip_failures(old, new, [*checks, *texts[:_ROUND_TRIP_SAMPLE]])
     if broken:
         raise PivotuneError(f"Refusing the extension: the extended tokenizer decodes {len(broken)} texts differently "
@@ -321,14 +321,15 @@ def _verify(old, new, target: TargetScripts, check_texts: Iterable[str], texts: 
 
 def extend_tokenizer(tokenizer, texts: Iterable[str], n_new: int, *, scripts: Sequence[str] | None = None,
                      check_texts: Iterable[str] = (), min_frequency: int = 2,
-                     name: str = "the base model") -> Extension:
+                     name: str = "the base model", names: OptionNames = CLI_NAMES) -> Extension:
     """``tokenizer`` extended with ``n_new`` tokens learned from the target-language ``texts``.
 
     ``scripts`` are the target's Unicode scripts (ISO 15924: ``("Thai",)``), by default the corpus's most
     frequent one. ``check_texts`` (with pivotune's built-in multilingual sample) must tokenize exactly as
     before where they hold no target-script character, and every text must decode as before. Raises a
     :class:`PivotuneError` naming what to change when the tokenizer cannot be extended safely, the corpus
-    is too small, or a check fails; the input tokenizer is never modified.
+    is too small, or a check fails (``names``: how those errors name the settings); the input tokenizer is never
+    modified.
     """
     texts = list(texts)
     if isinstance(n_new, bool) or not isinstance(n_new, int) or n_new < 1:
@@ -341,7 +342,7 @@ def extend_tokenizer(tokenizer, texts: Iterable[str], n_new: int, *, scripts: Se
                             f"({type(tokenizer).__name__}); vocabulary extension needs a fast one (tokenizer.json).")
     data = json.loads(tokenizer.backend_tokenizer.to_str())
     alphabet = _alphabet(data, name)
-    target = TargetScripts(tuple(scripts) if scripts else detect_scripts(texts))
+    target = TargetScripts(tuple(scripts) if scripts else detect_scripts(texts), names)
     widened = keep_words_whole(data, target.marks())
     if widened is not None and not _keeps_splitting(tokenizer, widened, name):
         widened = None
@@ -355,7 +356,7 @@ def extend_tokenizer(tokenizer, texts: Iterable[str], n_new: int, *, scripts: Se
     if not words:
         raise PivotuneError(f"The corpus ({len(texts)} texts) has no word written in {script_names} script, so there "
                             "is nothing to learn target tokens from. Check the corpus files and the target language "
-                            "(--lang) or script (--script).")
+                            f"({target.names.language}) or script ({target.names.script}).")
     merges = _learn_merges(words, n_new - len(characters), set(start["model"]["vocab"]), alphabet, target,
                            min_frequency)
     learned = len(characters) + len(merges)
@@ -365,7 +366,7 @@ def extend_tokenizer(tokenizer, texts: Iterable[str], n_new: int, *, scripts: Se
             f"words ({len(words)} distinct) yield only {learned}"
             + (f" ({len(characters)} characters, {len(merges)} merges)" if characters else "")
             + f" before no pair of adjacent tokens occurs at least {min_frequency} times. Give more target-language "
-              f"text, or ask for at most {learned} new tokens (--n-new {learned}).", learned)
+              f"text, or ask for at most {learned} new tokens ({names.n_new} {learned}).", learned)
     final = _with_tokens(start, [], merges)
     new_tokens = (*characters, *(a + b for a, b in merges))
     expected = {t: final["model"]["vocab"][t] for t in new_tokens}

@@ -43,6 +43,13 @@ def tokens_per_word(tokenizer, texts: list[str]) -> float:
     return tokens / max(words_in(texts), 1)
 
 
+def fertility_table(by_language: dict[str, dict[str, float]]) -> tuple[list[str], list[list[str]]]:
+    """Header and rows of a tokens-per-word table from ``{lang: {"before": x, "after": y}}``."""
+    rows = [[lang, f"{v['before']:.2f}", f"{v['after']:.2f}", f"{v['after'] / v['before'] - 1:+.0%}"]
+            for lang, v in by_language.items()]
+    return ["language", "before", "after", "change"], rows
+
+
 def tokenization_changes(old, new, texts: Iterable[str]) -> list[tuple[str, list[int], list[int]]]:
     """``(text, old ids, new ids)`` for every text the two tokenizers encode differently (special tokens on)."""
     texts = list(texts)

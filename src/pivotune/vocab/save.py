@@ -17,6 +17,7 @@ from pathlib import Path
 from ..errors import PivotuneError
 from ..io import atomic_path
 from .extend import STALE_FILES, Extension, extend_tokenizer
+from .init import NewRows
 from .measure import tokens_per_word
 
 RECORD = "vocab_extension.json"
@@ -51,7 +52,18 @@ def write_extended(base: str, texts: Sequence[str], n_new: int, out_dir: str | P
 
         model = load_model(base, dtype=dtype)
         rows = resize_and_init(model, tokenizer, ext.tokenizer)
-    record = {
+    record = extension_record(base, ext, fertility, rows)
+    with atomic_path(out_dir) as tmp:
+        if model is not None:
+            model.save_pretrained(tmp, safe_serialization=True)
+        save_tokenizer(ext.tokenizer, tmp)
+        write_record(tmp, record)
+    return Written(out_dir, ext, fertility, rows.num_rows if rows else None)
+
+
+def extension_record(base: str, ext: Extension, fertility: tuple[float, float], rows: NewRows | None) -> dict:
+    """What ``vocab_extension.json`` records (``rows``: None when no model was resized)."""
+    return {
         "base": base, "scripts": list(ext.scripts), "tokenizer": ext.kind, "new_tokens": len(ext.new_tokens),
         "new_characters": ext.characters, "words_kept_whole": ext.words_kept_whole,
         "new_ids": [ext.new_ids[0], ext.new_ids[-1]], "embedding_rows": rows.num_rows if rows else None,
@@ -59,11 +71,14 @@ def write_extended(base: str, texts: Sequence[str], n_new: int, out_dir: str | P
         "tokens_per_word_on_corpus": {"before": round(fertility[0], 4), "after": round(fertility[1], 4)},
         "check_texts_unchanged": ext.checked,
     }
-    with atomic_path(out_dir) as tmp:
-        if model is not None:
-            model.save_pretrained(tmp, safe_serialization=True)
-        ext.tokenizer.save_pretrained(tmp)
-        for stale in STALE_FILES:
-            (tmp / stale).unlink(missing_ok=True)
-        (tmp / RECORD).write_text(json.dumps(record, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    return Written(out_dir, ext, fertility, rows.num_rows if rows else None)
+
+
+def save_tokenizer(tokenizer, directory: Path) -> None:
+    """An extended tokenizer's files in ``directory``, without any that would still describe the old vocabulary."""
+    tokenizer.save_pretrained(directory)
+    for stale in STALE_FILES:
+        (Path(directory) / stale).unlink(missing_ok=True)
+
+
+def write_record(directory: Path, record: dict) -> None:
+    (Path(directory) / RECORD).write_text(json.dumps(record, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")

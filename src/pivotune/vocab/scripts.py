@@ -13,7 +13,7 @@ import functools
 import unicodedata
 from collections import Counter
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import regex
 
@@ -56,14 +56,29 @@ def _pattern(scripts: tuple[str, ...]) -> regex.Pattern:
 
 
 @dataclass(frozen=True)
+class OptionNames:
+    """What the user calls the settings an extension's errors point to: the CLI's options, or the run config's keys."""
+
+    n_new: str = "--n-new"
+    language: str = "--lang"
+    script: str = "--script"
+
+
+CLI_NAMES = OptionNames()
+CONFIG_NAMES = OptionNames("vocab.n_new", "vocab.languages", "vocab.scripts")
+
+
+@dataclass(frozen=True)
 class TargetScripts:
-    """The scripts an extension serves; checked on construction."""
+    """The scripts an extension serves; checked on construction (``names``: how errors name the settings)."""
 
     codes: tuple[str, ...]
+    names: OptionNames = field(default=CLI_NAMES, compare=False)
 
     def __post_init__(self):
         if not self.codes:
-            raise PivotuneError("No target script: give the language (--lang th) or the script (--script Thai).")
+            raise PivotuneError(f"No target script: give the language ({self.names.language}) or the script "
+                                f"({self.names.script}, e.g. Thai).")
         for code in self.codes:
             try:
                 _pattern((code,))
@@ -76,7 +91,8 @@ class TargetScripts:
                     + ("English is written in Latin script, so new Latin tokens would change how English "
                        "tokenizes. " if code == "Latn" else "its characters belong to every language. ")
                     + "Vocabulary extension serves a target language written in a script of its own (Thai, "
-                      "Greek, Arabic, Devanagari, ...); name that script (--script), or leave the tokenizer as it is.")
+                      f"Greek, Arabic, Devanagari, ...); name that script ({self.names.script}), or leave the "
+                      "tokenizer as it is.")
 
     def is_target(self, ch: str) -> bool:
         return bool(_pattern(self.codes).match(ch))

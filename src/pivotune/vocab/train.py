@@ -19,16 +19,18 @@ from ..models.arch import arch_info, input_embeddings, unwrap
 from .init import NewRows
 
 
-def _matrices(model: nn.Module) -> list[nn.Parameter]:
+def embedding_matrices(model: nn.Module) -> list[nn.Parameter]:
     """The input embedding and (when untied) the output embedding weight."""
     emb, unembed = input_embeddings(model).weight, arch_info(model).unembed.weight
     return [emb] if unembed is emb else [emb, unembed]
 
 
-def freeze_old_rows(model: nn.Module, rows: NewRows) -> list[torch.utils.hooks.RemovableHandle]:
-    """Make the embedding matrices trainable with every old row's gradient zeroed; returns the hooks."""
+def freeze_old_rows(model: nn.Module, rows: NewRows, weights: list[nn.Parameter] | None = None
+                    ) -> list[torch.utils.hooks.RemovableHandle]:
+    """Make the embedding matrices (or those of them in ``weights``) trainable with every old row's gradient
+    zeroed; returns the hooks."""
     handles = []
-    for weight in _matrices(model):
+    for weight in embedding_matrices(model) if weights is None else weights:
         mask = torch.zeros(weight.shape[0], 1, dtype=weight.dtype, device=weight.device)
         mask[list(rows.ids)] = 1
         weight.requires_grad_(True)
@@ -57,15 +59,18 @@ def new_row_parameters(model: nn.Module) -> list[nn.Parameter]:
               for p in m.trainable_tokens_delta.parameters() if p.requires_grad}
     if deltas:
         return list(deltas.values())
-    return [p for p in _matrices(model) if p.requires_grad]
+    return [p for p in embedding_matrices(model) if p.requires_grad]
 
 
 def with_new_row_group(groups: list[dict], model: nn.Module, *, embedding_lr: float,
                        weight_decay: float = 0.0) -> list[dict]:
     """Optimizer ``groups`` (e.g. the Trainer's decay / no-decay split) with the new-row parameters moved into
     a group of their own at ``embedding_lr``."""
-    own = new_row_parameters(model)
-    taken = {id(p) for p in own}
+    return with_own_group(groups, new_row_parameters(model), lr=embedding_lr, weight_decay=weight_decay)
+
+
+def with_own_group(groups: list[dict], params: list[nn.Parameter], *, lr: float, weight_decay: float) -> list[dict]:
+    """``groups`` with ``params`` taken out of them (groups left empty dropped) and into a group of their own."""
+    taken = {id(p) for p in params}
     out = [{**g, "params": [p for p in g["params"] if id(p) not in taken]} for g in groups]
-    out = [g for g in out if g["params"]]
-    return [*out, {"params": own, "lr": embedding_lr, "weight_decay": weight_decay}]
+    return [*(g for g in out if g["params"]), {"params": list(params), "lr": lr, "weight_decay": weight_decay}]
