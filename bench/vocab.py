@@ -1,8 +1,8 @@
 """Vocabulary extension in the toy world: tokens per word, training throughput, and the demo's scores.
 
 1. Tokens per word before and after, for three kinds of base tokenizer. The toy world's data (no base model is
-   trained) and three tokenizers trained on its English-heavy pretraining text (83% English, 12% Greek, 3% Thai,
-   2% Arabic): the toy world's own byte-level BPE (GPT-2's pre-tokenizer), a Llama-2-style SentencePiece BPE
+   trained) and three tokenizers trained on its English-heavy pretraining text (75% English, 16% Greek, 6% Thai,
+   3% Arabic): the toy world's own byte-level BPE (GPT-2's pre-tokenizer), a Llama-2-style SentencePiece BPE
    with byte fallback and a Llama-3-style byte-level BPE (pivotune.vocab.testing). For each target language
    and tokenizer, --n-new tokens (or as many as the text yields, when fewer: the toy grammar has about 150
    words) are learned from the language's training data (its instructions and the target side of its
