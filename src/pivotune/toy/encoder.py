@@ -61,6 +61,8 @@ def encoder_tokenizer(base_dir: str | Path):
 
     tok = AutoTokenizer.from_pretrained(str(base_dir))
     tok.add_special_tokens({"mask_token": MASK})
+    # transformers records the loading environment (HF_HUB_OFFLINE) in the saved config: not part of the recipe
+    tok.init_kwargs.pop("local_files_only", None)
     return tok
 
 
