@@ -105,6 +105,29 @@ def test_a_bfloat16_run_writes_and_exports_a_bfloat16_model(tiny_model_dir, tmp_
     assert all(torch.equal(v, saved[k]) for k, v in exported.items())
 
 
+def test_clo_reference_is_computed_in_the_policys_precision(tiny_model_dir, tmp_path, monkeypatch):
+    """CLO's reference log-probabilities are computed under the steps' bf16 autocast: at the first step the policy's
+    equal them exactly (in float32 outside autocast they differed by ~2e-3)."""
+    from test_clo import ENGLISH, TARGET
+    from test_clo import _cfg as clo_cfg
+
+    import pivotune.methods.clo.objective as clo_objective
+    from pivotune.train.run import train
+
+    gaps: list[float] = []
+    real = clo_objective.clo_loss
+
+    def recording(policy, reference, *args, **kwargs):
+        gaps.append(float((policy - reference).detach().abs().max()))
+        return real(policy, reference, *args, **kwargs)
+
+    monkeypatch.setattr(clo_objective, "clo_loss", recording)
+    cfg = clo_cfg(tiny_model_dir, tmp_path / "run", **{"train.dtype": "bfloat16", "train.max_steps": 1,
+                                                       "train.per_device_batch_size": 3})   # = reference batch
+    train(cfg, ENGLISH + TARGET, save_checkpoints=False)
+    assert gaps == [0.0]
+
+
 # ------------------------------------------------------------------------------------------ refusals
 
 @pytest.mark.parametrize("dtype", ["float32", "float16"])
