@@ -211,11 +211,15 @@ def _params(trainer) -> dict[str, torch.Tensor]:
 
 
 @pytest.mark.usefixtures("one_thread")
-def test_crash_in_epoch_2_then_resume_equals_uninterrupted_run(tiny_model_dir, tmp_path, monkeypatch):
-    """xllama (plain model) in one process: a crash in step 5, resumed from checkpoint-4, past epoch 1."""
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_crash_in_epoch_2_then_resume_equals_uninterrupted_run(dtype, tiny_model_dir, tmp_path, monkeypatch):
+    """xllama (plain model) in one process: a crash in step 5, resumed from checkpoint-4, past epoch 1; in bf16 the
+    checkpoints hold the float32 master weights, so the resumed run is bitwise the uninterrupted one too."""
     from pivotune.train.trainer import PivotuneTrainer
 
-    ref = _params(_train(tiny_model_dir, tmp_path / "ref"))
+    precision = {"train.dtype": dtype}
+    ref = _params(_train(tiny_model_dir, tmp_path / "ref", **precision))
+    assert {p.dtype for p in ref.values()} == {torch.float32}
     compute_loss = PivotuneTrainer.compute_loss
 
     def crash_in_step_5(self, *a, **k):
@@ -225,10 +229,10 @@ def test_crash_in_epoch_2_then_resume_equals_uninterrupted_run(tiny_model_dir, t
 
     monkeypatch.setattr(PivotuneTrainer, "compute_loss", crash_in_step_5)
     with pytest.raises(RuntimeError, match="simulated crash"):
-        _train(tiny_model_dir, tmp_path / "run")
+        _train(tiny_model_dir, tmp_path / "run", **precision)
     monkeypatch.setattr(PivotuneTrainer, "compute_loss", compute_loss)
     assert not (tmp_path / "run" / "model").exists()
-    resumed = _train(tiny_model_dir, tmp_path / "run", resume=True)
+    resumed = _train(tiny_model_dir, tmp_path / "run", resume=True, **precision)
     got = _params(resumed)
     assert all(torch.equal(ref[k], got[k]) for k in ref)
     assert resumed.state.global_step == STEPS_PER_EPOCH * EPOCHS

@@ -219,3 +219,41 @@ def test_the_run_exports_as_a_plain_model_or_says_why_not(method, tiny_model_dir
     with torch.no_grad():
         assert torch.allclose(exported(input_ids=ids).logits, lm(input_ids=ids).logits, atol=1e-5)
     assert not any("pivot_head" in k for k in exported.state_dict())
+
+
+@pytest.mark.parametrize("lora", [False, True], ids=["full", "lora"])
+@pytest.mark.parametrize("method", list(METHODS))
+def test_bfloat16_computes_under_autocast_over_float32_master_weights(method, lora, tiny_model_dir, files, tmp_path):
+    """train.dtype bfloat16: each step's forward computes in bf16 while every weight that trains, the method's own
+    parts included (PROM's pivot head, LinguaLIFT's alignment layer), trains and is checkpointed in float32 (under
+    LoRA the frozen base stays bf16); a causal LM's RUN/model is written in bf16."""
+    from safetensors.torch import load_file
+    from transformers import TrainerCallback
+
+    from pivotune.train.trainer import reporting_to
+
+    computed: set[torch.dtype] = set()
+    weights = {True: set(), False: set()}   # requires_grad → the dtypes of those weights, in every stage
+
+    class RecordDtypes(TrainerCallback):
+        def on_train_begin(self, args, state, control, model=None, **kwargs):
+            q_proj = next(m for name, m in model.named_modules() if name.endswith("q_proj"))
+            q_proj.register_forward_hook(lambda module, inputs, out: computed.add(out.dtype))
+            for name, p in model.named_parameters():
+                if "encoder." not in name:   # LinguaLIFT's encoder never trains: it stays in the run's dtype
+                    weights[p.requires_grad].add(p.dtype)
+
+    run = tmp_path / "run"
+    raw = {**raw_config(method, tiny_model_dir, run, files, dtype="bfloat16"), "lora": {"enabled": lora, "r": 4}}
+    with reporting_to(RecordDtypes()):
+        train(load_config(base=raw), SAMPLES)
+    assert computed == {torch.bfloat16}
+    assert weights[True] == {torch.float32}
+    assert (torch.bfloat16 in weights[False]) == lora, weights   # a frozen LoRA base costs 2 bytes a weight
+    checkpoint = _last_stage_dir(method, run) / "checkpoint-2"
+    saved = {f"{f.name}:{k}": v.dtype for f in checkpoint.rglob("*.safetensors") for k, v in load_file(f).items()}
+    assert saved and set(saved.values()) == {torch.float32}, saved
+    if METHODS[method].causal_lm and not lora:
+        final = load_file(run / "model" / "model.safetensors")
+        assert {v.dtype for v in final.values()} == {torch.bfloat16}
+        assert json.loads((run / "model" / "config.json").read_text())["dtype"] == "bfloat16"

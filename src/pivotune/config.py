@@ -92,10 +92,24 @@ class TrainConfig(_Strict):
     save_steps: int | None = Field(None, ge=1, description="Checkpoint every N steps; default: each epoch.")
     save_total_limit: int | None = Field(2, ge=1)
     dtype: Literal["float32", "bfloat16", "float16"] = Field(
-        "float32", description="Training precision (mixed precision for bf16/fp16).")
+        "float32", description="Training precision: bfloat16/float16 compute in half precision under autocast over "
+        "float32 master weights (the saved model is in this dtype).")
+    pure_half: bool = Field(
+        False, description="With dtype bfloat16: the weights themselves in bfloat16 (half the memory; updates "
+        "below bf16's resolution are lost).")
     gradient_checkpointing: bool = False
     report_to: list[Literal["tensorboard", "wandb", "none"]] = Field(default_factory=list)
     progress_bar: bool = True
+
+    @model_validator(mode="after")
+    def _pure_half_needs_bf16(self):
+        if self.pure_half and self.dtype != "bfloat16":
+            why = ("float32 has no half-precision weights to keep" if self.dtype == "float32" else
+                   "float16 weights need loss scaling, and torch's gradient scaler refuses float16 gradients; use "
+                   "train.dtype bfloat16 for pure half precision, or float16 with float32 master weights")
+            raise KeyProblem(("train", "pure_half"), f"true needs train.dtype bfloat16, not "
+                             f"{self.dtype} ({why}); set train.pure_half to false")
+        return self
 
 
 class LoraSettings(_Strict):

@@ -6,7 +6,8 @@
 1. the run directory (:mod:`pivotune.train.rundir`: lock, ownership, cleanup of a failed start) and the seed;
 2. the method's data, every row validated, before any model loads (``road.training_data``);
 3. where each stage resumes from (``road.resume_plan``);
-4. the tokenizer and the base model (``trust_remote_code`` and ``dtype`` from the config), then
+4. the tokenizer and the base model (``trust_remote_code`` from the config; its dtype by
+   :mod:`pivotune.train.precision`: float32 master weights for half-precision compute), then
    :func:`adapt_vocabulary`, the one place both may change before any method sees them (``vocab``: the
    tokenizer extended for the target script, the model resized);
 5. each stage's units, encoded (``road.units``), and the base model read or wrapped (``road.prepare_base``);
@@ -29,8 +30,8 @@ Run directory layout::
     RUN/checkpoint-*/      Trainer checkpoints (safetensors, optimizer, RNG); the last step's finishes a run
                            killed while writing its final outputs (--resume), or exports directly
     RUN/<stage>/           a method with several stages: each stage's checkpoints (LinguaLIFT: stage1/, stage2/)
-    RUN/model/             the trained model (full weights, or the LoRA adapter; LinguaLIFT: its bridge) and
-                           tokenizer (``vocab``: the extended one, and vocab_extension.json)
+    RUN/model/             the trained model (full weights, in train.dtype; or the LoRA adapter; LinguaLIFT: its
+                           bridge) and tokenizer (``vocab``: the extended one, and vocab_extension.json)
     RUN/pivot_head.*       PROM only: the pivot head (safetensors + JSON description),
                            for analysis; never part of RUN/model, not exported
 """
@@ -39,7 +40,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 from pathlib import Path
 
@@ -62,6 +62,7 @@ from .guards import (
     write_failures_reported,
 )
 from .losses import joined_series, loss_series
+from .precision import autocast_flags, check_precision, keep_master_weights, save_lm, weights_dtype
 from .resume import RUN_INFO, finished_record, remove_partials
 from .rundir import is_main_process, run_directory
 
@@ -88,8 +89,7 @@ def training_arguments(cfg: RunConfig, run_dir: Path, train: TrainConfig | None 
         save_strategy="steps" if t.save_steps else "epoch",
         save_steps=t.save_steps or 500,
         save_total_limit=t.save_total_limit,
-        bf16=t.dtype == "bfloat16",
-        fp16=t.dtype == "float16",
+        **autocast_flags(t),   # bf16= / fp16=: half-precision compute under autocast (use_cpu where it needs it)
         activation_checkpointing=t.gradient_checkpointing,
         report_to=[r for r in t.report_to if r != "none"] or "none",
         disable_tqdm=not t.progress_bar,
@@ -97,9 +97,6 @@ def training_arguments(cfg: RunConfig, run_dir: Path, train: TrainConfig | None 
         data_seed=cfg.seed,
         remove_unused_columns=False,
         dataloader_pin_memory=torch.cuda.is_available(),
-        # Without a GPU, accelerate sets up multi-process (torchrun) training only when told to use the CPU;
-        # otherwise every rank would train alone on all the data.
-        use_cpu=int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available(),
         # every trainable weight gets a gradient in each step unless the objective says otherwise (PROM);
         # transformers' default (True without gradient checkpointing) costs DDP an extra graph pass per step
         ddp_find_unused_parameters=False,
@@ -163,8 +160,9 @@ def _run(road: Road, run_dir: Path, samples: list[Sample] | None, *, save_checkp
             if stage.directory:
                 remove_partials(run_dir / stage.directory)
     checkpoints = road.resume_plan(run_dir, resume)
+    check_precision(cfg.train)
     tokenizer = load_tokenizer(cfg.tokenizer or cfg.model, trust_remote_code=cfg.trust_remote_code)
-    model = load_model(cfg.model, dtype=cfg.train.dtype, trust_remote_code=cfg.trust_remote_code)
+    model = load_model(cfg.model, dtype=weights_dtype(cfg), trust_remote_code=cfg.trust_remote_code)
     tokenizer, model, vocabulary = adapt_vocabulary(cfg, tokenizer, model, samples)
     units = {stage.name: road.units(stage, data, tokenizer) for stage in stages}
     model = road.prepare_base(model, tokenizer, run_dir, save_checkpoints)
@@ -214,6 +212,7 @@ def _train_stage(road: Road, stage: Stage, model, units, args, run_dir: Path, ch
         new_rows = train_new_rows(model, vocabulary, cfg, args.learning_rate, args.weight_decay)
     objective = road.objective(stage)
     model = objective.prepare_model(model)   # e.g. PROM: the LM plus its pivot head
+    keep_master_weights(model, cfg.train)
     check_disk_space(run_dir, model, checkpoints=save_checkpoints)
     args.ddp_find_unused_parameters = objective.find_unused_parameters
     report = road.before_training(stage, model, units, args.device)
@@ -263,7 +262,7 @@ def save_run(trainer, cfg: RunConfig, run_dir: Path, extra: dict, *, write_model
             with_parts = isinstance(model, ModelWithParts)
             lm_state, parts_state = model.split_state(state) if with_parts else (state, None)
             with atomic_path(run_dir / "model") as tmp:
-                model.save_pretrained(tmp, state_dict=lm_state, safe_serialization=True)   # PROM: its LM only
+                save_lm(model, tmp, lm_state, cfg.train)   # PROM: its LM only; in train.dtype
                 if trainer.processing_class is not None:
                     trainer.processing_class.save_pretrained(tmp)
                 if vocabulary is not None:

@@ -18,6 +18,7 @@ import torch
 from ...errors import PivotuneError
 from ...models.arch import attention_projection_names
 from ...models.loading import apply_lora
+from ...train.precision import compute_autocast
 from ...train.resume import data_fingerprint
 from ..base import Road, Stage, Units
 from .objective import CLOObjective, sequence_logps
@@ -102,8 +103,9 @@ class CLORoad(Road):
         cfg = self.cfg
         t0 = time.time()
         model.to(device)
-        precompute_reference(model, units.items, units.collator,
-                             cfg.clo.reference_batch_size or cfg.train.per_device_batch_size, device)
+        with compute_autocast(cfg.train, device):   # the precision the policy's log-probabilities will have
+            precompute_reference(model, units.items, units.collator,
+                                 cfg.clo.reference_batch_size or cfg.train.per_device_batch_size, device)
         seconds = time.time() - t0
         log.info("CLO: reference log-probs of %d units computed once in %.1fs (%s)", len(units.items), seconds,
                  "LoRA on attention" if cfg.lora.enabled and cfg.clo.trainable == "attention" else cfg.clo.trainable)

@@ -99,14 +99,16 @@ def build_bridge(cfg, lm=None, lm_tokenizer=None, encoder_tokenizer=None) -> Lin
     """The bridge of ``cfg``: its encoder, a fresh alignment layer (seeded) and the LM (``lm``/``lm_tokenizer``:
     already loaded ones; otherwise loaded here, as the run loads them)."""
     from ...models.loading import load_model
+    from ...train.precision import weights_dtype
 
     ll = cfg.lingualift
     trust = cfg.trust_remote_code
     encoder_tokenizer = encoder_tokenizer or load_tokenizer(ll.encoder_tokenizer or ll.encoder, trust_remote_code=trust)
     lm_tokenizer = lm_tokenizer or load_tokenizer(cfg.tokenizer or cfg.model, trust_remote_code=trust)
-    lm = lm if lm is not None else load_model(cfg.model, cfg.train.dtype, trust_remote_code=trust)
+    lm = lm if lm is not None else load_model(cfg.model, weights_dtype(cfg), trust_remote_code=trust)
     sources = {"encoder": ll.encoder, "lm": cfg.model, "encoder_tokenizer": ll.encoder_tokenizer or ll.encoder,
                "lm_tokenizer": cfg.tokenizer or cfg.model}
+    # the encoder never trains: its weights stay in the run's dtype
     return LinguaLiftModel.build(load_encoder(ll.encoder, cfg.train.dtype, trust_remote_code=trust), lm,
                                  projector=ll.projector, encoder_hidden_size=ll.encoder_hidden_size,
                                  bos_token_id=lm_tokenizer.bos_token_id, seed=cfg.seed,
