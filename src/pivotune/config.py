@@ -94,6 +94,10 @@ class TrainConfig(_Strict):
     dtype: Literal["float32", "bfloat16", "float16"] = Field(
         "float32", description="Training precision (mixed precision for bf16/fp16).")
     gradient_checkpointing: bool = False
+    packing: bool = Field(
+        False, description="Pack several samples into each row of max_seq_len tokens (best-fit-decreasing, each "
+        "sample attending only to itself) instead of padding every row to the batch's longest; "
+        "per_device_batch_size then counts packed rows.")
     report_to: list[Literal["tensorboard", "wandb", "none"]] = Field(default_factory=list)
     progress_bar: bool = True
 

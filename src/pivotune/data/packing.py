@@ -9,8 +9,8 @@ per-role and per-language losses, the weight of every token) stays exact.
 Attention stays inside each sample the way transformers supports it: position ids restart at 0 for every sample
 and no attention mask goes to the model, so transformers builds the block-diagonal causal mask from the position
 ids (``masking_utils.find_packed_sequence_indices``: sdpa, eager, flex attention). Flash attention reads packed
-position ids only in a batch of one row; any other attention would attend across samples, so
-:func:`packing_problem` names it before training.
+position ids only in a batch flattened into one row; it, and any other attention, would attend across samples
+here, so :func:`packing_problem` names it before training.
 """
 
 from __future__ import annotations
@@ -26,10 +26,8 @@ from .records import IGNORE_INDEX
 
 #: the batch entry of a packed batch's position ids (restarting at 0 for every sample)
 POSITION_IDS = "position_ids"
-#: attention implementations whose masks transformers builds per sample from packed position ids, any rows a batch
-#: holds; flash attention does so only for a batch of one row
+#: attention implementations whose masks transformers builds per sample from packed position ids, in any rows
 MASKED_ATTENTION = ("sdpa", "eager", "flex_attention")
-FLASH_ATTENTION = ("flash_attention_2", "flash_attention_3", "flash_attention_4")
 
 
 def best_fit_decreasing(lengths: Sequence[int], capacity: int) -> list[list[int]]:
@@ -145,7 +143,7 @@ def attention_inputs(batch: dict) -> dict[str, torch.Tensor | None]:
     return {"attention_mask": batch["attention_mask"]}
 
 
-def packing_problem(model, rows_per_batch: int) -> str | None:
+def packing_problem(model) -> str | None:
     """Why ``model`` cannot train on packed rows (its attention would reach across samples), or None."""
     from transformers import PreTrainedModel
 
@@ -157,21 +155,21 @@ def packing_problem(model, rows_per_batch: int) -> str | None:
         return (f"the model class {name} comes from outside transformers (remote code), so pivotune cannot tell "
                 "whether it keeps packed samples apart")
     attn = lm.config._attn_implementation
-    if attn in MASKED_ATTENTION or (attn in FLASH_ATTENTION and rows_per_batch == 1):
+    if attn in MASKED_ATTENTION:
         return None
-    if attn in FLASH_ATTENTION:
-        return (f"{name} runs {attn}, which keeps packed samples apart only in a batch of one row, and "
-                f"train.per_device_batch_size is {rows_per_batch}")
+    if attn.startswith("flash_attention"):
+        return (f"{name} runs {attn}, which keeps packed samples apart only in a batch flattened into one row, "
+                "not in the rows of max_seq_len that pivotune packs")
     return f"{name} runs attention implementation {attn!r}, which does not build per-sample masks"
 
 
-def refuse_unpackable(model, rows_per_batch: int) -> None:
+def refuse_unpackable(model) -> None:
     """Stop before training when packing would let samples attend to each other (:func:`packing_problem`)."""
     from ..errors import ConfigError
 
-    problem = packing_problem(model, rows_per_batch)
+    problem = packing_problem(model)
     if problem is not None:
         raise ConfigError(f"train.packing: {problem}. Packed rows need attention that transformers masks per sample "
-                          f"from restarting position ids ({', '.join(MASKED_ATTENTION)}; flash attention with "
-                          "train.per_device_batch_size 1): load the model with one of them (transformers' "
-                          "attn_implementation, e.g. in its config.json), or set train.packing: false.")
+                          f"from restarting position ids ({', '.join(MASKED_ATTENTION)}): load the model with one "
+                          "of them (transformers' attn_implementation, e.g. in its config.json), or set "
+                          "train.packing: false.")
