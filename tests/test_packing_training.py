@@ -101,3 +101,50 @@ def test_packing_changes_the_data_fingerprint(tokenizer):
     cfgs = [_config("xllama", p) for p in (False, True)]
     prints = [METHODS["xllama"].road(c).units(None, samples, tokenizer).fingerprint for c in cfgs]
     assert prints[0] != prints[1]
+
+
+def clo_samples(n: int = 10, seed: int = 1) -> list[Sample]:
+    """English rows of very unequal lengths and their stand-in translations (the words reversed)."""
+    rng = random.Random(seed)
+    english = [Sample(instruction=_words(rng, 1, 6), output=_words(rng, 1, 30), role="en", lang="en",
+                      origin=f"row {i}") for i in range(n)]
+    return english + [Sample(instruction=e.instruction[::-1], output=e.output[::-1], role="tgt", lang="el",
+                             origin=e.origin) for e in english]
+
+
+def _clo_step(packing: bool, samples, tokenizer, units_per_batch: int = 3):
+    """One CLO optimizer step: (loss, gradients, summed NLL term, reference log-probabilities)."""
+    cfg = _config("clo", packing)
+    road = METHODS["clo"].road(cfg)
+    stage = road.stages()[-1]
+    units = road.units(stage, road.training_data(samples), tokenizer)
+    model = tiny_llama(tokenizer, layers=3, hidden=32, init_std=0.2)
+    road.before_training(stage, model, units, "cpu")
+    objective = road.objective(stage)
+    batches = [units.collator(units.items[i:i + units_per_batch])
+               for i in range(0, len(units.items), units_per_batch)]
+    norms: dict[str, torch.Tensor] = {}
+    for b in batches:
+        for k, v in objective.normalizers(b).items():
+            norms[k] = norms.get(k, 0) + v
+    total, nll = torch.zeros(()), torch.zeros(())
+    for b in batches:
+        loss, parts = objective.loss(model, b, norms)
+        loss.backward()
+        total, nll = total + loss.detach(), nll + parts["clo_nll"]
+    grads = {k: p.grad for k, p in model.named_parameters() if p.grad is not None}
+    return total, grads, nll, torch.tensor([u.ref_logps for u in units.items]), batches
+
+
+def test_clo_packed_and_unpacked_give_the_same_loss_nll_term_and_gradients(tokenizer):
+    """CLO's loss, its NLL term, every gradient and the reference log-probabilities agree to 1e-5 packed."""
+    samples = clo_samples()
+    loss_a, grads_a, nll_a, ref_a, plain = _clo_step(False, samples, tokenizer)
+    loss_b, grads_b, nll_b, ref_b, packed = _clo_step(True, samples, tokenizer)
+    assert sum(b["input_ids"].shape[0] for b in packed) < sum(b["input_ids"].shape[0] for b in plain) / 2
+    torch.testing.assert_close(ref_b, ref_a, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(nll_b, nll_a, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(loss_b, loss_a, atol=1e-5, rtol=1e-5)
+    assert grads_a.keys() == grads_b.keys() and grads_a
+    for k in grads_a:
+        torch.testing.assert_close(grads_b[k], grads_a[k], atol=1e-5, rtol=1e-5, msg=k)
