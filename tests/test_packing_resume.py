@@ -55,3 +55,17 @@ def test_lingualift_refuses_packing():
     with pytest.raises(ConfigError, match=r"train\.packing.*lingualift.*cannot pack"):
         load_config(base={"model": "m", "method": "lingualift", "lingualift": {"encoder": "e"},
                           "train": {"packing": True}})
+
+
+def test_packed_clo_run_trains_like_the_unpacked_one(tiny_model_dir, tmp_path):
+    """CLO through the one road with packed micro-batches: the reference pass and every step's loss as unpacked."""
+    from test_clo import ENGLISH, TARGET
+    from test_clo import _cfg as clo_cfg
+
+    losses = []
+    for packing in (False, True):
+        trainer = train(clo_cfg(tiny_model_dir, tmp_path / str(packing), **{"train.packing": str(packing).lower()}),
+                        ENGLISH + TARGET, save_checkpoints=False)
+        losses.append([h["loss"] for h in trainer.state.log_history if "loss" in h])
+    assert len(losses[0]) == 3
+    assert losses[1] == pytest.approx(losses[0], abs=1e-4)
