@@ -26,6 +26,8 @@ from .records import IGNORE_INDEX
 
 #: the batch entry of a packed batch's position ids (restarting at 0 for every sample)
 POSITION_IDS = "position_ids"
+#: the batch entry that names each token's sequence, where a loss sums over sequences (CLO; -1: padding)
+SEQUENCE_IDS = "sequence_ids"
 #: attention implementations whose masks transformers builds per sample from packed position ids, in any rows
 MASKED_ATTENTION = ("sdpa", "eager", "flex_attention")
 
@@ -96,28 +98,36 @@ def padding_share(lengths: Sequence[int], widths: Sequence[int]) -> float:
     return 1.0 - sum(lengths) / total if total else 0.0
 
 
-def packed_tensors(rows: Sequence[Sequence[Encoded]], pad_token_id: int) -> dict[str, torch.Tensor]:
+def packed_tensors(rows: Sequence[Sequence[Encoded]], pad_token_id: int,
+                   sequence_ids: Sequence[Sequence[int]] | None = None) -> dict[str, torch.Tensor]:
     """Rows of samples laid end to end, right-padded: ``input_ids``, ``labels`` (each sample's first token never a
     target: nothing before it in its sample predicts it), ``position_ids`` restarting at 0 for every sample (and
     for the padding, its own segment), and ``attention_mask`` (1 on samples' tokens; it marks the padding for the
-    batch's readers and never goes to the model, see :func:`attention_inputs`)."""
+    batch's readers and never goes to the model, see :func:`attention_inputs`). With ``sequence_ids`` (an id per
+    sample, row by row), :data:`SEQUENCE_IDS` holds each token's sample id (-1 on padding)."""
     width = max(sum(len(e.input_ids) for e in row) for row in rows)
     ids = torch.full((len(rows), width), pad_token_id, dtype=torch.long)
     labels = torch.full((len(rows), width), IGNORE_INDEX, dtype=torch.long)
     positions = torch.zeros((len(rows), width), dtype=torch.long)
     mask = torch.zeros((len(rows), width), dtype=torch.long)
+    sequences = torch.full((len(rows), width), -1, dtype=torch.long)
     for r, row in enumerate(rows):
         at = 0
-        for e in row:
+        for k, e in enumerate(row):
             n = len(e.input_ids)
             ids[r, at:at + n] = torch.tensor(e.input_ids)
             labels[r, at:at + n] = torch.tensor(e.labels)
             labels[r, at] = IGNORE_INDEX
             positions[r, at:at + n] = torch.arange(n)
+            if sequence_ids is not None:
+                sequences[r, at:at + n] = sequence_ids[r][k]
             at += n
         mask[r, :at] = 1
         positions[r, at:] = torch.arange(width - at)
-    return {"input_ids": ids, "labels": labels, POSITION_IDS: positions, "attention_mask": mask}
+    batch = {"input_ids": ids, "labels": labels, POSITION_IDS: positions, "attention_mask": mask}
+    if sequence_ids is not None:
+        batch[SEQUENCE_IDS] = sequences
+    return batch
 
 
 class PackedCollator:

@@ -27,9 +27,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ...data.packing import attention_inputs
+from ...data.packing import SEQUENCE_IDS, attention_inputs
 from ...objectives.base import Objective, count_supervised, supervised_targets
-from .units import BLOCKS, SEQUENCE_IDS
+from .units import BLOCKS
 
 
 def sequence_logps(logits: torch.Tensor, labels: torch.Tensor, sequences: torch.Tensor | None = None,

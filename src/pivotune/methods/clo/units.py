@@ -179,15 +179,11 @@ def encode_units(units: list[CrossLingualUnit], tokenizer, *, template: str, max
     return out
 
 
-#: the batch entry of a packed CLO batch that says which sequence (its row in the unpacked block order) each
-#: token belongs to (-1: padding)
-SEQUENCE_IDS = "sequence_ids"
-
-
 class UnitCollator:
     """Right-pad B units into one batch of 4B rows (block-major: all B rows of block 0 first); with ``pack_into``
     (``train.packing``: max_seq_len) the 4B sequences are packed best-fit-decreasing into rows of that many tokens
-    (:mod:`pivotune.data.packing`), and :data:`SEQUENCE_IDS` names each token's sequence in that order."""
+    (:mod:`pivotune.data.packing`), and ``sequence_ids`` names each token's sequence by its row in the padded
+    layout."""
 
     def __init__(self, pad_token_id: int, pack_into: int | None = None):
         self.pad_token_id = pad_token_id
@@ -215,15 +211,7 @@ class UnitCollator:
 
     def _packed(self, rows: list[Encoded]) -> dict[str, torch.Tensor]:
         bins = best_fit_decreasing([len(e.input_ids) for e in rows], self.pack_into)
-        batch = packed_tensors([[rows[i] for i in b] for b in bins], self.pad_token_id)
-        sequences = torch.full_like(batch["input_ids"], -1)
-        for r, b in enumerate(bins):
-            at = 0
-            for i in b:
-                sequences[r, at:at + len(rows[i].input_ids)] = i
-                at += len(rows[i].input_ids)
-        batch[SEQUENCE_IDS] = sequences
-        return batch
+        return packed_tensors([[rows[i] for i in b] for b in bins], self.pad_token_id, sequence_ids=bins)
 
 
 def unit_describer(encoded: list[EncodedUnit]):
