@@ -6,6 +6,8 @@ import random
 
 import pytest
 import torch
+from conftest import tiny_llama
+from test_arch import build
 
 from pivotune.data.collate import Collator, Encoded
 from pivotune.data.packing import (
@@ -14,9 +16,12 @@ from pivotune.data.packing import (
     attention_inputs,
     best_fit_decreasing,
     pack,
+    packing_problem,
     padding_share,
+    refuse_unpackable,
 )
 from pivotune.data.records import IGNORE_INDEX
+from pivotune.errors import ConfigError
 
 
 def encoded(n: int, *, role: int = 0, lang: int = 0, weight: float = 1.0, seed: int = 0, index: int = -1) -> Encoded:
@@ -97,8 +102,6 @@ def test_padding_share():
 @pytest.mark.parametrize("arch", ["llama", "mistral", "qwen2", "gemma2", "gpt2"])
 def test_packed_rows_give_each_samples_own_logits(arch, one_thread):
     """A packed row's logits equal each sample's logits run alone (to 1e-5), over rows padded to one width."""
-    from test_arch import build
-
     model = build(arch)
     items = [encoded(n, seed=i) for i, n in enumerate([9, 5, 7, 3, 6])]
     for e in items:   # the test architectures' vocabulary is small
@@ -121,11 +124,6 @@ def test_packed_rows_give_each_samples_own_logits(arch, one_thread):
 
 def test_packing_refuses_attention_that_would_cross_samples(tokenizer):
     """Attention that builds no per-sample mask is refused before training, naming the fix."""
-    from conftest import tiny_llama
-
-    from pivotune.data.packing import packing_problem, refuse_unpackable
-    from pivotune.errors import ConfigError
-
     model = tiny_llama(tokenizer)
     assert packing_problem(model) is None   # sdpa
     model.config._attn_implementation = "flash_attention_2"

@@ -6,6 +6,8 @@ import json
 
 import pytest
 import torch
+from test_clo import ENGLISH, TARGET
+from test_clo import _cfg as clo_cfg
 from test_resume import DATA, _cfg
 
 from pivotune.errors import PivotuneError
@@ -59,9 +61,6 @@ def test_lingualift_refuses_packing():
 
 def test_packed_clo_run_trains_like_the_unpacked_one(tiny_model_dir, tmp_path):
     """CLO through the one road with packed micro-batches: the reference pass and every step's loss as unpacked."""
-    from test_clo import ENGLISH, TARGET
-    from test_clo import _cfg as clo_cfg
-
     losses = []
     for packing in (False, True):
         trainer = train(clo_cfg(tiny_model_dir, tmp_path / str(packing), **{"train.packing": str(packing).lower()}),
@@ -69,3 +68,19 @@ def test_packed_clo_run_trains_like_the_unpacked_one(tiny_model_dir, tmp_path):
         losses.append([h["loss"] for h in trainer.state.log_history if "loss" in h])
     assert len(losses[0]) == 3
     assert losses[1] == pytest.approx(losses[0], abs=1e-4)
+
+
+def test_a_run_refuses_packing_with_flash_attention_before_training(tiny_model_dir, tmp_path, monkeypatch):
+    """A model whose attention would cross samples stops the packed run before its first step, leaving nothing."""
+    import pivotune.train.run as run
+
+    def flash_model(*args, **kwargs):
+        model = load_model(*args, **kwargs)
+        model.config._attn_implementation = "flash_attention_2"
+        return model
+
+    load_model = run.load_model
+    monkeypatch.setattr(run, "load_model", flash_model)
+    with pytest.raises(PivotuneError, match="train.packing: LlamaForCausalLM runs flash_attention_2"):
+        train(_cfg(tiny_model_dir, tmp_path / "run", **PACKED), DATA)
+    assert not (tmp_path / "run").exists()
