@@ -7,12 +7,14 @@ hidden-64 model with a 512-token vocabulary, for a CPU (the slow test runs it).
 
 Variants, each in its own subprocess (its peak memory is its own), steps interleaved (bench/interleave.py):
 ``sft`` is pivotune's SFT objective (every baseline's loss), ``prom`` pivotune's PROM objective with the
-pivot at round(0.75·N) (layer 17 of 22), both through their public API, forward + backward + AdamW.
-Packing (``--packing``) is not available yet: the flag stops with that message.
+pivot at round(0.75·N) (layer 17 of 22), both through their public API, forward + backward + AdamW. With
+``--packing`` each also runs on the same samples packed (``train.packing``: best-fit-decreasing into rows of
+``--seq`` tokens, :class:`pivotune.data.packing.PackedCollator`), as ``sft+pack`` and ``prom+pack``.
 
 Precision: on CUDA, bf16 autocast over float32 master weights (``--precision bf16`` for pure bf16 weights,
 ``fp32`` for none); elsewhere float32. Batch: bench/prom_step.py's Alpaca-like mixture (40 % English, 40 %
-target-language, 20 % translation rows), ``--batch`` rows padded to the longest (``--seq`` truncates).
+target-language, 20 % translation rows), ``--batch`` rows padded to the longest (``--seq`` truncates); packed,
+the same samples in fewer rows of at most ``--seq`` tokens.
 
 Printed per variant: tokens/s (non-padding tokens of the batch per second of the median step), achieved
 TFLOP/s and MFU, and peak memory (``max_memory_allocated`` on an accelerator, RSS on a CPU). Model FLOPs of
@@ -23,13 +25,14 @@ runs k decoder blocks and reads a head at m supervised positions,
 
 (P_block: the matmul weights of one block; A: heads × head_dim; T(T+1)/2 the causal query-key pairs, two
 matmuls of 2·A FLOPs each, times 3 for forward + backward; V · H the head). SFT runs every row through all N
-blocks; PROM runs English rows through blocks 1..n and reads them with the pivot head. With every row at N
+blocks; PROM runs English rows through blocks 1..n and reads them with the pivot head. Packed variants do the
+same model FLOPs (per sample, never across samples), so their tokens/s and MFU compare directly. With every row at N
 blocks and the head at every position this is 6·N_params·tokens plus attention. MFU is against the
 device's dense bf16 peak, named from a table (:data:`PEAK_BF16_TFLOPS`); on a device the table lacks it
 says so and prints achieved TFLOP/s only. The FLOP-bound speed-up of PROM over SFT (the ratio of their
 FLOPs) is printed beside the measured one.
 
-Usage: python bench/gpu_step.py [--tiny] [--batch 16] [--seq 1024] [--steps 5] [--precision auto]
+Usage: python bench/gpu_step.py [--tiny] [--batch 16] [--seq 1024] [--steps 5] [--precision auto] [--packing]
 """
 
 from __future__ import annotations
@@ -48,8 +51,7 @@ LLAMA_1B = {"hidden_size": 2048, "intermediate_size": 5632, "num_hidden_layers":
 TINY = {"hidden_size": 64, "intermediate_size": 172, "num_hidden_layers": 4, "num_attention_heads": 4,
         "num_key_value_heads": 2, "vocab_size": 512}
 VARIANTS = ("sft", "prom")
-PACKING_MISSING = ("packing not available yet: pivotune has no train.packing; run without --packing (this "
-                   "script measures packing on and off once it exists)")
+PACKED = "+pack"   # a variant's name suffix when it runs on packed rows
 
 #: Dense bf16 tensor-core peaks (TFLOP/s, float32 accumulation, no sparsity), from the vendors' data sheets;
 #: the first pattern found in the device's name wins, so the specific names come before the general ones.
@@ -157,6 +159,19 @@ def bench_batch(args, spec: dict) -> dict:
     return {k: v[keep] for k, v in batch.items()}
 
 
+def packed_batch(batch: dict, seq: int) -> dict:
+    """The samples of a padded bench batch packed best-fit-decreasing into rows of at most ``seq`` tokens."""
+    from pivotune.data.collate import Encoded
+    from pivotune.data.packing import PackedCollator, pack
+
+    items = []
+    for ids, labels, mask, role, lang, weight in zip(batch["input_ids"], batch["labels"], batch["attention_mask"],
+                                                     batch["roles"], batch["langs"], batch["weights"]):
+        n = int(mask.sum())
+        items.append(Encoded(ids[:n].tolist(), labels[:n].tolist(), int(role), int(lang), float(weight), False))
+    return PackedCollator(pad_token_id=0)(pack(items, seq))
+
+
 def precision(args, device) -> str:
     if args.precision != "auto":
         return args.precision
@@ -173,12 +188,14 @@ def worker(args) -> None:
     torch.set_num_threads(args.threads)
     device = pick_device()
     spec = TINY if args.tiny else LLAMA_1B
-    batch = {k: v.to(device) for k, v in bench_batch(args, spec).items()}
+    base, packed = args.variant.removesuffix(PACKED), args.variant.endswith(PACKED)
+    batch = bench_batch(args, spec)
+    batch = {k: v.to(device) for k, v in (packed_batch(batch, args.seq) if packed else batch).items()}
     lm = build_lm(spec, device)
     mode = precision(args, device)
     if mode == "bf16":
         lm = lm.to(torch.bfloat16)
-    if args.variant == "prom":
+    if base == "prom":
         obj = prom_objective(pivot_layer=pivot_layer(spec))
         model = obj.prepare_model(lm).to(device)
     else:
@@ -212,13 +229,12 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=MIN_TIMED, help=f"timed steps per variant (at least {MIN_TIMED})")
     ap.add_argument("--precision", choices=("auto", "bf16-autocast", "bf16", "fp32"), default="auto",
                     help="auto: bf16 autocast over float32 master weights on CUDA, float32 elsewhere")
-    ap.add_argument("--packing", action="store_true", help="also measure with packing (not available yet)")
+    ap.add_argument("--packing", action="store_true", help="also measure each variant on packed rows")
     ap.add_argument("--threads", type=int, default=os.cpu_count(), help="torch threads on a CPU")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--variant", choices=VARIANTS, help=argparse.SUPPRESS)   # worker mode
+    ap.add_argument("--variant", choices=[*VARIANTS, *(v + PACKED for v in VARIANTS)],
+                    help=argparse.SUPPRESS)   # worker mode
     args = ap.parse_args()
-    if args.packing:
-        sys.exit(f"gpu_step: {PACKING_MISSING}")
     if args.variant:
         worker(args)
         return
@@ -233,6 +249,8 @@ def main() -> None:
     batch = bench_batch(args, spec)
     shape = Shape.of(build_lm(spec))
     flops = {v: step_flops(shape, batch, v, n) for v in VARIANTS}
+    variants = [*VARIANTS, *((v + PACKED for v in VARIANTS) if args.packing else ())]
+    flops.update({v + PACKED: flops[v] for v in VARIANTS})   # the same samples: the same model FLOPs
     tokens, supervised = int(batch["attention_mask"].sum()), int(batch["labels"][:, 1:].ne(-100).sum())
     rows, width = batch["input_ids"].shape
     params = shape.layers * shape.block_params + shape.head_params
@@ -245,30 +263,38 @@ def main() -> None:
           f"vocab {spec['vocab_size']}, untied; {params / 1e6:.1f}M matmul weights (N); PROM pivot layer {n}")
     print(f"batch: {rows} rows padded to {width}: {tokens} tokens, {supervised} supervised, "
           f"{rows * width - tokens} padding positions ({1 - tokens / (rows * width):.0%})")
-    print(f"model FLOPs per step (6·N·tokens + causal attention, no padding): "
-          + ", ".join(f"{v} {f / 1e12:.4g} TFLOP" for v, f in flops.items()))
-    print(f"steps: {args.warmup} warm-up + {args.steps} timed rounds, {', '.join(VARIANTS)} interleaved, "
-          "median per variant, one subprocess each; packing: off (not available yet)")
+    if args.packing:
+        packed = packed_batch(batch, args.seq)
+        p_rows, p_width = packed["input_ids"].shape
+        print(f"packed: the same samples in {p_rows} rows padded to {p_width}: "
+              f"{p_rows * p_width - tokens} padding positions ({1 - tokens / (p_rows * p_width):.0%})")
+    print("model FLOPs per step (6·N·tokens + causal attention, no padding): "
+          + ", ".join(f"{v} {flops[v] / 1e12:.4g} TFLOP" for v in VARIANTS))
+    print(f"steps: {args.warmup} warm-up + {args.steps} timed rounds, {', '.join(variants)} interleaved, "
+          f"median per variant, one subprocess each; packing: {'on and off' if args.packing else 'off'}")
 
     cmd = [sys.executable, os.path.abspath(__file__), f"--batch={args.batch}", f"--seq={args.seq}",
            f"--precision={args.precision}", f"--threads={args.threads}", f"--seed={args.seed}"] + (
         ["--tiny"] if args.tiny else [])
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "TOKENIZERS_PARALLELISM": "false"}
-    t = time_workers({v: Worker(v, cmd + [f"--variant={v}"], env) for v in VARIANTS},
+    t = time_workers({v: Worker(v, cmd + [f"--variant={v}"], env) for v in variants},
                      warmup=args.warmup, steps=args.steps)
 
     gib = 1 / 2**30
-    print(f"\n{'variant':8}{'params':>9}{'step s':>9}{'tokens/s':>10}{'TFLOP/s':>9}{'MFU':>7}{'peak GiB':>10}"
+    print(f"\n{'variant':10}{'params':>9}{'step s':>9}{'tokens/s':>10}{'TFLOP/s':>9}{'MFU':>7}{'peak GiB':>10}"
           "  timed steps (s)")
-    for v in VARIANTS:
+    for v in variants:
         r, med = t.reports[v], t.median(v)
         achieved = flops[v] / med / 1e12
         mfu = f"{achieved / peak:.1%}" if peak else "-"
-        print(f"{v:8}{r['params'] / 1e6:8.1f}M{med:9.3f}{tokens / med:10.0f}{achieved:9.3g}{mfu:>7}"
+        print(f"{v:10}{r['params'] / 1e6:8.1f}M{med:9.3f}{tokens / med:10.0f}{achieved:9.3g}{mfu:>7}"
               f"{r['peak_bytes'] * gib:10.2f}  {t.spread(v)}")
     bound, measured = flops["sft"] / flops["prom"], t.speedup("prom", "sft")
     print(f"PROM/SFT speed-up: measured {measured:.2f}x, FLOP-bound {bound:.2f}x: {measured / bound:.2f} of the bound "
           "(goal: within 10 %)")
+    if args.packing:
+        print("packing speed-up (packed over padded, same samples): "
+              + ", ".join(f"{v} {t.speedup(v + PACKED, v):.2f}x" for v in VARIANTS))
 
 
 if __name__ == "__main__":

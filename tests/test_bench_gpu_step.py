@@ -1,4 +1,4 @@
-"""bench/gpu_step.py: its FLOP count against a hand count, its peak table, its packing flag, a CPU run."""
+"""bench/gpu_step.py: its FLOP count against a hand count, its peak table, its packed batch, a CPU run."""
 
 from __future__ import annotations
 
@@ -53,22 +53,28 @@ def test_the_peak_is_named_from_the_device_name(name, peak):
     assert gpu_step.peak_bf16_tflops(name) == peak
 
 
-def test_packing_flag_says_it_is_not_available_yet():
-    """--packing stops with a message instead of printing numbers for something that does not exist."""
-    out = subprocess.run([sys.executable, str(ROOT / "bench" / "gpu_step.py"), "--tiny", "--packing"],
-                         capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT / "src")})
-    assert out.returncode == 1 and "packing not available yet" in out.stderr and not out.stdout
+def test_packed_batch_holds_the_same_samples_in_fewer_rows():
+    """--packing trains on the bench batch's samples packed: the same tokens, targets and roles, fewer rows."""
+    batch = gpu_step.bench_batch(type("Args", (), {"batch": 12, "seq": 512, "seed": 0}), gpu_step.TINY)
+    packed = gpu_step.packed_batch(batch, 512)
+    assert packed["input_ids"].shape[0] < batch["input_ids"].shape[0]
+    assert int(packed["attention_mask"].sum()) == int(batch["attention_mask"].sum())
+    assert int(packed["labels"][:, 1:].ne(-100).sum()) == int(batch["labels"][:, 1:].ne(-100).sum())
+    assert set(packed["roles"].tolist()) <= set(batch["roles"].tolist())
+    assert packed["position_ids"].max() < 512
 
 
 @pytest.mark.slow
-def test_tiny_run_on_a_cpu_prints_both_variants():
-    """The whole script on a CPU with the tiny model: SFT and PROM rows, no MFU for an unknown peak."""
+def test_tiny_run_on_a_cpu_prints_every_variant():
+    """The whole script on a CPU with the tiny model: SFT and PROM rows, padded and packed, no MFU for an unknown
+    peak."""
     out = subprocess.run([sys.executable, str(ROOT / "bench" / "gpu_step.py"), "--tiny", "--threads", "1",
-                          "--batch", "6", "--seq", "512"], capture_output=True, text=True, timeout=600,
+                          "--batch", "6", "--seq", "512", "--packing"], capture_output=True, text=True, timeout=600,
                          env={**os.environ, "PYTHONPATH": str(ROOT / "src"), "CUDA_VISIBLE_DEVICES": ""})
     assert out.returncode == 0, out.stderr[-3000:]
     lines = out.stdout.splitlines()
     assert "dense bf16 peak unknown" in lines[0]
-    rows = {line.split()[0]: line.split() for line in lines if line.startswith(("sft ", "prom "))}
-    assert set(rows) == {"sft", "prom"} and all(r[5] == "-" for r in rows.values())   # MFU column
+    rows = {line.split()[0]: line.split() for line in lines if line.startswith(("sft", "prom"))}
+    assert set(rows) == {"sft", "prom", "sft+pack", "prom+pack"} and all(r[5] == "-" for r in rows.values())   # MFU
     assert any(line.startswith("PROM/SFT speed-up: measured") for line in lines)
+    assert any(line.startswith("packing speed-up (packed over padded, same samples): sft ") for line in lines)

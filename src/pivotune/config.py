@@ -98,6 +98,10 @@ class TrainConfig(_Strict):
         False, description="With dtype bfloat16: the weights themselves in bfloat16 (half the memory; updates "
         "below bf16's resolution are lost).")
     gradient_checkpointing: bool = False
+    packing: bool = Field(
+        False, description="Pack several samples into each row of max_seq_len tokens (best-fit-decreasing, each "
+        "sample attending only to itself) instead of padding every row to the batch's longest; "
+        "per_device_batch_size then counts packed rows.")
     report_to: list[Literal["tensorboard", "wandb", "none"]] = Field(default_factory=list)
     progress_bar: bool = True
 

@@ -112,16 +112,28 @@ class NonFiniteLossGuard(TrainerCallback):
             "bfloat16), or a corrupt row in the sources named here.")
 
 
+def _sample_text(samples, j: int) -> str | None:
+    """Sample ``j``'s source and origin (None: no such sample)."""
+    s = samples[j] if 0 <= j < len(samples) else None
+    if s is None:
+        return None
+    return f"source '{s.source or '?'}' ({s.origin or 'generated'}; role {s.role}, language {s.lang})"
+
+
 def sample_describer(encoded, samples):
     """``describe(i)`` for :class:`NonFiniteLossGuard`: encoded row ``i`` → its sample's source and origin
     (``Encoded.sample_index`` is the sample's position, rows dropped by encoding notwithstanding)."""
     def describe(i: int) -> str:
-        j = encoded[i].sample_index
-        s = samples[j] if 0 <= j < len(samples) else None
-        if s is None:
-            return f"row {i} of the encoded mixture"
-        where = s.origin or "generated"
-        return f"source '{s.source or '?'}' ({where}; role {s.role}, language {s.lang})"
+        return _sample_text(samples, encoded[i].sample_index) or f"row {i} of the encoded mixture"
+    return describe
+
+
+def packed_describer(rows, samples):
+    """``describe(i)`` for :class:`NonFiniteLossGuard` over packed rows (:class:`pivotune.data.packing.PackedRow`):
+    row ``i`` → each of its samples' source and origin."""
+    def describe(i: int) -> str:
+        texts = [_sample_text(samples, e.sample_index) or f"sample {e.sample_index}" for e in rows[i].samples]
+        return f"packed row {i}: " + ", ".join(texts)
     return describe
 
 

@@ -47,12 +47,23 @@ PICKLED_STATE = ("optimizer.pt", "scheduler.pt", "scaler.pt", "rng_state*.pth")
 _CKPT = re.compile(r"^checkpoint-(\d+)$")
 
 
-def data_fingerprint(encoded, fields=lambda e: [e.input_ids, e.labels, e.role, e.lang, e.weight]) -> str:
+def encoded_fields(e) -> list:
+    """What the fingerprint reads of an encoded row: ids, labels, role, language, weight."""
+    return [e.input_ids, e.labels, e.role, e.lang, e.weight]
+
+
+def data_fingerprint(encoded, fields=encoded_fields) -> str:
     """sha256 over the encoded rows in training order (by default ids, labels, role, language, weight)."""
     h = hashlib.sha256()
     for e in encoded:
         h.update(json.dumps(fields(e)).encode())
     return h.hexdigest()
+
+
+def packed_fingerprint(rows) -> str:
+    """:func:`data_fingerprint` of packed rows (:class:`pivotune.data.packing.PackedRow`): their samples, row by row,
+    so a packed run never resumes from an unpacked one or from rows packed otherwise."""
+    return data_fingerprint(rows, fields=lambda row: [encoded_fields(e) for e in row.samples])
 
 
 def geometry(args) -> dict:

@@ -47,6 +47,7 @@ import torch
 
 from ..config import RunConfig, TrainConfig, dump_config
 from ..data.collate import EncodedDataset
+from ..data.packing import refuse_unpackable
 from ..data.records import Sample
 from ..io import atomic_path, write_json_atomic, write_text_atomic
 from ..methods import METHODS
@@ -164,6 +165,8 @@ def _run(road: Road, run_dir: Path, samples: list[Sample] | None, *, save_checkp
     tokenizer = load_tokenizer(cfg.tokenizer or cfg.model, trust_remote_code=cfg.trust_remote_code)
     model = load_model(cfg.model, dtype=weights_dtype(cfg), trust_remote_code=cfg.trust_remote_code)
     tokenizer, model, vocabulary = adapt_vocabulary(cfg, tokenizer, model, samples)
+    if cfg.train.packing:   # before any encoding: packed samples must not attend to each other
+        refuse_unpackable(model)
     units = {stage.name: road.units(stage, data, tokenizer) for stage in stages}
     model = road.prepare_base(model, tokenizer, run_dir, save_checkpoints)
     cfg = road.cfg   # as the base model decided it (PROM's regulated λ)

@@ -27,18 +27,32 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from ...data.packing import SEQUENCE_IDS, attention_inputs
 from ...objectives.base import Objective, count_supervised, supervised_targets
 from .units import BLOCKS
 
 
-def sequence_logps(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+def sequence_logps(logits: torch.Tensor, labels: torch.Tensor, sequences: torch.Tensor | None = None,
+                   count: int | None = None) -> torch.Tensor:
     """Σ over response tokens of log p(token) per row: ``logits`` [R, T, V] (position t predicts t+1),
-    ``labels`` [R, T] unshifted with -100 on prompt and padding. Returns [R] in float32 (float64 for float64 logits)."""
+    ``labels`` [R, T] unshifted with -100 on prompt and padding. Returns [R] in float32 (float64 for float64 logits).
+    Packed rows: ``sequences`` [R, T] names each token's sequence (0 .. ``count`` - 1), and the sums are per sequence,
+    [count]."""
     shift_labels = labels[:, 1:]
     mask = supervised_targets(labels)
     logp = torch.log_softmax(logits[:, :-1, :].to(torch.promote_types(logits.dtype, torch.float32)), dim=-1)
     token = logp.gather(-1, shift_labels.clamp(min=0).unsqueeze(-1)).squeeze(-1)
-    return (token * mask).sum(-1)
+    if sequences is None:
+        return (token * mask).sum(-1)
+    return token.new_zeros(count).index_add_(0, sequences[:, 1:][mask], token[mask])
+
+
+def batch_logps(model, batch: dict) -> torch.Tensor:
+    """``model``'s sequence log-probabilities of a CLO batch's 4B sequences, [4B] in block order, whether its rows
+    are padded sequences or packed ones (:class:`~pivotune.methods.clo.units.UnitCollator`)."""
+    out = model(input_ids=batch["input_ids"], **attention_inputs(batch), use_cache=False)
+    return sequence_logps(out.logits, batch["labels"], batch.get(SEQUENCE_IDS),
+                          len(BLOCKS) * batch["unit_weights"].numel())
 
 
 def clo_loss(policy: torch.Tensor, reference: torch.Tensor, weights: torch.Tensor, *, beta: float,
@@ -61,10 +75,13 @@ def clo_loss(policy: torch.Tensor, reference: torch.Tensor, weights: torch.Tenso
     return loss, parts
 
 
-def count_target_tokens(labels: torch.Tensor) -> torch.Tensor:
-    """Supervised tokens of the NLL rows (block 2) of a CLO batch."""
-    b = labels.shape[0] // len(BLOCKS)
-    return count_supervised(labels[2 * b:3 * b])
+def count_target_tokens(batch: dict) -> torch.Tensor:
+    """Supervised tokens of the NLL sequences (block 2) of a CLO batch, padded or packed."""
+    labels, b = batch["labels"], batch["unit_weights"].numel()
+    sequences = batch.get(SEQUENCE_IDS)
+    if sequences is None:
+        return count_supervised(labels[2 * b:3 * b])
+    return sequences[:, 1:][supervised_targets(labels)].div(b, rounding_mode="floor").eq(2).sum()
 
 
 class CLOObjective(Objective):
@@ -75,13 +92,12 @@ class CLOObjective(Objective):
         self.nll_weight = settings.nll_weight
 
     def normalizers(self, batch: dict) -> dict[str, torch.Tensor]:
-        return {"tgt_tokens": count_target_tokens(batch["labels"]),
+        return {"tgt_tokens": count_target_tokens(batch),
                 "units": torch.tensor(batch["unit_weights"].numel())}
 
     def loss(self, model, batch: dict, norms: dict[str, torch.Tensor]):
-        out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False)
         n = len(BLOCKS)
-        policy = sequence_logps(out.logits, batch["labels"]).view(n, -1)
+        policy = batch_logps(model, batch).view(n, -1)
         reference = batch["ref_logps"].to(policy.dtype).view(n, -1)
         return clo_loss(policy, reference, batch["unit_weights"].to(policy.dtype), beta=self.beta,
                         nll_weight=self.nll_weight, nll_tokens=norms["tgt_tokens"].clamp(min=1),

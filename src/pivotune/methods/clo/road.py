@@ -21,7 +21,7 @@ from ...models.loading import apply_lora
 from ...train.precision import compute_autocast
 from ...train.resume import data_fingerprint
 from ..base import Road, Stage, Units
-from .objective import CLOObjective, sequence_logps
+from .objective import CLOObjective, batch_logps
 from .units import EncodedUnit, UnitCollator, clo_units, encode_units, unit_describer
 
 log = logging.getLogger(__name__)
@@ -36,10 +36,8 @@ def precompute_reference(model, units: list[EncodedUnit], collator: UnitCollator
     try:
         for start in range(0, len(units), batch_size):
             chunk = units[start:start + batch_size]
-            batch = collator(chunk)
-            out = model(input_ids=batch["input_ids"].to(device), attention_mask=batch["attention_mask"].to(device),
-                        use_cache=False)
-            logps = sequence_logps(out.logits, batch["labels"].to(device)).double().cpu().view(4, len(chunk))
+            batch = {k: v.to(device) for k, v in collator(chunk).items()}
+            logps = batch_logps(model, batch).double().cpu().view(4, len(chunk))
             for j, u in enumerate(chunk):
                 u.ref_logps = logps[:, j].tolist()
     finally:
@@ -85,8 +83,11 @@ class CLORoad(Road):
         langs: dict[str, int] = {}
         for u in encoded:
             langs[u.lang] = langs.get(u.lang, 0) + 1
-        return Units(encoded, UnitCollator(tokenizer.pad_token_id),
-                     data_fingerprint([e for u in encoded for e in u.sequences]), unit_describer(encoded),
+        fingerprint = data_fingerprint([e for u in encoded for e in u.sequences])
+        if cfg.train.packing:   # the same units in other rows: a resumed run must pack them as it did
+            fingerprint = data_fingerprint([fingerprint, "packed", cfg.max_seq_len], fields=lambda x: x)
+        collator = UnitCollator(tokenizer.pad_token_id, cfg.max_seq_len if cfg.train.packing else None)
+        return Units(encoded, collator, fingerprint, unit_describer(encoded),
                      tokenizer=tokenizer, report={"units": langs, "encoded": len(encoded), "trainable": cfg.clo.trainable,
                                                   "truncated": sum(u.truncated for u in encoded)})
 

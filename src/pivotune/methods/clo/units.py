@@ -21,6 +21,7 @@ import torch
 
 from ...data.collate import Encoded, encode_sample
 from ...data.mixture import load_source
+from ...data.packing import best_fit_decreasing, packed_tensors
 from ...data.records import IGNORE_INDEX, Sample
 from ...errors import DataError, PivotuneError
 
@@ -179,13 +180,25 @@ def encode_units(units: list[CrossLingualUnit], tokenizer, *, template: str, max
 
 
 class UnitCollator:
-    """Right-pad B units into one batch of 4B rows (block-major: all B rows of block 0 first)."""
+    """Right-pad B units into one batch of 4B rows (block-major: all B rows of block 0 first); with ``pack_into``
+    (``train.packing``: max_seq_len) the 4B sequences are packed best-fit-decreasing into rows of that many tokens
+    (:mod:`pivotune.data.packing`), and ``sequence_ids`` names each token's sequence by its row in the padded
+    layout."""
 
-    def __init__(self, pad_token_id: int):
+    def __init__(self, pad_token_id: int, pack_into: int | None = None):
         self.pad_token_id = pad_token_id
+        self.pack_into = pack_into
 
     def __call__(self, units: list[EncodedUnit]) -> dict[str, torch.Tensor]:
         rows = [u.sequences[k] for k in range(len(BLOCKS)) for u in units]
+        batch = self._packed(rows) if self.pack_into else self._padded(rows)
+        batch["unit_weights"] = torch.tensor([u.weight for u in units], dtype=torch.float32)
+        if all(u.ref_logps is not None for u in units):
+            batch["ref_logps"] = torch.tensor([u.ref_logps[k] for k in range(len(BLOCKS)) for u in units],
+                                              dtype=torch.float64)
+        return batch
+
+    def _padded(self, rows: list[Encoded]) -> dict[str, torch.Tensor]:
         width = max(len(e.input_ids) for e in rows)
         ids = torch.full((len(rows), width), self.pad_token_id, dtype=torch.long)
         labels = torch.full((len(rows), width), IGNORE_INDEX, dtype=torch.long)
@@ -194,12 +207,11 @@ class UnitCollator:
             ids[i, :len(e.input_ids)] = torch.tensor(e.input_ids)
             labels[i, :len(e.labels)] = torch.tensor(e.labels)
             mask[i, :len(e.input_ids)] = 1
-        batch = {"input_ids": ids, "attention_mask": mask, "labels": labels,
-                 "unit_weights": torch.tensor([u.weight for u in units], dtype=torch.float32)}
-        if all(u.ref_logps is not None for u in units):
-            batch["ref_logps"] = torch.tensor([u.ref_logps[k] for k in range(len(BLOCKS)) for u in units],
-                                              dtype=torch.float64)
-        return batch
+        return {"input_ids": ids, "attention_mask": mask, "labels": labels}
+
+    def _packed(self, rows: list[Encoded]) -> dict[str, torch.Tensor]:
+        bins = best_fit_decreasing([len(e.input_ids) for e in rows], self.pack_into)
+        return packed_tensors([[rows[i] for i in b] for b in bins], self.pad_token_id, sequence_ids=bins)
 
 
 def unit_describer(encoded: list[EncodedUnit]):

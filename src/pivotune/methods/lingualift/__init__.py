@@ -17,6 +17,10 @@ def _road(cfg):
 def check_config(cfg) -> None:
     """An encoder to bridge, lexicons of the run's languages, and code-switched data for stage 1."""
     ll = cfg.lingualift
+    if cfg.train.packing:
+        raise KeyProblem(("train", "packing"), "method 'lingualift' cannot pack samples: each row of its batches "
+                         "is one sample behind its own encoder prefix (the bridge's soft prompt); set "
+                         "train.packing: false")
     if not ll.encoder:
         raise KeyProblem(("lingualift", "encoder"),
                          "method 'lingualift' needs lingualift.encoder: the multilingual encoder to bridge in")

@@ -39,6 +39,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
+from ...data.packing import POSITION_IDS, attention_inputs
 from ...data.records import ROLE_IDS
 from ...errors import PivotuneError
 from ...models.arch import arch_info, truncated_forward, unembed_logits, unwrap
@@ -92,8 +93,11 @@ def _trim(batch: dict, rows: torch.Tensor) -> dict:
     mask = batch["attention_mask"][rows]
     cols = mask.any(0).nonzero()
     width = int(cols[-1]) + 1 if cols.numel() else mask.shape[1]
-    return {"input_ids": batch["input_ids"][rows, :width], "attention_mask": mask[:, :width],
-            "labels": batch["labels"][rows, :width], "weights": batch["weights"][rows]}
+    sub = {"input_ids": batch["input_ids"][rows, :width], "attention_mask": mask[:, :width],
+           "labels": batch["labels"][rows, :width], "weights": batch["weights"][rows]}
+    if POSITION_IDS in batch:   # packed rows
+        sub[POSITION_IDS] = batch[POSITION_IDS][rows, :width]
+    return sub
 
 
 def _gather(hidden: torch.Tensor, sub: dict):
@@ -203,8 +207,8 @@ class PromObjective(Objective):
         en_rows = en.nonzero().squeeze(1)
         if self.lambda_e > 0 and en_rows.numel():
             sub = _trim(batch, en_rows)
-            _, raw = truncated_forward(lm, sub["input_ids"], sub["attention_mask"], pm.pivot_layer,
-                                       info=info, return_raw=True)
+            _, raw = truncated_forward(lm, sub["input_ids"], n=pm.pivot_layer, info=info, return_raw=True,
+                                       **attention_inputs(sub))
             h, targets, w, sel = _gather(raw, sub)
             head = pm.pivot_head
             total, each = chunked_head_ce(lambda x: head(x, info), h, targets, w, alpha=s.label_smoothing,
@@ -217,7 +221,7 @@ class PromObjective(Objective):
         tgt_rows = (~en).nonzero().squeeze(1)
         if tgt_rows.numel():
             sub = _trim(batch, tgt_rows)
-            normed = truncated_forward(lm, sub["input_ids"], sub["attention_mask"], info.num_layers, info=info)
+            normed = truncated_forward(lm, sub["input_ids"], n=info.num_layers, info=info, **attention_inputs(sub))
             h, targets, w, sel = _gather(normed, sub)
             total, each = chunked_head_ce(lambda x: unembed_logits(info, x), h, targets, w, alpha=0.0,
                                           chunk_size=s.chunk_size, recompute=s.recompute_logits)
@@ -251,7 +255,8 @@ class PromObjective(Objective):
         handle = info.layers[pm.pivot_layer - 1].register_forward_hook(
             lambda _m, _a, out: at_pivot.append(out[0] if isinstance(out, (tuple, list)) else out))
         try:
-            final = truncated_forward(lm, batch["input_ids"], batch["attention_mask"], info.num_layers, info=info)
+            final = truncated_forward(lm, batch["input_ids"], n=info.num_layers, info=info,
+                                      **attention_inputs(batch))
         finally:
             handle.remove()
         raw = at_pivot[-1]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import torch
 
+from ...data.packing import attention_inputs
 from ...objectives.base import (
     ROW_LOSSES,
     Objective,
@@ -27,7 +28,7 @@ class SFTObjective(Objective):
         return {"tokens": count_supervised(batch["labels"])}
 
     def loss(self, model, batch: dict, norms: dict[str, torch.Tensor]):
-        out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False)
+        out = model(input_ids=batch["input_ids"], **attention_inputs(batch), use_cache=False)
         ce = token_ce(out.logits, batch["labels"])
         loss = weighted_sum(ce, batch["weights"], norms["tokens"].clamp(min=1))
         return loss, {ROW_LOSSES: RowLosses.of(ce, supervised_targets(batch["labels"]))}

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 from ...data.collate import Collator, encode_all, language_ids
 from ...data.mixture import mixture_for_config, summarize
+from ...data.packing import PackedCollator, pack
 from ...data.records import Sample
 from ...errors import PivotuneError
-from ...train.guards import sample_describer
-from ...train.resume import data_fingerprint
+from ...train.guards import packed_describer, sample_describer
+from ...train.resume import data_fingerprint, packed_fingerprint
 from ..base import Road, Stage, Units
 from .objective import SFTObjective
 
@@ -36,10 +37,16 @@ class SupervisedRoad(Road):
                              lang_ids=lang_ids)
         if not encoded:
             raise PivotuneError("no sample kept a response token after truncation: raise max_seq_len.")
+        report = {"mixture": summarize(samples), "encoded": len(encoded),
+                  "truncated": sum(e.truncated for e in encoded)}
+        if cfg.train.packing:   # the rows train in place of the samples; interference still draws samples
+            rows = pack(encoded, cfg.max_seq_len)
+            return Units(rows, PackedCollator(tokenizer.pad_token_id), packed_fingerprint(rows),
+                         packed_describer(rows, samples), tokenizer=tokenizer, interference=encoded,
+                         lang_ids=lang_ids, report={**report, "packed_rows": len(rows)})
         return Units(encoded, Collator(tokenizer.pad_token_id), data_fingerprint(encoded),
                      sample_describer(encoded, samples), tokenizer=tokenizer, interference=encoded, lang_ids=lang_ids,
-                     report={"mixture": summarize(samples), "encoded": len(encoded),
-                             "truncated": sum(e.truncated for e in encoded)})
+                     report=report)
 
     def objective(self, stage: Stage) -> SFTObjective:
         return SFTObjective()
