@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from ...data.collate import Collator, encode_all, language_ids
 from ...data.mixture import mixture_for_config, summarize
-from ...data.records import Sample
+from ...data.records import IGNORE_INDEX, Sample
 from ...errors import PivotuneError
+from ...objectives.head_loss import micro_batch_positions
 from ...train.guards import sample_describer
 from ...train.resume import data_fingerprint
 from ..base import Road, Stage, Units
@@ -18,6 +19,7 @@ class SupervisedRoad(Road):
 
     def __init__(self, cfg):
         self.cfg = cfg
+        self.supervised: dict[str, list[int]] = {}   # stage -> each encoded row's supervised targets
 
     def training_data(self, samples: list[Sample] | None) -> list[Sample]:
         from .. import METHODS
@@ -36,10 +38,21 @@ class SupervisedRoad(Road):
                              lang_ids=lang_ids)
         if not encoded:
             raise PivotuneError("no sample kept a response token after truncation: raise max_seq_len.")
+        self.supervised[stage.name] = [sum(y != IGNORE_INDEX for y in e.labels[1:]) for e in encoded]
         return Units(encoded, Collator(tokenizer.pad_token_id), data_fingerprint(encoded),
                      sample_describer(encoded, samples), tokenizer=tokenizer, interference=encoded, lang_ids=lang_ids,
                      report={"mixture": summarize(samples), "encoded": len(encoded),
                              "truncated": sum(e.truncated for e in encoded)})
 
+    def positions_bound(self, stage: Stage) -> int:
+        """The most supervised positions one of the stage's micro-batches can hold (``prom.recompute_logits:
+        auto`` weighs the logits kept at them): from the encoded rows once :meth:`units` ran, else
+        per_device_batch_size × max_seq_len."""
+        rows = (stage.train or self.cfg.train).per_device_batch_size
+        if stage.name in self.supervised:
+            return micro_batch_positions(self.supervised[stage.name], rows)
+        return rows * self.cfg.max_seq_len
+
     def objective(self, stage: Stage) -> SFTObjective:
-        return SFTObjective()
+        s = self.cfg.prom
+        return SFTObjective(s.chunk_size, s.recompute_logits, positions=self.positions_bound(stage))
