@@ -88,6 +88,14 @@ def test_sft_loss_grads_and_row_losses_equal_full_logits(lm, tokenizer, chunk_si
     assert rows.tokens.tolist() == batch["labels"][:, 1:].ne(-100).sum(1).tolist() and rows.tokens[3] == 0
 
 
+def test_a_micro_batch_without_targets_gives_a_zero_that_backpropagates(lm, tokenizer):
+    """Rows that supervise nothing (all prompt) give loss 0 whose backward runs (every gradient 0), as before."""
+    batch = _rows(_batch(tokenizer), [3])
+    obj = SFTObjective()
+    loss, grads = _grads(lm, lambda: obj.loss(lm, batch, obj.normalizers(batch))[0])
+    assert loss.item() == 0.0 and all(g.abs().sum() == 0 for g in grads.values())
+
+
 def test_sft_gradient_accumulation_equals_one_full_batch(lm, tokenizer):
     """Two micro-batches divided by the step's count give the gradients of the whole batch at once."""
     batch = _batch(tokenizer)

@@ -90,6 +90,9 @@ class HeadLoss:
                  recompute: bool) -> tuple[torch.Tensor, torch.Tensor]:
         """``(Σ_i w_i · CE_α(head(hidden_i), targets_i), each CE_α)`` over ``hidden`` [M, H] (see the module
         docstring); ``recompute`` is the chunked path's."""
+        if hidden.shape[0] == 0:   # a zero through the head and all below it: DDP expects every gradient
+            zero = head.module_logits(hidden).sum(dtype=torch.promote_types(hidden.dtype, torch.float32)) * 0.0
+            return zero, zero.new_zeros(0)
         if self.kernel is None:
             self.kernel = choose_head_kernel(hidden.device, head.needs(self.label_smoothing, self.sharded))
             announce(self.name, self.kernel)
