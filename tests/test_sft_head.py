@@ -121,6 +121,23 @@ def test_sft_never_projects_unsupervised_positions(lm, tokenizer):
     assert [s.numel() for s in seen] == [0, int(batch["labels"][:, 1:].ne(-100).sum())]
 
 
+def test_the_backward_passes_through_the_forwards_outputs(lm, tokenizer):
+    """The loss's backward reaches the model forward's output (where FSDP1's root unit hooks its backward)."""
+    batch = _batch(tokenizer)
+    fired = []
+
+    def watch(_module, _args, out):
+        out.logits.register_hook(lambda g: fired.append(g.shape))
+
+    handle = lm.register_forward_hook(watch)
+    try:
+        SFTObjective().loss(lm, batch, {"tokens": torch.tensor(1)})[0].backward()
+    finally:
+        handle.remove()
+        lm.zero_grad(set_to_none=True)
+    assert fired == [torch.Size([5, 0, lm.config.vocab_size])]
+
+
 # ------------------------------------------------------------------------------------------- kernel choice
 
 def _reference_fused(calls):

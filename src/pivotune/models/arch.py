@@ -297,12 +297,16 @@ def truncated_forward(model: nn.Module, input_ids: torch.Tensor, attention_mask:
 
 
 def final_hidden_states(model: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor | None, *,
-                        info: ArchInfo | None = None, **kwargs) -> torch.Tensor:
+                        info: ArchInfo | None = None, **kwargs):
     """The final-normed states ``(batch, seq, hidden)`` that the model's forward hands its unembedding, with
     gradients, from a forward that computes no logits: a pre-hook on the unembedding takes its input and
     gives it an empty sequence instead. The forward otherwise runs to its end, so ``model`` may be wrapped
     (DDP, FSDP, peft) and their hooks run as usual. ``use_cache`` is forced off; extra ``kwargs`` go to the
-    model's forward."""
+    model's forward.
+
+    Returns ``(states, output)``: ``output`` is the forward's own, its logits empty ``(batch, 0, vocab)``. A
+    loss computed from the states alone passes no gradient through the forward's outputs, where FSDP's root
+    unit (FSDP1) hooks its backward: add ``output.logits.sum() * 0`` to such a loss."""
     info = info if info is not None else arch_info(model)
     captured: list[torch.Tensor] = []
 
@@ -315,14 +319,14 @@ def final_hidden_states(model: nn.Module, input_ids: torch.Tensor, attention_mas
     handle = info.unembed.register_forward_pre_hook(take)
     try:
         kwargs.pop("use_cache", None)
-        model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False, **kwargs)
+        output = model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False, **kwargs)
     finally:
         handle.remove()
     if len(captured) != 1:
         raise PivotuneError(f"The unembedding of {type(unwrap(model)).__name__} was called {len(captured)} times "
                             "with positional hidden states during one forward, not once; pivotune cannot read the "
                             "final states of this architecture.")
-    return captured[0]
+    return captured[0], output
 
 
 @torch.no_grad()
