@@ -196,10 +196,10 @@ def worker(args) -> None:
     if mode == "bf16":
         lm = lm.to(torch.bfloat16)
     if base == "prom":
-        obj = prom_objective(pivot_layer=pivot_layer(spec))
-        model = obj.prepare_model(lm).to(device)
+        obj = prom_objective(batch, pivot_layer=pivot_layer(spec))
     else:
-        obj, model = sft_objective(), lm
+        obj = sft_objective(batch)
+    model = obj.prepare_model(lm).to(device)
     model.train()
     norms = {k: v.to(device) for k, v in obj.normalizers(batch).items()}
     params = [p for p in model.parameters() if p.requires_grad]

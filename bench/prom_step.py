@@ -12,10 +12,12 @@ memory is its own; their steps are interleaved (bench/interleave.py): ``--warmup
      label-smoothed CE on the English rows of it + CE of the model's logits on the target rows
      (ignore_index masks, no row gathers: the cheapest way to write it naively).
   c  pivotune's PROM: ``PromObjective`` through ``PivotedModel`` (English rows through blocks 1..n only,
-     logits only at supervised positions, ``prom.chunk_size`` at a time, ``prom.recompute_logits``).
-  d  pivotune's SFT: ``SFTObjective``, the loss of every baseline (english, bactrian, xllama).
-  f  pivotune's PROM with ``prom.recompute_logits`` off (c keeps it on unless ``--no-recompute``): what
-     recomputing the logits costs and saves.
+     logits only at supervised positions, ``prom.chunk_size`` at a time, ``prom.recompute_logits`` as
+     ``--recompute`` says: auto, the default, decides by the logits' size as a run does).
+  d  pivotune's SFT: ``SFTObjective``, the loss of every baseline (english, bactrian, xllama): logits only
+     at supervised positions, as c's final head (``--recompute`` as for c).
+  f  pivotune's PROM with ``prom.recompute_logits`` forced on: what recomputing the logits costs and saves
+     (the same as c where auto decides to recompute).
   e  TRL's SFT loss on its compact path: ``SFTTrainer.compute_loss``'s default (``loss_type="nll"``, no
      label smoothing): the model patched by ``trl.trainer.utils.add_fused_lm_head`` with the outputs
      SFTTrainer asks for (log-probs, entropy, top-1), called with ``fused_lm_head=True``, loss =
@@ -23,10 +25,14 @@ memory is its own; their steps are interleaved (bench/interleave.py): ``--warmup
      head, in tiles) where Triton runs (CUDA); on any other device the bench makes TRL take it as well
      (its tiles are then folded in torch, as TRL does without Triton). Needs ``trl`` (the dev extra).
 
+The objectives are built by their methods' roads as a run builds them, with per_device_batch_size = the
+batch's rows and the batch's rows as the run's encoded data (what ``prom.recompute_logits: auto`` reads);
+each variant's resolved ``recompute_logits`` is printed under the table.
+
 Model: a Llama built from its config (random init, float32): 8 blocks, hidden 512, MLP 1376, 8 heads,
 Llama-2's 32000-token vocabulary, untied embeddings (58.4M parameters; PROM's pivot head adds a 16.4M
 copy of W_U). Pivot layer n = 6 (round(0.75·8)). PROM settings are the defaults (λ = 0.1, α = 0.1,
-head ``copy``, chunk 2048, recompute on) unless ``--chunk-size`` / ``--no-recompute`` say otherwise.
+head ``copy``, chunk 2048, recompute auto) unless ``--chunk-size`` / ``--recompute`` say otherwise.
 
 Batch: ``--batch`` rows mixed like an xllama mixture (s_e ∪ s_t ∪ s_mt): 40% English Alpaca rows, 40%
 target-language Alpaca rows, 20% English->target translation rows, in shuffled order, encoded as the
@@ -44,6 +50,7 @@ the highest RSS sampled (every 2 ms while the variant steps) minus the RSS just 
 ``torch.cuda.max_memory_allocated``.
 
 Usage: nice -n 19 python bench/prom_step.py [--batch 10] [--seq 256] [--threads 1] [--steps 5] [--variants abcdef]
+       [--recompute auto|true|false]
 """
 
 from __future__ import annotations
@@ -60,7 +67,7 @@ VOCAB, HIDDEN, MLP, LAYERS, HEADS, PIVOT = 32000, 512, 1376, 8, 8, 6
 MIX = {"en": (0.4, (45, 90), (40, 160)), "tgt": (0.4, (90, 150), (110, 220)), "mt": (0.2, (60, 110), (50, 120))}
 NAMES = {"a": "SFT, HF labels= loss", "b": "naive PROM (full fwd, 2 full logits)",
          "c": "pivotune PROM (PromObjective)", "d": "pivotune SFT (SFTObjective)",
-         "e": "TRL SFT loss, compact path", "f": "pivotune PROM, recompute_logits off"}
+         "e": "TRL SFT loss, compact path", "f": "pivotune PROM, recompute_logits on"}
 # (faster, reference, target) ratio lines printed under the table when both variants ran
 COMPARISONS = (("c", "a", "throughput >= 1.10x, peak memory <= 1.00x"), ("c", "b", "throughput >= 1.5x"),
                ("d", "e", "throughput >= 1.0x"), ("d", "a", None), ("f", "c", None))
@@ -113,21 +120,27 @@ def build_lm():
     return LlamaForCausalLM(cfg)
 
 
-def prom_objective(chunk_size: int = 2048, recompute: bool = True, pivot_layer: int = PIVOT):
+def run_objective_on(method: str, batch: dict, **prom):
+    """The objective a run of ``method`` trains with (``prom`` settings as given), built by its road as in a run:
+    per_device_batch_size = the batch's rows, and the batch's rows stand for the encoded data."""
     from pivotune.config import load_config
-    from pivotune.methods import run_objective
+    from pivotune.methods import METHODS
+    from pivotune.methods.base import Stage
 
-    cfg = load_config(base={"model": "bench", "method": "prom", "languages": ["th"],
-                            "prom": {"pivot_layer": pivot_layer, "chunk_size": chunk_size,
-                                     "recompute_logits": recompute}})
-    return run_objective(cfg)
+    rows, width = batch["labels"].shape
+    cfg = load_config(base={"model": "bench", "method": method, "languages": ["th"], "max_seq_len": max(width, 8),
+                            "train": {"per_device_batch_size": rows}, "prom": prom})
+    road, stage = METHODS[method].road(cfg), Stage()
+    road.supervised[stage.name] = batch["labels"][:, 1:].ne(-100).sum(1).tolist()   # what road.units records
+    return road.objective(stage)
 
 
-def sft_objective():
-    from pivotune.config import load_config
-    from pivotune.methods import run_objective
+def prom_objective(batch: dict, pivot_layer: int = PIVOT, **prom):
+    return run_objective_on("prom", batch, pivot_layer=pivot_layer, **prom)
 
-    return run_objective(load_config(base={"model": "bench", "method": "xllama", "languages": ["th"]}))
+
+def sft_objective(batch: dict, **prom):
+    return run_objective_on("xllama", batch, **prom)
 
 
 def trl_compact_sft(model, device):
@@ -172,26 +185,28 @@ def naive_prom_loss(pm, batch, lam: float, alpha: float):
 # --------------------------------------------------------------------------------------------- worker
 
 def build_loss(variant: str, args, device, batch):
-    """(model, loss function of no argument) for one variant."""
+    """(model, loss function of no argument, the recompute_logits it resolved: None where not pivotune's)."""
     lm = build_lm()
     if variant == "a":
         model = lm.to(device)
         return model, lambda: model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                                    labels=batch["labels"], use_cache=False).loss
+                                    labels=batch["labels"], use_cache=False).loss, None
+    settings = {"chunk_size": args.chunk_size, "recompute_logits": args.recompute}
     if variant == "d":
-        model, obj = lm.to(device), sft_objective()
+        obj = sft_objective(batch, **settings)
+        model = obj.prepare_model(lm.to(device))
         norms = {k: v.to(device) for k, v in obj.normalizers(batch).items()}
-        return model, lambda: obj.loss(model, batch, norms)[0]
+        return model, lambda: obj.loss(model, batch, norms)[0], obj.recompute.value
     if variant == "e":
         model = lm.to(device)
         loss_fn = trl_compact_sft(model, device)
-        return model, lambda: loss_fn(batch)
-    obj = prom_objective(args.chunk_size, variant != "f" and not args.no_recompute)
+        return model, lambda: loss_fn(batch), None
+    obj = prom_objective(batch, **{**settings, **({"recompute_logits": True} if variant == "f" else {})})
     model = obj.prepare_model(lm).to(device)
     if variant == "b":
-        return model, lambda: naive_prom_loss(model, batch, obj.lambda_e, obj.settings.label_smoothing)
+        return model, lambda: naive_prom_loss(model, batch, obj.lambda_e, obj.settings.label_smoothing), None
     norms = {k: v.to(device) for k, v in obj.normalizers(batch).items()}
-    return model, lambda: obj.loss(model, batch, norms)[0]
+    return model, lambda: obj.loss(model, batch, norms)[0], obj.recompute.value
 
 
 def worker(args) -> None:
@@ -200,7 +215,7 @@ def worker(args) -> None:
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     batch = {k: v.to(device) for k, v in make_batch(args.batch, args.seq, args.seed).items()}
-    model, loss_fn = build_loss(args.variant, args, device, batch)
+    model, loss_fn, recompute = build_loss(args.variant, args, device, batch)
     model.train()
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=1e-5, foreach=True)
@@ -213,7 +228,7 @@ def worker(args) -> None:
         return float(loss.detach())
 
     serve_training_steps(step, device, {"params": sum(p.numel() for p in params),
-                                        "torch_threads": torch.get_num_threads()})
+                                        "torch_threads": torch.get_num_threads(), "recompute": recompute})
 
 
 # --------------------------------------------------------------------------------------------- parent
@@ -227,7 +242,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--chunk-size", type=int, default=2048)
-    ap.add_argument("--no-recompute", action="store_true")
+    ap.add_argument("--recompute", choices=("auto", "true", "false"), default="auto",
+                    help="prom.recompute_logits of c and d (f: true)")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--variants", default="abcdef")
     ap.add_argument("--variant", help=argparse.SUPPRESS)   # worker mode
@@ -241,8 +257,8 @@ def main() -> None:
 
     st = batch_stats(make_batch(args.batch, args.seq, args.seed))
     print(f"model: Llama {LAYERS} blocks, hidden {HIDDEN}, MLP {MLP}, vocab {VOCAB}, untied, float32; pivot "
-          f"layer {PIVOT}; device {args.device}, {args.threads} thread(s); PROM chunk {args.chunk_size}, "
-          f"recompute {'off' if args.no_recompute else 'on'} (f: off)")
+          f"layer {PIVOT}; device {args.device}, {args.threads} thread(s); chunk {args.chunk_size}, "
+          f"recompute_logits {args.recompute} (f: true)")
     print(f"batch: {st['rows']} rows {st['roles']} padded to {st['width']}; {st['tokens']} tokens "
           f"({st['en_tokens']} English = {st['en_tokens'] / st['tokens']:.0%}), {st['supervised']} supervised "
           f"({st['supervised'] / st['tokens']:.0%} of tokens; {st['en_supervised']} English); "
@@ -252,7 +268,7 @@ def main() -> None:
           "AdamW, one subprocess per variant")
     base_cmd = [sys.executable, os.path.abspath(__file__)] + [
         f"--batch={args.batch}", f"--seq={args.seq}", f"--threads={args.threads}", f"--seed={args.seed}",
-        f"--chunk-size={args.chunk_size}", f"--device={args.device}"] + (["--no-recompute"] if args.no_recompute else [])
+        f"--chunk-size={args.chunk_size}", f"--device={args.device}", f"--recompute={args.recompute}"]
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "TOKENIZERS_PARALLELISM": "false"}
     t = time_workers({v: Worker(v, base_cmd + [f"--variant={v}"], env) for v in args.variants},
                      warmup=args.warmup, steps=args.steps)
@@ -266,6 +282,8 @@ def main() -> None:
         print(f"{v:2}{NAMES[v]:38}{r['params'] / 1e6:7.1f}M{t.results[v][0]['loss']:8.4f}{med:8.2f}"
               f"{st['tokens'] / med:8.0f}{st['supervised'] / med:10.0f}{r['peak_bytes'] * mib:10.0f}"
               f"{r['step_bytes'] * mib:10.0f}  {t.spread(v)}")
+    resolved = {v: t.reports[v]["recompute"] for v in t.names if t.reports[v]["recompute"] is not None}
+    print("recompute_logits as resolved: " + ", ".join(f"{v} {r}" for v, r in resolved.items()))
     for fast, ref, target in COMPARISONS:
         if fast in t.names and ref in t.names:
             f, r = t.reports[fast], t.reports[ref]

@@ -162,6 +162,26 @@ def test_truncated_forward_matches_every_layer(model, side):
     assert [len(blk._forward_hooks) for blk in info.layers] == hooks_before  # ours removed
 
 
+@pytest.mark.parametrize("side", ["right", "left"])
+def test_final_hidden_states_are_what_the_unembedding_reads(model, side):
+    """The states the forward hands its unembedding, without the vocabulary projection, give the model's logits
+    through unembed_logits; the pre-hook is removed."""
+    info = A.arch_info(model)
+    ids, mask = batch(side)
+    out = full(model, ids, mask)
+    seen = []
+    handle = info.unembed.register_forward_hook(lambda _m, _a, o: seen.append(o.shape[1]))
+    try:
+        with torch.no_grad():
+            normed, output = A.final_hidden_states(model, ids, mask, info=info)
+    finally:
+        handle.remove()
+    close(normed, out.hidden_states[LAYERS], mask)
+    with torch.no_grad():
+        close(A.unembed_logits(info, normed), out.logits, mask)
+    assert seen == [0] and output.logits.shape[1] == 0 and not info.unembed._forward_pre_hooks
+
+
 def test_blocks_above_n_never_run(model):
     info = A.arch_info(model)
     ids, mask = batch()
@@ -239,6 +259,7 @@ def test_through_peft_lora(name):
         for n in range(1, LAYERS + 1):
             want = out.hidden_states[n] if n == LAYERS else info.final_norm(out.hidden_states[n])
             close(A.truncated_forward(pm, ids, mask, n, info=info), want, mask)
+        close(A.final_hidden_states(pm, ids, mask, info=info)[0], out.hidden_states[LAYERS], mask)
     h = A.truncated_forward(pm, ids, mask, 1)
     h[mask.bool()].pow(2).mean().backward()
     lora = {k: p.grad is not None for k, p in pm.named_parameters() if "lora_" in k}

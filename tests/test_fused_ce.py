@@ -15,13 +15,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from conftest import tiny_llama
-from pivotune.errors import PivotuneError
 from pivotune.models import fused_ce
 from pivotune.models.arch import arch_info, unembed_logits
 from pivotune.models.fused_ce import (Fallback, HeadLossNeeds, Liger, LinearHead, announce, choose_head_kernel,
                                       fused_head_ce, kept_logit_bytes, recompute_logits)
 from pivotune.models.pivot_head import PivotHead
-from pivotune.methods.prom.objective import chunked_head_ce
+from pivotune.objectives.head_loss import chunked_head_ce
 
 NEW = Liger("0.8.2")
 
@@ -36,8 +35,8 @@ def test_off_cuda_the_chunked_path_runs_without_looking_for_liger(monkeypatch):
 @pytest.mark.parametrize("liger,needs,fallback,words", [
     (Liger(), HeadLossNeeds(), Fallback.NOT_INSTALLED, "pip install 'liger-kernel>=0.8.2'"),
     (Liger(import_error="ImportError: no triton"), HeadLossNeeds(), Fallback.BROKEN, "(ImportError: no triton)"),
-    (Liger("0.4.1"), HeadLossNeeds(), Fallback.TOO_OLD, "liger-kernel 0.4.1 is older than 0.5.0"),
-    (Liger("0.8.1"), HeadLossNeeds(token_weights=True), Fallback.TOKEN_WEIGHTS, "Liger-Kernel#1298"),
+    (Liger("0.8.1"), HeadLossNeeds(), Fallback.TOO_OLD, "liger-kernel 0.8.1 is older than 0.8.2"),
+    (NEW, HeadLossNeeds(sharded=True), Fallback.SHARDED, "sharded (FSDP, ZeRO-3)"),
     (NEW, HeadLossNeeds(projection="Linear8bitLt"), Fallback.NOT_LINEAR, "is a Linear8bitLt, not a plain"),
 ])
 def test_every_fallback_on_cuda_says_why(liger, needs, fallback, words):
@@ -48,13 +47,13 @@ def test_every_fallback_on_cuda_says_why(liger, needs, fallback, words):
 
 
 def test_liger_is_chosen_when_it_covers_the_loss(monkeypatch):
-    """Label smoothing, soft-cap and logit scale go to Liger; per-token weights need 0.8.2, equal ones do not."""
+    """Label smoothing, soft-cap and logit scale go to Liger (0.8.2 or later: per-token losses)."""
     monkeypatch.setattr(fused_ce, "installed_liger", lambda: NEW)
-    choice = choose_head_kernel("cuda", HeadLossNeeds(0.1, True, 30.0, 0.5))
+    choice = choose_head_kernel("cuda", HeadLossNeeds(0.1, 30.0, 0.5))
     assert choice.fused and choice.fallback is None
     assert choice.reason == ("Liger's fused linear cross-entropy (liger-kernel 0.8.2, label smoothing 0.1, "
-                             "per-token weights, soft-cap 30, logit scale 0.5)")
-    assert choose_head_kernel("cuda", HeadLossNeeds(0.1), Liger("0.6.0")).fused
+                             "soft-cap 30, logit scale 0.5)")
+    assert choose_head_kernel("cuda", HeadLossNeeds(0.1), Liger("0.9.0")).fused
 
 
 def test_installed_liger_tells_missing_broken_and_working(monkeypatch):
@@ -102,7 +101,7 @@ def test_linear_head_reproduces_the_final_head_with_scale_bias_and_softcap(lm):
     biased = nn.Linear(lm.config.hidden_size, lm.config.vocab_size, bias=True)
     info2 = dataclasses.replace(info, unembed=biased, logit_scale=0.5, logit_softcap=2.0)
     head = LinearHead.final(info2)
-    assert head.needs(0.1) == HeadLossNeeds(0.1, False, 2.0, 0.5, None)
+    assert head.needs(0.1) == HeadLossNeeds(0.1, 2.0, 0.5, None)
     assert torch.allclose(head.logits(h), unembed_logits(info2, h), atol=1e-6)
 
 
@@ -135,73 +134,64 @@ def reference_kernel(x, weight, target, bias=None, *, reduction, label_smoothing
     return F.cross_entropy(z, target, reduction=reduction, label_smoothing=label_smoothing)
 
 
-@pytest.mark.parametrize("token_weights", [False, True])
-def test_fused_call_matches_the_chunked_path(lm, token_weights):
-    """With a reference kernel in Liger's place, loss and gradients equal the chunked path's (scale, softcap,
-    label smoothing, source weights)."""
+def test_fused_call_matches_the_chunked_path(lm):
+    """With a reference kernel in Liger's place, loss, per-token losses and gradients equal the chunked path's
+    (scale, softcap, label smoothing, unequal source weights)."""
     info = dataclasses.replace(arch_info(lm), logit_scale=0.5, logit_softcap=3.0)
     head = PivotHead.from_model(lm, "copy", info)
     g = torch.Generator().manual_seed(1)
     raw = torch.randn(7, lm.config.hidden_size, generator=g, requires_grad=True)
     targets = torch.randint(0, lm.config.vocab_size, (7,), generator=g)
-    weights = torch.tensor([2.0, 2, 2, 0.5, 0.5, 1, 1]) if token_weights else torch.full((7,), 2.0)
+    weights = torch.tensor([2.0, 2, 2, 0.5, 0.5, 1, 1])
 
     def run(fn):
         head.zero_grad()
         raw.grad = None
-        loss = fn()
+        loss, each = fn()
         loss.backward()
-        return loss.detach(), raw.grad.clone(), head.proj.weight.grad.clone()
+        return loss.detach(), each, raw.grad.clone(), head.proj.weight.grad.clone()
 
-    chunked = run(lambda: chunked_head_ce(lambda x: head(x, info), raw, targets, weights, alpha=0.1, chunk_size=3)[0])
+    chunked = run(lambda: chunked_head_ce(lambda x: head(x, info), raw, targets, weights, alpha=0.1, chunk_size=3))
     fused = run(lambda: fused_head_ce(LinearHead.pivot(head, info), raw, targets, weights, label_smoothing=0.1,
-                                      token_weights=token_weights, _kernel=reference_kernel))
+                                      _kernel=reference_kernel))
     for a, b in zip(chunked, fused):
-        assert torch.allclose(a, b, atol=1e-5, rtol=1e-5)
-
-
-def test_fused_call_refuses_unequal_weights_it_was_not_told_of(lm):
-    """Summing the kernel's loss and scaling once is only exact for equal weights; unequal ones are refused."""
-    head = LinearHead.final(arch_info(lm))
-    h, targets = torch.randn(3, lm.config.hidden_size), torch.tensor([1, 2, 3])
-    with pytest.raises(PivotuneError, match="token_weights=True"):
-        fused_head_ce(head, h, targets, torch.tensor([1.0, 2.0, 1.0]), _kernel=reference_kernel)
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
 
 
 def test_fused_call_with_no_supervised_position_is_a_differentiable_zero(lm):
     """An empty micro-batch gives 0 that still backpropagates (like the chunked path)."""
     h = torch.zeros(0, lm.config.hidden_size, requires_grad=True)
-    loss = fused_head_ce(LinearHead.final(arch_info(lm)), h, torch.zeros(0, dtype=torch.long), torch.zeros(0),
-                         _kernel=lambda *a, **k: pytest.fail("kernel called on nothing"))
+    loss, each = fused_head_ce(LinearHead.final(arch_info(lm)), h, torch.zeros(0, dtype=torch.long), torch.zeros(0),
+                               _kernel=lambda *a, **k: pytest.fail("kernel called on nothing"))
     loss.backward()
-    assert loss.item() == 0.0 and loss.dtype == torch.float32
+    assert loss.item() == 0.0 and loss.dtype == torch.float32 and each.shape == (0,)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available() or fused_ce.installed_liger().version is None,
                     reason="needs a CUDA device and liger-kernel")
-@pytest.mark.parametrize("token_weights", [False, True])
-def test_liger_matches_the_chunked_path_on_cuda(token_weights):
-    """On a GPU, Liger's kernel gives the chunked path's loss and gradients (label smoothing, soft-cap, weights)."""
+def test_liger_matches_the_chunked_path_on_cuda():
+    """On a GPU, Liger's kernel gives the chunked path's loss, per-token losses and gradients (label smoothing,
+    soft-cap, unequal weights)."""
     torch.manual_seed(0)
     proj = nn.Linear(256, 32000, bias=False).cuda()
     head = LinearHead(proj.weight, None, None, None, 30.0)
     h = torch.randn(300, 256, device="cuda", requires_grad=True)
     targets = torch.randint(0, 32000, (300,), device="cuda")
-    weights = (torch.rand(300, device="cuda") + 0.5) if token_weights else torch.ones(300, device="cuda")
-    if not choose_head_kernel("cuda", head.needs(0.1, token_weights)).fused:
-        pytest.skip("the installed liger-kernel does not cover per-token weights")
+    weights = torch.rand(300, device="cuda") + 0.5
+    if not choose_head_kernel("cuda", head.needs(0.1)).fused:
+        pytest.skip("the installed liger-kernel is older than " + fused_ce.LIGER_MIN)
 
     def run(fn):
         proj.zero_grad()
         h.grad = None
-        loss = fn()
+        loss, each = fn()
         loss.backward()
-        return loss.detach(), h.grad.clone(), proj.weight.grad.clone()
+        return loss.detach(), each, h.grad.clone(), proj.weight.grad.clone()
 
-    chunked = run(lambda: chunked_head_ce(head.logits, h, targets, weights, alpha=0.1, chunk_size=128)[0])
-    fused = run(lambda: fused_head_ce(head, h, targets, weights, label_smoothing=0.1, token_weights=token_weights))
+    chunked = run(lambda: chunked_head_ce(head.logits, h, targets, weights, alpha=0.1, chunk_size=128))
+    fused = run(lambda: fused_head_ce(head, h, targets, weights, label_smoothing=0.1))
     for a, b in zip(chunked, fused):
-        assert torch.allclose(a, b, atol=1e-4, rtol=1e-3)
+        torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-3)
 
 
 # ------------------------------------------------------------------------------------------ recompute_logits

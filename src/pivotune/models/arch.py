@@ -10,6 +10,8 @@ this module, so the per-architecture facts live in one place:
 * :func:`lens_logits` is the logit lens on ``hidden_states[k]`` from ``output_hidden_states=True``.
 * :func:`truncated_forward` runs decoder blocks ``1..n`` only and returns the final-normed output of
   block ``n`` (1-based: HF ``hidden_states[n]``), with gradients.
+* :func:`final_hidden_states` runs the whole forward but no vocabulary projection and returns the states the
+  unembedding would have read.
 * :func:`attention_projection_names` lists every block's attention projections (CLO trains only these).
 
 Layer indexing is 1-based "output of decoder block n" everywhere, matching Hugging Face's
@@ -292,6 +294,39 @@ def truncated_forward(model: nn.Module, input_ids: torch.Tensor, attention_mask:
     raw = captured[0]
     normed = info.final_norm(raw)
     return (normed, raw) if return_raw else normed
+
+
+def final_hidden_states(model: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor | None, *,
+                        info: ArchInfo | None = None, **kwargs):
+    """The final-normed states ``(batch, seq, hidden)`` that the model's forward hands its unembedding, with
+    gradients, from a forward that computes no logits: a pre-hook on the unembedding takes its input and
+    gives it an empty sequence instead. The forward otherwise runs to its end, so ``model`` may be wrapped
+    (DDP, FSDP, peft) and their hooks run as usual. ``use_cache`` is forced off; extra ``kwargs`` go to the
+    model's forward.
+
+    Returns ``(states, output)``: ``output`` is the forward's own, its logits empty ``(batch, 0, vocab)``. A
+    loss computed from the states alone passes no gradient through the forward's outputs, where FSDP's root
+    unit (FSDP1) hooks its backward: add ``output.logits.sum() * 0`` to such a loss."""
+    info = info if info is not None else arch_info(model)
+    captured: list[torch.Tensor] = []
+
+    def take(_module, args):
+        if not args:
+            return None
+        captured.append(args[0])
+        return (args[0][..., :0, :], *args[1:])
+
+    handle = info.unembed.register_forward_pre_hook(take)
+    try:
+        kwargs.pop("use_cache", None)
+        output = model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False, **kwargs)
+    finally:
+        handle.remove()
+    if len(captured) != 1:
+        raise PivotuneError(f"The unembedding of {type(unwrap(model)).__name__} was called {len(captured)} times "
+                            "with positional hidden states during one forward, not once; pivotune cannot read the "
+                            "final states of this architecture.")
+    return captured[0], output
 
 
 @torch.no_grad()

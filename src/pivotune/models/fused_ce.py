@@ -1,18 +1,20 @@
 """How a head's cross-entropy is computed: Liger's fused linear cross-entropy on CUDA, else the chunked path.
 
-Both compute ``Σ_i w_i · CE_α(head(h_i), y_i)`` over a micro-batch's supervised positions i (their hidden
-states gathered, M × H): SFT's final head, PROM's final head and its pivot head. The chunked path
-(pure torch, every device) takes ``prom.chunk_size`` positions at a time through the head and a float32
-cross-entropy, each chunk's logits recomputed in backward when ``prom.recompute_logits`` is on. Liger's
-kernel (the ``liger-kernel`` package: Triton, CUDA devices) projects and takes the cross-entropy tile by
-tile and computes the gradients in the same pass, so no more than one tile of logits ever exists and there
-is nothing to recompute; ``chunk_size`` and ``recompute_logits`` concern the chunked path only.
+Both compute ``Σ_i w_i · CE_α(head(h_i), y_i)`` and each ``CE_α(head(h_i), y_i)`` (the rows' losses for the
+log) over a micro-batch's supervised positions i (their hidden states gathered, M × H): SFT's final head,
+PROM's final head and its pivot head (:class:`pivotune.objectives.head_loss.HeadLoss` runs the one
+chosen). The chunked path (pure torch, every device) takes ``prom.chunk_size`` positions at a time through
+the head and a float32 cross-entropy, each chunk's logits recomputed in backward when
+``prom.recompute_logits`` is on. Liger's kernel (the ``liger-kernel`` package: Triton, CUDA devices)
+projects and takes the cross-entropy tile by tile and computes the gradients in the same pass, so no more
+than one tile of logits ever exists and there is nothing to recompute; ``chunk_size`` and
+``recompute_logits`` concern the chunked path only.
 
 :func:`choose_head_kernel` decides once per head, from the device, the installed liger-kernel and what the
 loss needs (:class:`HeadLossNeeds`); :func:`announce` logs the choice and, on CUDA, why the fused kernel
 is not used. :class:`LinearHead` is a head in the form the fused kernel takes (the final norm, a Linear,
-then the logit scale and soft-cap of :func:`pivotune.models.arch.apply_logit_transforms`), and
-:func:`fused_head_ce` runs the kernel on it.
+then the logit scale and soft-cap of :func:`pivotune.models.arch.apply_logit_transforms`), with the
+modules' own path beside it for the chunked one, and :func:`fused_head_ce` runs the kernel on it.
 
 :func:`recompute_logits` is the rule for ``prom.recompute_logits`` from the size of the logits it would keep.
 """
@@ -20,32 +22,34 @@ then the logit scale and soft-cap of :func:`pivotune.models.arch.apply_logit_tra
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from enum import Enum
 
 import torch
 from torch import nn
 
-from ..errors import PivotuneError
-from .arch import ArchInfo
+from .arch import ArchInfo, unembed_logits
 
 log = logging.getLogger(__name__)
 
-LIGER_MIN = "0.5.0"                # label smoothing, soft-cap and the reduction taken by keyword
-LIGER_MIN_TOKEN_WEIGHTS = "0.8.2"  # reduction="none" with correct weight gradients (linkedin/Liger-Kernel#1298)
+# The fused path always takes per-token losses (reduction="none"): the sources' weights can differ between
+# tokens, and each row's loss is logged. 0.8.2 is the first release whose reduction="none" gives correct
+# gradients for weighted per-token losses (linkedin/Liger-Kernel#1298); label smoothing and the soft-cap came before.
+LIGER_MIN = "0.8.2"
 
 
 class Fallback(Enum):
     """Why the chunked path runs instead of Liger's kernel (the message is completed with ``detail``)."""
 
     NOT_CUDA = "the device is {detail}; Liger's fused kernels are Triton kernels for CUDA devices"
-    NOT_INSTALLED = f"liger-kernel is not installed (pip install 'liger-kernel>={LIGER_MIN_TOKEN_WEIGHTS}' for the fused kernel)"
+    NOT_INSTALLED = f"liger-kernel is not installed (pip install 'liger-kernel>={LIGER_MIN}' for the fused kernel)"
     BROKEN = "liger-kernel is installed but its fused linear cross-entropy does not import ({detail})"
-    TOO_OLD = (f"liger-kernel {{detail}} is older than {LIGER_MIN}, the first release whose fused linear "
-               "cross-entropy takes label smoothing, a soft-cap and the reduction")
-    TOKEN_WEIGHTS = (f"the sources' weights differ between tokens, and liger-kernel {{detail}} is older than "
-                     f"{LIGER_MIN_TOKEN_WEIGHTS}, the first release whose reduction='none' gives correct weight "
-                     "gradients for per-token weights (linkedin/Liger-Kernel#1298)")
+    TOO_OLD = (f"liger-kernel {{detail}} is older than {LIGER_MIN}, the first release whose per-token losses "
+               "(reduction='none': the sources' weights and each row's logged loss) get correct gradients "
+               "(linkedin/Liger-Kernel#1298)")
+    SHARDED = ("the parameters are sharded (FSDP, ZeRO-3), and the fused kernel reads the head's weight outside "
+               "the modules that gather it")
     NOT_LINEAR = ("the head's projection is a {detail}, not a plain torch Linear (a LoRA layer on the head, for "
                   "one), and the fused kernel reads its weight directly")
 
@@ -54,17 +58,15 @@ class Fallback(Enum):
 class HeadLossNeeds:
     """What a head's loss asks of the kernel.
 
-    ``token_weights``: the per-token weights (each sample's source weight) can differ within a micro-batch
-    (the sources of the run have different ``weight``s); when False they are all equal, and the fused
-    kernel sums the loss and scales it once. ``projection``: the class name of the head's projection when it
-    is not a plain ``nn.Linear``. Label smoothing, the logit scale and the soft-cap the fused kernel takes
-    as they are (the scale is folded into its input)."""
+    ``projection``: the class name of the head's projection when it is not a plain ``nn.Linear``;
+    ``sharded``: the parameters are sharded (FSDP, ZeRO-3). Label smoothing, the logit scale and the
+    soft-cap the fused kernel takes as they are (the scale is folded into its input)."""
 
     label_smoothing: float = 0.0
-    token_weights: bool = False
     softcap: float | None = None
     logit_scale: float | None = None
     projection: str | None = None
+    sharded: bool = False
 
 
 @dataclass(frozen=True)
@@ -114,8 +116,8 @@ def _fall_back(why: Fallback, detail: str = "") -> HeadKernel:
 
 def choose_head_kernel(device: torch.device | str, needs: HeadLossNeeds, liger: Liger | None = None) -> HeadKernel:
     """Liger's fused linear cross-entropy when the device is CUDA, liger-kernel imports and is recent
-    enough for what ``needs`` asks, and the head is a plain Linear; else the chunked path, with the first
-    reason in that order. ``liger`` defaults to :func:`installed_liger` (only looked up on CUDA)."""
+    enough, the parameters are not sharded and the head is a plain Linear; else the chunked path, with the
+    first reason in that order. ``liger`` defaults to :func:`installed_liger` (only looked up on CUDA)."""
     device = torch.device(device)
     if device.type != "cuda":
         return _fall_back(Fallback.NOT_CUDA, device.type)
@@ -126,12 +128,11 @@ def choose_head_kernel(device: torch.device | str, needs: HeadLossNeeds, liger: 
         return _fall_back(Fallback.NOT_INSTALLED)
     if not liger.at_least(LIGER_MIN):
         return _fall_back(Fallback.TOO_OLD, liger.version)
-    if needs.token_weights and not liger.at_least(LIGER_MIN_TOKEN_WEIGHTS):
-        return _fall_back(Fallback.TOKEN_WEIGHTS, liger.version)
+    if needs.sharded:
+        return _fall_back(Fallback.SHARDED)
     if needs.projection is not None:
         return _fall_back(Fallback.NOT_LINEAR, needs.projection)
     extras = [f"label smoothing {needs.label_smoothing:g}"] if needs.label_smoothing else []
-    extras += ["per-token weights"] if needs.token_weights else []
     extras += [f"soft-cap {needs.softcap:g}"] if needs.softcap is not None else []
     extras += [f"logit scale {needs.logit_scale:g}"] if needs.logit_scale is not None else []
     return HeadKernel(True, f"Liger's fused linear cross-entropy (liger-kernel {liger.version}"
@@ -154,7 +155,8 @@ def _projection_name(module: nn.Module) -> str | None:
 class LinearHead:
     """``head(h) = softcap(scale · (weight · norm(h) + bias))``: the form of every head pivotune trains.
 
-    ``norm`` is None when ``h`` is already final-normed (the final head on the truncated forward's output)."""
+    ``norm`` is None when ``h`` is already final-normed (the final head on the decoder's output). ``run`` is
+    the head as its modules compute it (their hooks and adapters included): what the chunked path calls."""
 
     weight: torch.Tensor
     bias: torch.Tensor | None
@@ -162,12 +164,13 @@ class LinearHead:
     logit_scale: float | None
     softcap: float | None
     projection: str | None = None
+    run: Callable[[torch.Tensor], torch.Tensor] | None = field(default=None, compare=False)
 
     @classmethod
     def final(cls, info: ArchInfo) -> LinearHead:
         """The model's own head on final-normed states (``pivotune.models.arch.unembed_logits``)."""
         return cls(info.unembed.weight, getattr(info.unembed, "bias", None), None, info.logit_scale,
-                   info.logit_softcap, _projection_name(info.unembed))
+                   info.logit_softcap, _projection_name(info.unembed), lambda h: unembed_logits(info, h))
 
     @classmethod
     def pivot(cls, head: nn.Module, info: ArchInfo) -> LinearHead:
@@ -175,10 +178,10 @@ class LinearHead:
         proj = head.proj if head.proj is not None else info.unembed
         norm = head.norm if head.norm is not None else info.final_norm
         return cls(proj.weight, getattr(proj, "bias", None), norm, info.logit_scale, info.logit_softcap,
-                   _projection_name(proj))
+                   _projection_name(proj), lambda h: head(h, info))
 
-    def needs(self, label_smoothing: float = 0.0, token_weights: bool = False) -> HeadLossNeeds:
-        return HeadLossNeeds(label_smoothing, token_weights, self.softcap, self.logit_scale, self.projection)
+    def needs(self, label_smoothing: float = 0.0, sharded: bool = False) -> HeadLossNeeds:
+        return HeadLossNeeds(label_smoothing, self.softcap, self.logit_scale, self.projection, sharded)
 
     def kernel_inputs(self, hidden: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """(input, bias) for a kernel that computes ``softcap(input · weightᵀ + bias)``: the norm applied and
@@ -196,29 +199,28 @@ class LinearHead:
         z = nn.functional.linear(x, self.weight, bias)
         return torch.tanh(z / self.softcap) * self.softcap if self.softcap is not None else z
 
+    def module_logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        """The logits as the head's modules compute them (:attr:`run`; :meth:`logits` without one)."""
+        return self.run(hidden) if self.run is not None else self.logits(hidden)
+
 
 def fused_head_ce(head: LinearHead, hidden: torch.Tensor, targets: torch.Tensor, weights: torch.Tensor, *,
-                  label_smoothing: float = 0.0, token_weights: bool = False, _kernel=None) -> torch.Tensor:
-    """``Σ_i w_i · CE_α(head(hidden_i), targets_i)`` (float32 scalar) through Liger's fused kernel.
+                  label_smoothing: float = 0.0, _kernel=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """``Σ_i w_i · CE_α(head(hidden_i), targets_i)`` (float32 scalar) through Liger's fused kernel, and each
+    ``CE_α`` (float32, detached: [M]).
 
-    ``hidden`` [M, H] are the states at supervised positions, ``targets`` [M] and ``weights`` [M] theirs.
-    Without ``token_weights`` the weights must all be equal (checked): the kernel sums the loss and the sum
-    is scaled once; with them, the kernel returns per-token losses (``reduction="none"``, one more matmul in
-    its backward) that are weighted here. Only call it where :func:`choose_head_kernel` chose the fused kernel.
+    ``hidden`` [M, H] are the states at supervised positions, ``targets`` [M] and ``weights`` [M] theirs. The
+    kernel returns per-token losses (``reduction="none"``), weighted here. Only call it where
+    :func:`choose_head_kernel` chose the fused kernel.
     """
     if _kernel is None:
         from liger_kernel.transformers.functional import liger_fused_linear_cross_entropy as _kernel
     x, bias = head.kernel_inputs(hidden)
-    if x.shape[0] == 0:
-        return x.sum(dtype=torch.float32) * 0.0   # still part of the graph, like the chunked path's zero
-    kwargs = {"bias": bias, "label_smoothing": label_smoothing, "softcap": head.softcap}
-    if token_weights:
-        per_token = _kernel(x, head.weight, targets, reduction="none", **kwargs)
-        return (per_token.float() * weights.float()).sum()
-    if not torch.equal(weights, weights[:1].expand_as(weights)):
-        raise PivotuneError("fused_head_ce: the per-token weights differ but token_weights=False; choose the kernel "
-                            "with HeadLossNeeds(token_weights=True) when the sources' weights differ.")
-    return _kernel(x, head.weight, targets, reduction="sum", **kwargs).float() * weights[0].float()
+    if x.shape[0] == 0:   # still part of the graph, like the chunked path's zero
+        return x.sum(dtype=torch.float32) * 0.0, x.new_zeros(0, dtype=torch.float32)
+    per_token = _kernel(x, head.weight, targets, bias=bias, reduction="none", label_smoothing=label_smoothing,
+                        softcap=head.softcap).float()
+    return (per_token * weights.float()).sum(), per_token.detach()
 
 
 # ----------------------------------------------------------------------------------- prom.recompute_logits

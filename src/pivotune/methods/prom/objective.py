@@ -10,9 +10,11 @@
 * Each term is a sum over its supervised tokens, each token scaled by its sample's source weight, divided
   by the number of supervised tokens *of that term* in the whole optimizer step (all micro-batches, all
   ranks: the normalisers ``en`` and ``final``), so gradient accumulation and DDP stay exact.
-* Logits exist only for supervised positions, ``prom.chunk_size`` at a time; with
-  ``prom.recompute_logits`` each chunk's logits are recomputed in the backward pass instead of kept
-  (torch.utils.checkpoint per chunk), so at most one chunk of logits is alive. Gradients are exact.
+* Logits exist only for supervised positions, each head's cross-entropy computed by
+  :class:`pivotune.objectives.head_loss.HeadLoss`: Liger's fused kernel on CUDA, else ``prom.chunk_size``
+  positions at a time, with ``prom.recompute_logits`` (``auto``: resolved once per run by the logits' size)
+  each chunk's logits recomputed in the backward pass instead of kept (torch.utils.checkpoint per chunk).
+  Gradients are exact.
 * Each row's own loss summed over its tokens (English rows: CE_α at the pivot head; the others: CE at the
   final layer; unweighted) comes back with the loss (``RowLosses``), for the per-role and per-language log.
 
@@ -36,15 +38,15 @@ from __future__ import annotations
 import copy
 
 import torch
-import torch.nn.functional as F
-from torch.utils.checkpoint import checkpoint
 
 from ...data.packing import POSITION_IDS, attention_inputs
 from ...data.records import ROLE_IDS
 from ...errors import PivotuneError
 from ...models.arch import arch_info, truncated_forward, unembed_logits, unwrap
+from ...models.fused_ce import LinearHead
 from ...models.pivot_head import PivotedModel, PivotHead, resolve_pivot_layer
 from ...objectives.base import ROW_LOSSES, Objective, RowLosses, supervised_targets
+from ...objectives.head_loss import HeadLoss, RecomputeLogits, gather_supervised, per_position
 
 EN = ROLE_IDS["en"]
 
@@ -57,34 +59,6 @@ def english_lambda(lambda_en: float, languages: list[str] | None = None,
         return float(lambda_en)
     per = lambda_per_language or {}
     return float(sum(per.get(t, lambda_en) for t in targets) / len(targets))
-
-
-def _chunk_ce(head_fn, h, targets, w, alpha: float) -> tuple[torch.Tensor, torch.Tensor]:
-    logits = head_fn(h)
-    if logits.dtype in (torch.float16, torch.bfloat16):
-        logits = logits.float()   # the loss in at least float32, as in sft
-    ce = F.cross_entropy(logits, targets, reduction="none", label_smoothing=alpha)
-    return (ce * w.to(ce.dtype)).sum(), ce.detach()
-
-
-def chunked_head_ce(head_fn, hidden: torch.Tensor, targets: torch.Tensor, weights: torch.Tensor, *,
-                    alpha: float = 0.0, chunk_size: int = 2048,
-                    recompute: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
-    """Σ_i w_i · CE_α(head_fn(hidden[i]), targets[i]) over rows of ``hidden`` [M, H], ``chunk_size`` rows
-    at a time, and each row's CE_α (unweighted, detached: [M]). With ``recompute`` (and grad enabled) a chunk's
-    logits are not kept for backward."""
-    total = hidden.new_zeros((), dtype=torch.promote_types(hidden.dtype, torch.float32))
-    use_ckpt = recompute and torch.is_grad_enabled()
-    each = []
-    for s in range(0, hidden.shape[0], chunk_size):
-        args = (hidden[s:s + chunk_size], targets[s:s + chunk_size], weights[s:s + chunk_size])
-        if use_ckpt:
-            part, ce = checkpoint(_chunk_ce, head_fn, *args, alpha, use_reentrant=False)
-        else:
-            part, ce = _chunk_ce(head_fn, *args, alpha)
-        total = total + part
-        each.append(ce)
-    return total, (torch.cat(each) if each else total.new_zeros(0))
 
 
 def _trim(batch: dict, rows: torch.Tensor) -> dict:
@@ -100,16 +74,6 @@ def _trim(batch: dict, rows: torch.Tensor) -> dict:
     return sub
 
 
-def _gather(hidden: torch.Tensor, sub: dict):
-    """Hidden states at supervised positions (position t predicts label t+1), their targets, weights, and the
-    [R, T-1] mask of those positions."""
-    sel = supervised_targets(sub["labels"])
-    h = hidden[:, :-1][sel]
-    targets = sub["labels"][:, 1:][sel]
-    w = sub["weights"][:, None].expand_as(sel)[sel]
-    return h, targets, w, sel
-
-
 class _RowSums:
     """The batch's :class:`RowLosses`, filled term by term from each term's per-position losses."""
 
@@ -122,8 +86,7 @@ class _RowSums:
         """``rows`` (indices or a mask) of the batch, whose supervised positions ``sel`` had losses ``each``."""
         if self.sums is None:
             self.sums = self.labels.new_zeros(self.labels.shape[0], dtype=each.dtype)
-        per_position = sel.new_zeros(sel.shape, dtype=each.dtype).masked_scatter(sel, each)   # no device sync
-        self.sums[rows] = per_position.sum(1)
+        self.sums[rows] = per_position(each, sel).sum(1)
         self.tokens[rows] = sel.sum(1)
 
     def result(self) -> RowLosses:
@@ -134,25 +97,36 @@ class _RowSums:
 class PromObjective(Objective):
     """The PROM loss with its settings (the run config's ``prom`` section) and λ_e, the weight of English rows'
     pivot term (:func:`english_lambda`, or λ itself for ``prom-noreg``); the model must be the
-    :class:`PivotedModel` that :meth:`prepare_model` builds. ``meta`` is recorded with the pivot head."""
+    :class:`PivotedModel` that :meth:`prepare_model` builds. ``meta`` is recorded with the pivot head;
+    ``positions``: the most supervised positions a micro-batch holds, for ``prom.recompute_logits: auto``
+    (:class:`~pivotune.objectives.head_loss.RecomputeLogits`)."""
 
     find_unused_parameters = True   # English-only micro-batches leave blocks > n unused, and so on
 
     def __init__(self, settings, lambda_english_rows: float, *, meta: dict | None = None,
-                 same_modules_every_rank: bool = False):
+                 same_modules_every_rank: bool = False, positions: int | None = None):
         self.settings = settings
         self.lambda_e = float(lambda_english_rows)
         self.meta = dict(meta or {})
         # sharded training (FSDP, ZeRO-3): every rank runs every block and both heads once per micro-batch,
         # whatever its rows' roles (see compute_same_modules)
         self.same_modules_every_rank = same_modules_every_rank
+        self.recompute = RecomputeLogits(settings.recompute_logits, positions)
+        self._heads(sharded=same_modules_every_rank)
         self._step_logs: dict[str, torch.Tensor] = {}
         self._step_key = None
+
+    def _heads(self, sharded: bool) -> None:
+        s = self.settings
+        self.pivot_loss = HeadLoss("pivot head", label_smoothing=s.label_smoothing, chunk_size=s.chunk_size,
+                                   sharded=sharded)
+        self.final_loss = HeadLoss("final head", chunk_size=s.chunk_size, sharded=sharded)
 
     def for_sharded_training(self) -> PromObjective:
         """This loss computed so that every rank runs the same modules (:meth:`compute_same_modules`)."""
         sharded = copy.copy(self)
         sharded.same_modules_every_rank = True
+        sharded._heads(sharded=True)
         return sharded
 
     # -- model
@@ -164,13 +138,18 @@ class PromObjective(Objective):
         head = PivotHead.from_model(unwrap(model), s.head, info)
         meta = {"label_smoothing": s.label_smoothing, "lambda_en": s.lambda_en, "lambda_english_rows": self.lambda_e,
                 "lambda_per_language": s.lambda_per_language, **self.meta}
-        return PivotedModel(model, head, n, meta=meta)
+        pm = PivotedModel(model, head, n, meta=meta)
+        if self.recompute.positions:   # the gradients the rule weighs include the pivot head's
+            self.recompute.resolve(pm, info)
+        return pm
 
     def describe(self, model) -> dict:
         inner = _unwrap_pivoted(model)
         return {"prom": {"pivot_layer": inner.pivot_layer, "num_layers": inner.info.num_layers,
                          "head": inner.pivot_head.kind, "lambda_english_rows": self.lambda_e,
-                         "label_smoothing": self.settings.label_smoothing}}
+                         "label_smoothing": self.settings.label_smoothing, "recompute_logits": self.recompute.value,
+                         "kernels": {"pivot head": self.pivot_loss.describe(),
+                                     "final head": self.final_loss.describe()}}}
 
     # -- normalisers and loss
     def normalizers(self, batch: dict) -> dict[str, torch.Tensor]:
@@ -195,9 +174,9 @@ class PromObjective(Objective):
     def compute(self, pm: PivotedModel, batch: dict, norms: dict) -> dict[str, torch.Tensor]:
         """Runs inside ``PivotedModel.forward`` (so inside DDP's forward): the loss, its two terms and the rows'
         losses (English rows: their pivot term's CE_α)."""
+        recompute = self.recompute.resolve(pm, pm.info, batch["labels"].numel())
         if self.same_modules_every_rank:
-            return self.compute_same_modules(pm, batch, norms)
-        s = self.settings
+            return self.compute_same_modules(pm, batch, norms, recompute)
         info, lm = pm.info, pm.lm
         en = batch["roles"].eq(EN)
         loss = None
@@ -209,10 +188,8 @@ class PromObjective(Objective):
             sub = _trim(batch, en_rows)
             _, raw = truncated_forward(lm, sub["input_ids"], n=pm.pivot_layer, info=info, return_raw=True,
                                        **attention_inputs(sub))
-            h, targets, w, sel = _gather(raw, sub)
-            head = pm.pivot_head
-            total, each = chunked_head_ce(lambda x: head(x, info), h, targets, w, alpha=s.label_smoothing,
-                                          chunk_size=s.chunk_size, recompute=s.recompute_logits)
+            h, targets, w, sel = gather_supervised(raw, sub["labels"], sub["weights"])
+            total, each = self.pivot_loss(LinearHead.pivot(pm.pivot_head, info), h, targets, w, recompute=recompute)
             row_sums.put(en_rows, each, sel)
             term = total / norms["en"].clamp(min=1)
             logs["pivot_ce"] = term.detach()
@@ -222,9 +199,8 @@ class PromObjective(Objective):
         if tgt_rows.numel():
             sub = _trim(batch, tgt_rows)
             normed = truncated_forward(lm, sub["input_ids"], n=info.num_layers, info=info, **attention_inputs(sub))
-            h, targets, w, sel = _gather(normed, sub)
-            total, each = chunked_head_ce(lambda x: unembed_logits(info, x), h, targets, w, alpha=0.0,
-                                          chunk_size=s.chunk_size, recompute=s.recompute_logits)
+            h, targets, w, sel = gather_supervised(normed, sub["labels"], sub["weights"])
+            total, each = self.final_loss(LinearHead.final(info), h, targets, w, recompute=recompute)
             row_sums.put(tgt_rows, each, sel)
             term = total / norms["final"].clamp(min=1)
             logs["final_ce"] = term.detach()
@@ -237,8 +213,8 @@ class PromObjective(Objective):
             loss = p.reshape(-1)[0].float() * 0.0
         return {"loss": loss, **logs, ROW_LOSSES: row_sums.result()}
 
-
-    def compute_same_modules(self, pm: PivotedModel, batch: dict, norms: dict) -> dict[str, torch.Tensor]:
+    def compute_same_modules(self, pm: PivotedModel, batch: dict, norms: dict,
+                             recompute: bool) -> dict[str, torch.Tensor]:
         """The same loss, computed so that every rank runs the same modules in the same order.
 
         Sharded training (FSDP, ZeRO-3) gathers each block's parameters when it runs and reduces its
@@ -249,7 +225,6 @@ class PromObjective(Objective):
         both heads take part in every backward even when a term has no rows here. English rows pay blocks
         n+1..N; the terms and their gradients are those of :meth:`compute`.
         """
-        s = self.settings
         info, lm = pm.info, pm.lm
         at_pivot: list[torch.Tensor] = []
         handle = info.layers[pm.pivot_layer - 1].register_forward_hook(
@@ -265,15 +240,13 @@ class PromObjective(Objective):
         logs: dict[str, torch.Tensor] = {}
         row_sums = _RowSums(batch)
         en = batch["roles"].eq(EN)
-        for name, rows, hidden, fn, alpha, lam in (
-                ("pivot_ce", en, raw, lambda x: head(x, info), s.label_smoothing, self.lambda_e),
-                ("final_ce", ~en, final, lambda x: unembed_logits(info, x), 0.0, 1.0)):
+        for name, rows, hidden, head_loss, linear, lam in (
+                ("pivot_ce", en, raw, self.pivot_loss, LinearHead.pivot(head, info), self.lambda_e),
+                ("final_ce", ~en, final, self.final_loss, LinearHead.final(info), 1.0)):
             if lam == 0 or not rows.any():
                 continue
-            sub = {"labels": batch["labels"][rows], "weights": batch["weights"][rows]}
-            h, targets, w, sel = _gather(hidden[rows], sub)
-            total, each = chunked_head_ce(fn, h, targets, w, alpha=alpha, chunk_size=s.chunk_size,
-                                          recompute=s.recompute_logits)
+            h, targets, w, sel = gather_supervised(hidden[rows], batch["labels"][rows], batch["weights"][rows])
+            total, each = head_loss(linear, h, targets, w, recompute=recompute)
             row_sums.put(rows, each, sel)
             term = total / norms["en" if name == "pivot_ce" else "final"].clamp(min=1)
             logs[name] = term.detach()

@@ -42,4 +42,5 @@ class PromRoad(SupervisedRoad):
         cfg, s = self.cfg, self.cfg.prom
         lam = s.lambda_en if cfg.method == "prom-noreg" else english_lambda(s.lambda_en, cfg.languages,
                                                                             s.lambda_per_language)
-        return PromObjective(s, lam, meta={"base_model": cfg.model, "method": cfg.method})
+        return PromObjective(s, lam, meta={"base_model": cfg.model, "method": cfg.method},
+                             positions=self.positions_bound(stage))

@@ -13,8 +13,9 @@ from ...settings import LanguageCode, Strict
 class PromSettings(Strict):
     """PROM's objective (METHODS.md, "PROM"): ``L = λ·CE_α(head_n(h_n); s_e) + CE(head_N(h_N); s_t ∪ s_mt)``.
 
-    Used by methods ``prom`` and ``prom-noreg``; ignored by the others. English rows reach only the
-    pivot term and run through decoder blocks 1..n only.
+    Used by methods ``prom`` and ``prom-noreg``; ignored by the others, but for ``chunk_size`` and
+    ``recompute_logits``, which every method with cross-entropy at the final head reads. English rows reach
+    only the pivot term and run through decoder blocks 1..n only.
     """
 
     pivot_layer: int | None = Field(
@@ -63,11 +64,15 @@ class PromSettings(Strict):
         None, description="The word for 'Answer' per language in cloze prompts, for codes pivotune's table lacks.")
     chunk_size: int = Field(
         2048, ge=1, le=1_048_576, description="Supervised positions per chunk when computing logits and "
-        "cross-entropy for either head (no [batch, seq, vocab] tensor is ever held).")
-    recompute_logits: bool = Field(
-        True, description="Recompute each chunk's logits in the backward pass (activation checkpointing "
+        "cross-entropy for a head on the chunked path (no [batch, seq, vocab] tensor is ever held); for every "
+        "method whose loss is cross-entropy at the final head too (english, bactrian, xllama, lens-local).")
+    recompute_logits: Literal["auto"] | bool = Field(
+        "auto", description="Recompute each chunk's logits in the backward pass (activation checkpointing "
         "per chunk) instead of keeping them: memory for one chunk of logits instead of all of them, "
-        "for one more head matmul. Gradients are identical.")
+        "for one more head matmul. Gradients are identical. auto (default): recompute only when the logits "
+        "kept for backward would outgrow the trainable parameters' gradients (decided once per run, from the "
+        "most supervised positions a micro-batch of the run's data holds; docs/methods.md). Like chunk_size, "
+        "for the final head of every such method too.")
 
     def language_codes(self) -> Iterator[tuple[str, str]]:
         """``(field, code)`` for every language code these settings name."""

@@ -6,8 +6,9 @@ from __future__ import annotations
 from ...data.collate import Collator, encode_all, language_ids
 from ...data.mixture import mixture_for_config, summarize
 from ...data.packing import PackedCollator, pack
-from ...data.records import Sample
+from ...data.records import IGNORE_INDEX, Sample
 from ...errors import PivotuneError
+from ...objectives.head_loss import micro_batch_positions
 from ...train.guards import packed_describer, sample_describer
 from ...train.resume import data_fingerprint, packed_fingerprint
 from ..base import Road, Stage, Units
@@ -19,6 +20,7 @@ class SupervisedRoad(Road):
 
     def __init__(self, cfg):
         self.cfg = cfg
+        self.supervised: dict[str, list[int]] = {}   # stage -> each encoded row's supervised targets
 
     def training_data(self, samples: list[Sample] | None) -> list[Sample]:
         from .. import METHODS
@@ -39,14 +41,28 @@ class SupervisedRoad(Road):
             raise PivotuneError("no sample kept a response token after truncation: raise max_seq_len.")
         report = {"mixture": summarize(samples), "encoded": len(encoded),
                   "truncated": sum(e.truncated for e in encoded)}
+        supervised = [sum(y != IGNORE_INDEX for y in e.labels[1:]) for e in encoded]
         if cfg.train.packing:   # the rows train in place of the samples; interference still draws samples
             rows = pack(encoded, cfg.max_seq_len)
+            by_id = {id(e): n for e, n in zip(encoded, supervised)}
+            self.supervised[stage.name] = [sum(by_id[id(e)] for e in row.samples) for row in rows]
             return Units(rows, PackedCollator(tokenizer.pad_token_id), packed_fingerprint(rows),
                          packed_describer(rows, samples), tokenizer=tokenizer, interference=encoded,
                          lang_ids=lang_ids, report={**report, "packed_rows": len(rows)})
+        self.supervised[stage.name] = supervised
         return Units(encoded, Collator(tokenizer.pad_token_id), data_fingerprint(encoded),
                      sample_describer(encoded, samples), tokenizer=tokenizer, interference=encoded, lang_ids=lang_ids,
                      report=report)
 
+    def positions_bound(self, stage: Stage) -> int:
+        """The most supervised positions one of the stage's micro-batches can hold (``prom.recompute_logits:
+        auto`` weighs the logits kept at them): from the encoded rows once :meth:`units` ran, else
+        per_device_batch_size × max_seq_len."""
+        rows = (stage.train or self.cfg.train).per_device_batch_size
+        if stage.name in self.supervised:
+            return micro_batch_positions(self.supervised[stage.name], rows)
+        return rows * self.cfg.max_seq_len
+
     def objective(self, stage: Stage) -> SFTObjective:
-        return SFTObjective()
+        s = self.cfg.prom
+        return SFTObjective(s.chunk_size, s.recompute_logits, positions=self.positions_bound(stage))
