@@ -13,6 +13,7 @@ from pivotune.config import load_config
 from pivotune.data.packing import PackedRow
 from pivotune.data.records import Sample
 from pivotune.methods import METHODS
+from pivotune.methods.base import Stage
 from pivotune.objectives.base import ROW_LOSSES
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -99,8 +100,21 @@ def test_packing_changes_the_data_fingerprint(tokenizer):
     """A packed run never resumes from an unpacked run's checkpoint (nor the other way round)."""
     samples = mixed_samples()
     cfgs = [_config("xllama", p) for p in (False, True)]
-    prints = [METHODS["xllama"].road(c).units(None, samples, tokenizer).fingerprint for c in cfgs]
+    prints = [METHODS["xllama"].road(c).units(Stage(), samples, tokenizer).fingerprint for c in cfgs]
     assert prints[0] != prints[1]
+
+
+@pytest.mark.parametrize("method", ["xllama", "prom"])
+def test_recompute_bound_counts_a_packed_rows_samples_together(method, tokenizer):
+    """With packing, prom.recompute_logits: auto weighs a micro-batch of packed rows: each row's supervised
+    targets are the sum of its samples', and the bound is the per_device_batch_size fullest rows."""
+    road = METHODS[method].road(_config(method, True))
+    units = road.units(Stage(), mixed_samples(), tokenizer)
+    per_row = sorted((sum(int((torch.tensor(e.labels[1:]) != -100).sum()) for e in row.samples)
+                      for row in units.items), reverse=True)
+    rows = road.cfg.train.per_device_batch_size
+    assert any(len(row.samples) > 1 for row in units.items)
+    assert road.objective(Stage()).recompute.positions == sum(per_row[:rows])
 
 
 def clo_samples(n: int = 10, seed: int = 1) -> list[Sample]:
