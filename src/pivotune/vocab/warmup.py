@@ -34,7 +34,6 @@ import torch
 from torch import nn
 
 from ..errors import PivotuneError
-from ..models.arch import arch_info, input_embeddings
 from .init import NewRows
 
 log = logging.getLogger(__name__)
@@ -88,26 +87,23 @@ def only_new_rows_training(model: nn.Module, rows: NewRows):
             p.requires_grad_(flag)
 
 
-def _row_tensors(model: nn.Module, rows: NewRows) -> dict[str, torch.Tensor]:
-    """The new rows of the input embedding, and of the output embedding when it is a matrix of its own."""
-    ids = torch.tensor(rows.ids)
-    emb, info = input_embeddings(model).weight, arch_info(model)
-    out = {"input": emb.detach()[ids].contiguous().cpu()}
-    if info.unembed.weight is not emb:
-        out["output"] = info.unembed.weight.detach()[ids].contiguous().cpu()
-    return out
+def _matrices(model: nn.Module) -> dict[str, nn.Parameter]:
+    """The input embedding, and the output embedding when it is a matrix of its own, by their names in the result."""
+    from .train import embedding_matrices
+
+    return dict(zip(("input", "output"), embedding_matrices(model)))
 
 
 @torch.no_grad()
 def _load_rows(model: nn.Module, rows: NewRows, saved: dict[str, torch.Tensor], where: Path) -> None:
-    ids = torch.tensor(rows.ids)
-    emb, info = input_embeddings(model).weight, arch_info(model)
-    targets = {"input": emb, **({"output": info.unembed.weight} if info.unembed.weight is not emb else {})}
+    """Put the saved new rows into ``model``'s matrices, once they are found to fit."""
+    ids, targets = torch.tensor(rows.ids), _matrices(model)
     if saved.keys() != targets.keys() or any(saved[k].shape != (len(ids), w.shape[1]) for k, w in targets.items()):
         shapes = ", ".join(f"{k} {tuple(v.shape)}" for k, v in saved.items())
         raise PivotuneError(f"Cannot resume from {where}: its new rows ({shapes}) do not fit this run's extension "
-                            f"({len(ids)} new rows, embedding width {emb.shape[1]}). Start the run afresh "
-                            "(--overwrite) or in another output_dir.")
+                            f"({len(ids)} new rows of {', '.join(targets)} embeddings of width "
+                            f"{targets['input'].shape[1]}). Start the run afresh (--overwrite) or in another "
+                            "output_dir.")
     for key, weight in targets.items():
         weight[ids.to(weight.device)] = saved[key].to(weight.device, weight.dtype)
 
@@ -163,7 +159,9 @@ def warm_up(cfg, tokenizer, model: nn.Module, vocabulary, args, *, resume=False,
 
         with atomic_path(result) as tmp:
             tmp.mkdir()
-            save_file(_row_tensors(model, rows), str(tmp / ROWS_FILE))
+            ids = torch.tensor(rows.ids)
+            save_file({k: w.detach()[ids.to(w.device)].cpu().contiguous() for k, w in _matrices(model).items()},
+                      str(tmp / ROWS_FILE))
             write_json_atomic(tmp / INFO_FILE, {"data_fingerprint": fingerprint, "geometry": geometry(args),
                                                 "report": report})
     return report
