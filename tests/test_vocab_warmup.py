@@ -8,7 +8,7 @@ import json
 
 import pytest
 import torch
-from test_vocab_run import SAMPLES, vocab_config
+from test_vocab_run import SAMPLES, tiny_llama, vocab_config
 
 from pivotune.errors import ConfigError, PivotuneError
 from pivotune.models.loading import load_model, load_tokenizer
@@ -23,8 +23,6 @@ WARMUP = {"warmup_steps": 6, "warmup_lr": 5e-2}
 @pytest.fixture(scope="module")
 def tied_model_dir(tmp_path_factory, tokenizer):
     """The tiny Llama with one matrix for its input and output embeddings."""
-    from conftest import tiny_llama
-
     d = tmp_path_factory.mktemp("tiny-tied")
     model = tiny_llama(tokenizer)
     model.config.tie_word_embeddings = True

@@ -151,7 +151,8 @@ def warm_up(cfg, tokenizer, model: nn.Module, vocabulary, args, *, resume=False,
         outcome = guarded_train(trainer, Path(args.output_dir), None)
     report = {"steps": trainer.state.global_step, "lr": args.learning_rate, "rows": len(items),
               "tokens": sum(len(e.input_ids) for e in items), "train_loss": outcome.training_loss,
-              "losses": loss_series(trainer.state.log_history)}
+              "losses": loss_series(trainer.state.log_history),
+              "seconds": round(outcome.metrics.get("train_runtime", 0.0), 1)}
     log.info("vocabulary warm-up: %d steps on the %d new rows, loss %.3f", report["steps"], len(rows.ids),
              outcome.training_loss)
     if save and is_main_process():
