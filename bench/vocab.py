@@ -14,9 +14,9 @@
    same batches of samples encoded by the base tokenizer and by the extended one (the demo's vocab block, the
    model resized), optimizer steps interleaved (bench/interleave.py, medians); target words per second side
    by side.
-3. The demo's scores (--demo): `pivotune demo --methods xllama` without and with --extend-vocab, each case's
-   difference with its 95 % paired bootstrap interval over the evaluation items (pivotune.report); the
-   extension should lose on no language beyond the interval.
+3. The demo's scores (--demo): `pivotune demo --methods xllama` without and with --extend-vocab (its new rows
+   warmed up alone first: pivotune.toy.vocab), each case's difference with its 95 % paired bootstrap interval
+   over the evaluation items (pivotune.report); the extension should lose on no language beyond the interval.
 
 Usage: python bench/vocab.py [--quick] [--n-new 300] [--throughput] [--demo [--languages el th ar] [--keep DIR]]
        [--steps 5]

@@ -16,6 +16,10 @@ TOKENS_PER_LANGUAGE = 300
 #: the embedding warm-up's learning rate in the demo, 10x the methods' (at 1e-3 the new rows barely move in the
 #: demo's steps; at 3e-2 English's held-out loss rises, the new output rows taking its mass)
 WARMUP_LR = 1e-2
+#: its steps, as a share of the methods' (bench/vocab.py --demo: xllama loses on no language beyond the interval
+#: with 85 or 170 warm-up steps; 85 add about half to a run's training time, which its shorter inputs win back in
+#: evaluation)
+WARMUP_SHARE = 0.5
 
 
 def _jsonl(path: Path) -> list[dict]:
@@ -28,11 +32,11 @@ def held_out_texts(world: Path, lang: str) -> list[str]:
     return out + list(dict.fromkeys(r["context"] for r in _jsonl(world / "eval" / f"xquad_{lang}.jsonl")))
 
 
-def vocab_block(base: Path, world: Path, languages: list[str], warmup_steps: int = 0) -> dict:
+def vocab_block(base: Path, world: Path, languages: list[str], method_steps: int = 0) -> dict:
     """The ``vocab`` section of every demo run config: learned from the world's target-language instructions and
     the target side of its parallel sentences (named as files, so LinguaLIFT, whose data hold neither, learns the
-    same tokens), TOKENS_PER_LANGUAGE per language or as many as they yield; with ``warmup_steps`` (the demo: as
-    many as the methods train) the new rows first train alone at WARMUP_LR."""
+    same tokens), TOKENS_PER_LANGUAGE per language or as many as they yield; given the methods' steps, the new rows
+    first train alone for WARMUP_SHARE of them at WARMUP_LR."""
     from ..models.loading import load_tokenizer
     from ..vocab.corpus import read_parallel_targets, read_texts
     from ..vocab.extend import CorpusTooSmall, extend_tokenizer
@@ -46,6 +50,7 @@ def vocab_block(base: Path, world: Path, languages: list[str], warmup_steps: int
         extend_tokenizer(load_tokenizer(str(base)), texts, n_new, scripts=scripts_of(languages))
     except CorpusTooSmall as e:
         n_new = e.learnable
+    warmup_steps = round(method_steps * WARMUP_SHARE)
     warmup = {"warmup_steps": warmup_steps, "warmup_lr": WARMUP_LR} if warmup_steps else {}
     return {"n_new": n_new, "languages": list(languages), "corpus": corpus, "parallel": parallel, **warmup}
 
