@@ -8,7 +8,7 @@ import json
 
 import pytest
 import torch
-from test_vocab_run import SAMPLES, tiny_llama, vocab_config
+from test_vocab_run import SAMPLES, files, tiny_llama, vocab_config  # noqa: F401 - files: a fixture
 
 from pivotune.errors import ConfigError, PivotuneError
 from pivotune.models.loading import load_model, load_tokenizer
@@ -127,3 +127,18 @@ def test_an_interrupted_run_loads_its_warmup_and_resumes_to_the_uninterrupted_we
     assert all(torch.equal(want[k], got[k]) for k in want), [k for k in want if not torch.equal(want[k], got[k])]
     record = json.loads((run / "run.json").read_text())
     assert record["resumed_from"] == "checkpoint-2" and "not retrained" in record["vocab_warmup"]["resumed"]
+
+
+@pytest.mark.parametrize(("method", "lora"), [("prom", True), ("lingualift", False)], ids=["prom-lora", "lingualift"])
+def test_methods_that_wrap_the_model_train_after_the_warmup(method, lora, tiny_model_dir, files, tmp_path):
+    """PROM under LoRA (its pivot head copied from the warmed W_U, the new rows then trainable tokens) and LinguaLIFT
+    (the warmed LM inside its bridge) train after the warm-up, and run.json records it."""
+    from safetensors.torch import load_file
+
+    out = tmp_path / "run"
+    train(vocab_config(method, tiny_model_dir, out, files, vocab=WARMUP, lora={"enabled": lora, "r": 4}), SAMPLES)
+    assert json.loads((out / "run.json").read_text())["vocab_warmup"]["steps"] == WARMUP["warmup_steps"]
+    if method == "prom":
+        warmed = load_file(str(out / WARMUP_DIR / RESULT / "new_rows.safetensors"))["output"]
+        head = load_file(str(out / "pivot_head.safetensors"))["proj.weight"]
+        assert head.shape[0] == len(load_tokenizer(str(tiny_model_dir))) + warmed.shape[0]
