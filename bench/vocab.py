@@ -14,11 +14,12 @@
    same batches of samples encoded by the base tokenizer and by the extended one (the demo's vocab block, the
    model resized), optimizer steps interleaved (bench/interleave.py, medians); target words per second side
    by side.
-3. The demo's scores (--demo): `pivotune demo --methods xllama` without and with --extend-vocab, each case's
-   difference with its 95 % paired bootstrap interval over the evaluation items (pivotune.report); the
-   extension should lose on no language beyond the interval.
+3. The demo's scores (--demo): `pivotune demo --methods xllama` without and with --extend-vocab (its new rows
+   warmed up alone first: pivotune.toy.vocab), each case's difference with its 95 % paired bootstrap interval
+   over the evaluation items (pivotune.report); the extension should lose on no language beyond the interval.
 
-Usage: python bench/vocab.py [--quick] [--n-new 300] [--throughput] [--demo] [--steps 5]
+Usage: python bench/vocab.py [--quick] [--n-new 300] [--throughput] [--demo [--languages el th ar] [--keep DIR]]
+       [--steps 5]
 """
 
 from __future__ import annotations
@@ -58,6 +59,9 @@ def main() -> None:
     ap.add_argument("--n-new", type=int, default=300, help="tokens to add per language (default 300)")
     ap.add_argument("--throughput", action="store_true", help="also time training with and without the extension")
     ap.add_argument("--demo", action="store_true", help="also run the demo's xllama without and with --extend-vocab")
+    ap.add_argument("--languages", nargs="+", help="the demo's target languages for --demo (default: the demo's)")
+    ap.add_argument("--keep", help="--demo: keep both demos in DIR and reuse a finished run without the extension "
+                    "there (the same languages), so candidates for the extended run compare against one baseline")
     ap.add_argument("--steps", type=int, default=5, help="timed steps per variant for --throughput (default 5)")
     ap.add_argument("--batch", type=int, default=16, help="samples per step for --throughput (default 16)")
     args = ap.parse_args()
@@ -66,7 +70,7 @@ def main() -> None:
     if args.throughput:
         throughput(cfg, args.steps, args.batch)
     if args.demo:
-        demo_scores(args.quick)
+        demo_scores(args.quick, args.languages, args.keep)
 
 
 def fertility(cfg: WorldConfig, n_new_per_language: int, quick: bool) -> None:
@@ -167,17 +171,21 @@ def throughput(cfg: WorldConfig, steps: int, batch: int) -> None:
     print(f"extended / base: {timed.speedup('extended', 'base'):.2f}x the target words per second")
 
 
-def demo_scores(quick: bool) -> None:
-    """`pivotune demo --methods xllama` without and with --extend-vocab: every case's difference with its interval."""
+def demo_scores(quick: bool, languages: list[str] | None = None, keep: str | None = None) -> None:
+    """`pivotune demo --methods xllama` without and with --extend-vocab: every case's difference with its interval
+    (``keep``: the demos' directory, a finished run without the extension there reused)."""
     from pivotune.report.collect import Study, cases, read_inputs
     from pivotune.report.differences import difference
     from pivotune.toy.demo import run_demo
 
     with tempfile.TemporaryDirectory() as tmp:
+        root = Path(keep) if keep else Path(tmp)
         studies = {}
         for label, extend in (("xllama", False), ("xllama+vocab", True)):
-            out = Path(tmp) / label
-            run_demo(quick=quick, methods=["xllama"], out_dir=out, extend_vocab=extend)
+            out = root / f"{label}-{'-'.join(languages or ['default'])}{'-quick' if quick else ''}"
+            if extend or not (out / "results.json").is_file():
+                run_demo(quick=quick, languages=languages, methods=["xllama"], out_dir=out, extend_vocab=extend,
+                         force=True)
             studies[label] = read_inputs([out])
         both = Study(scores={k: s.scores["xllama"] for k, s in studies.items()},
                      items={k: s.items["xllama"] for k, s in studies.items()},

@@ -102,7 +102,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "(default: one per core, at most 4; 1 runs them one after another in this process)")
     d.add_argument("--extend-vocab", action="store_true",
                    help="every run first extends the base's tokenizer for the target languages' scripts (a vocab: "
-                        "block in each run config; 300 tokens per language, or what the data yield) and the "
+                        "block in each run config; 300 tokens per language, or what the data yield, their rows "
+                        "warmed up alone first) and the "
                         "report adds tokens per word before and after")
     d.set_defaults(func=_cmd_demo)
 

@@ -10,19 +10,21 @@ import pytest
 from pivotune.cli import main
 from pivotune.config import load_config
 from pivotune.toy.demo import DemoPlan, run_config
-from pivotune.toy.vocab import TOKENS_PER_LANGUAGE, vocab_block
+from pivotune.toy.vocab import TOKENS_PER_LANGUAGE, WARMUP_LR, WARMUP_SHARE, vocab_block
 
 
 def test_vocab_block_asks_for_what_the_world_yields_and_validates(quick_paths, tmp_path):
     """The block asks TOKENS_PER_LANGUAGE per language, or as many as the world's data yield (the toy grammar is
-    small); every method's run config with it validates and names the study's languages."""
-    block = vocab_block(quick_paths.base, quick_paths.world, ["el", "th"])
+    small), and a warm-up of WARMUP_SHARE of the methods' steps at WARMUP_LR; every method's run config with it validates and names the
+    study's languages."""
+    block = vocab_block(quick_paths.base, quick_paths.world, ["el", "th"], method_steps=60)
     assert 0 < block["n_new"] <= 2 * TOKENS_PER_LANGUAGE and block["languages"] == ["el", "th"]
     for method in ("xllama", "prom", "clo", "lingualift"):
         raw = run_config(quick_paths, method, ["el", "th"], 0, tmp_path / method, DemoPlan.for_world(quick=True),
                          block)
         cfg = load_config(base=raw)
         assert cfg.vocab.n_new == block["n_new"] and cfg.vocab.languages == ["el", "th"]
+        assert cfg.vocab.warmup_steps == round(60 * WARMUP_SHARE) > 0 and cfg.vocab.warmup_lr == WARMUP_LR
 
 
 @pytest.mark.slow

@@ -282,7 +282,7 @@ def _study(console: StudyConsole, world_cfg: WorldConfig, plan: DemoPlan, langua
     if extend_vocab:
         from .vocab import vocab_block
 
-        vocab = vocab_block(paths.base, paths.world, languages)
+        vocab = vocab_block(paths.base, paths.world, languages, method_steps=plan.steps)
     # the run configs are written here, before any run starts (LinguaLIFT's toy encoder is installed once)
     jobs = [Job((method, seed), run_one, (run_config(paths, method, languages, seed, out / f"{method}-seed{seed}",
                                                      plan, vocab), method, paths.world, eval_langs, plan, languages,

@@ -13,6 +13,13 @@ from pathlib import Path
 
 #: tokens the demo adds per target language (bench/vocab.py: Thai falls from 2.3-2.8 to 1.0-1.2 tokens per word)
 TOKENS_PER_LANGUAGE = 300
+#: the embedding warm-up's learning rate in the demo, 10x the methods' (at 1e-3 the new rows barely move in the
+#: demo's steps; at 3e-2 English's held-out loss rises, the new output rows taking its mass)
+WARMUP_LR = 1e-2
+#: its steps, as a share of the methods' (bench/vocab.py --demo: xllama loses on no language beyond the interval
+#: with 85 or 170 warm-up steps; 85 add about half to a run's training time, which its shorter inputs win back in
+#: evaluation)
+WARMUP_SHARE = 0.5
 
 
 def _jsonl(path: Path) -> list[dict]:
@@ -25,10 +32,11 @@ def held_out_texts(world: Path, lang: str) -> list[str]:
     return out + list(dict.fromkeys(r["context"] for r in _jsonl(world / "eval" / f"xquad_{lang}.jsonl")))
 
 
-def vocab_block(base: Path, world: Path, languages: list[str]) -> dict:
+def vocab_block(base: Path, world: Path, languages: list[str], method_steps: int = 0) -> dict:
     """The ``vocab`` section of every demo run config: learned from the world's target-language instructions and
     the target side of its parallel sentences (named as files, so LinguaLIFT, whose data hold neither, learns the
-    same tokens), TOKENS_PER_LANGUAGE per language or as many as they yield."""
+    same tokens), TOKENS_PER_LANGUAGE per language or as many as they yield; given the methods' steps, the new rows
+    first train alone for WARMUP_SHARE of them at WARMUP_LR."""
     from ..models.loading import load_tokenizer
     from ..vocab.corpus import read_parallel_targets, read_texts
     from ..vocab.extend import CorpusTooSmall, extend_tokenizer
@@ -42,7 +50,9 @@ def vocab_block(base: Path, world: Path, languages: list[str]) -> dict:
         extend_tokenizer(load_tokenizer(str(base)), texts, n_new, scripts=scripts_of(languages))
     except CorpusTooSmall as e:
         n_new = e.learnable
-    return {"n_new": n_new, "languages": list(languages), "corpus": corpus, "parallel": parallel}
+    warmup_steps = round(method_steps * WARMUP_SHARE)
+    warmup = {"warmup_steps": warmup_steps, "warmup_lr": WARMUP_LR} if warmup_steps else {}
+    return {"n_new": n_new, "languages": list(languages), "corpus": corpus, "parallel": parallel, **warmup}
 
 
 def run_tokenizer_dir(run_dir: Path) -> Path:

@@ -9,7 +9,8 @@
 4. the tokenizer and the base model (``trust_remote_code`` from the config; its dtype by
    :mod:`pivotune.train.precision`: float32 master weights for half-precision compute), then
    :func:`adapt_vocabulary`, the one place both may change before any method sees them (``vocab``: the
-   tokenizer extended for the target script, the model resized);
+   tokenizer extended for the target script, the model resized), and ``vocab.warmup_steps`` of training the new
+   rows alone (:mod:`pivotune.vocab.warmup`);
 5. each stage's units, encoded (``road.units``), and the base model read or wrapped (``road.prepare_base``);
 6. per stage: a result already there (``road.finished_stage``), or the trainable parameters (``road.trainable``,
    then the new vocabulary rows: :func:`pivotune.vocab.run.train_new_rows`),
@@ -30,6 +31,7 @@ Run directory layout::
     RUN/checkpoint-*/      Trainer checkpoints (safetensors, optimizer, RNG); the last step's finishes a run
                            killed while writing its final outputs (--resume), or exports directly
     RUN/<stage>/           a method with several stages: each stage's checkpoints (LinguaLIFT: stage1/, stage2/)
+    RUN/vocab-warmup/model ``vocab.warmup_steps``: the warmed-up new rows, which a resumed run loads
     RUN/model/             the trained model (full weights, in train.dtype; or the LoRA adapter; LinguaLIFT: its
                            bridge) and tokenizer (``vocab``: the extended one, and vocab_extension.json)
     RUN/pivot_head.*       PROM only: the pivot head (safetensors + JSON description),
@@ -167,6 +169,15 @@ def _run(road: Road, run_dir: Path, samples: list[Sample] | None, *, save_checkp
     tokenizer, model, vocabulary = adapt_vocabulary(cfg, tokenizer, model, samples)
     if cfg.train.packing:   # before any encoding: packed samples must not attend to each other
         refuse_unpackable(model)
+    warmup = None
+    if vocabulary is not None and cfg.vocab.warmup_steps:   # before any method sees the model (PROM's pivot head)
+        from ..vocab.warmup import WARMUP_DIR, warm_up, warmup_train
+
+        if is_main_process():
+            remove_partials(run_dir / WARMUP_DIR)
+        args = training_arguments(cfg, run_dir / WARMUP_DIR, warmup_train(cfg))
+        warmup = warm_up(cfg, tokenizer, model, vocabulary, args, resume=bool(resume), save=save_checkpoints)
+        set_seed(cfg.seed)   # what follows starts from the same RNG state, the warm-up trained here or loaded
     units = {stage.name: road.units(stage, data, tokenizer) for stage in stages}
     model = road.prepare_base(model, tokenizer, run_dir, save_checkpoints)
     cfg = road.cfg   # as the base model decided it (PROM's regulated λ)
@@ -193,6 +204,8 @@ def _run(road: Road, run_dir: Path, samples: list[Sample] | None, *, save_checkp
         extra["losses"] = joined_series([(name, r.get("losses"), r.get("steps") or 0) for name, r in reports.items()])
     if vocabulary is not None:
         extra["vocab"] = vocabulary.record
+    if warmup is not None:
+        extra["vocab_warmup"] = warmup
     save_run(trainer, cfg, run_dir, {**extra, "seconds": round(time.time() - started, 2)}, write_model=last.final,
              vocabulary=vocabulary)
     return trainer

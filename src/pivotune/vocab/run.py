@@ -6,6 +6,8 @@
   resized and the new rows initialised. Every method then encodes with the extended tokenizer and starts from
   the resized model: PROM's pivot head is copied from the resized W_U (its new rows initialised the same way),
   CLO's reference log-probabilities and the regulation's logit lens read the extended tokenizer.
+* :func:`pivotune.vocab.warmup.warm_up` — with ``vocab.warmup_steps``, called right after: the new rows train
+  alone on that text before any method sees the model.
 * :func:`train_new_rows` — called for each stage once the method chose what trains: the new rows train too
   (under LoRA through peft's trainable tokens, else the embedding matrices with the old rows' gradient zeroed
   unless they train anyway), in an optimizer group of their own at ``vocab.embedding_lr``.
@@ -25,10 +27,12 @@ from .scripts import CONFIG_NAMES, language_scripts
 
 @dataclass(frozen=True)
 class RunVocabulary:
-    """A run's extension: where the new rows are, and what RUN/model/vocab_extension.json and run.json record."""
+    """A run's extension: where the new rows are, what RUN/model/vocab_extension.json and run.json record, and the
+    text the tokens were learned from (the embedding warm-up trains on it)."""
 
     rows: NewRows
     record: dict
+    texts: list[str]
 
 
 @dataclass(frozen=True)
@@ -97,7 +101,7 @@ def extend_for_run(cfg, tokenizer, model, samples=None):
                            min_frequency=v.min_frequency, name=base, names=CONFIG_NAMES)
     fertility = (tokens_per_word(tokenizer, texts), tokens_per_word(ext.tokenizer, texts))
     rows = resize_and_init(model, tokenizer, ext.tokenizer)
-    return ext.tokenizer, model, RunVocabulary(rows, extension_record(base, ext, fertility, rows))
+    return ext.tokenizer, model, RunVocabulary(rows, extension_record(base, ext, fertility, rows), texts)
 
 
 def _lm(model: nn.Module) -> nn.Module:

@@ -4,16 +4,17 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from ..errors import PivotuneError
-from ..settings import LanguageCode, Strict
+from ..settings import KeyProblem, LanguageCode, Strict
 
 
 class VocabSettings(Strict):
     """Vocabulary extension before training (METHODS.md, "Vocabulary extension"): ``n_new`` target-script tokens
     learned from the run's target data (or ``corpus``) are added to the base tokenizer as BPE merges, the model's
-    embeddings resized (new rows: the mean of their old pieces' rows), and the new rows train with every method.
+    embeddings resized (new rows: the mean of their old pieces' rows), the new rows trained alone first when
+    ``warmup_steps`` is set, and then trained with every method.
     """
 
     n_new: int = Field(0, ge=0, le=1_000_000, description="Tokens to add; 0 = no extension.")
@@ -36,10 +37,24 @@ class VocabSettings(Strict):
     embedding_lr: float | None = Field(
         None, gt=0.0, le=1.0, description="Learning rate of the parameters holding the new rows (under LoRA, the "
         "new rows' trainable tokens; with full fine-tuning, the embedding matrices); default: train.lr.")
+    warmup_steps: int = Field(
+        0, ge=0, le=1_000_000, description="Optimizer steps of the embedding warm-up before the method trains: only "
+        "the new rows (input and output embeddings) train, with the causal-LM loss on the text the tokens are "
+        "learned from, every other weight frozen; 0 = none.")
+    warmup_lr: float | None = Field(
+        None, gt=0.0, le=1.0, description="The warm-up's learning rate; default: vocab.embedding_lr, else train.lr.")
     freeze_old_rows: bool = Field(
         False, description="With full fine-tuning, keep every old embedding row as it was (its gradient zeroed, no "
         "weight decay): only the new rows move. Methods that leave the embeddings frozen (LoRA, CLO's attention-only "
         "training, lens-local) always keep the old rows.")
+
+    @model_validator(mode="after")
+    def _warmup_needs_new_rows(self):
+        if self.warmup_steps and not self.enabled:
+            raise KeyProblem(("vocab", "warmup_steps"), f"vocab.warmup_steps={self.warmup_steps} trains the new rows "
+                             "of a vocabulary extension, and vocab.n_new is 0 (no extension): set vocab.n_new to the "
+                             "tokens to add, or vocab.warmup_steps to 0")
+        return self
 
     @property
     def enabled(self) -> bool:
