@@ -14,6 +14,11 @@ from .languages import check_syntax
 #: whether the language is known or declared (extra_languages) is checked by RunConfig, which sees both.
 LanguageCode = Annotated[str, AfterValidator(check_syntax)]
 
+#: the heads' cross-entropy (``prom.chunk_size``, ``prom.recompute_logits``; read by every head's loss):
+#: supervised positions per chunk, and the value that lets the logits' size decide whether to recompute them
+DEFAULT_CHUNK_SIZE = 2048
+RECOMPUTE_AUTO = "auto"
+
 
 class KeyProblem(ValueError):
     """A problem a whole-config check found at key path ``loc`` (e.g. ``("data", "1", "lang")``), so the error

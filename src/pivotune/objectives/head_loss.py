@@ -29,12 +29,11 @@ from torch.utils.checkpoint import checkpoint
 from ..models.arch import ArchInfo
 from ..models.fused_ce import (HeadKernel, LinearHead, announce, choose_head_kernel, fused_head_ce, kept_logit_bytes,
                                recompute_logits)
+from ..settings import DEFAULT_CHUNK_SIZE, RECOMPUTE_AUTO as AUTO
 from .base import supervised_targets
 
 log = logging.getLogger(__name__)
 
-AUTO = "auto"   # prom.recompute_logits: decided by the rule, once per run
-DEFAULT_CHUNK_SIZE = 2048
 
 
 def gather_supervised(hidden: torch.Tensor, labels: torch.Tensor, row_weights: torch.Tensor):

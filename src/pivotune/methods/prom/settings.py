@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 
-from ...settings import LanguageCode, Strict
+from ...settings import DEFAULT_CHUNK_SIZE, RECOMPUTE_AUTO, LanguageCode, Strict
 
 
 class PromSettings(Strict):
@@ -63,11 +63,11 @@ class PromSettings(Strict):
     probe_labels: dict[LanguageCode, str] | None = Field(
         None, description="The word for 'Answer' per language in cloze prompts, for codes pivotune's table lacks.")
     chunk_size: int = Field(
-        2048, ge=1, le=1_048_576, description="Supervised positions per chunk when computing logits and "
+        DEFAULT_CHUNK_SIZE, ge=1, le=1_048_576, description="Supervised positions per chunk when computing logits and "
         "cross-entropy for a head on the chunked path (no [batch, seq, vocab] tensor is ever held); for every "
         "method whose loss is cross-entropy at the final head too (english, bactrian, xllama, lens-local).")
     recompute_logits: Literal["auto"] | bool = Field(
-        "auto", description="Recompute each chunk's logits in the backward pass (activation checkpointing "
+        RECOMPUTE_AUTO, description="Recompute each chunk's logits in the backward pass (activation checkpointing "
         "per chunk) instead of keeping them: memory for one chunk of logits instead of all of them, "
         "for one more head matmul. Gradients are identical. auto (default): recompute only when the logits "
         "kept for backward would outgrow the trainable parameters' gradients (decided once per run, from the "
