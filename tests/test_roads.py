@@ -118,21 +118,26 @@ def _crash_in(stage_dir, step: int):
     return compute_loss
 
 
+def train_until_crash(cfg, samples, stage_dir, step: int, monkeypatch) -> None:
+    """``train(cfg, samples)``, crashed in optimizer step ``step`` of the stage training in ``stage_dir``."""
+    from pivotune.train.trainer import PivotuneTrainer
+
+    with monkeypatch.context() as mp:
+        mp.setattr(PivotuneTrainer, "compute_loss", _crash_in(stage_dir, step))
+        with pytest.raises(RuntimeError, match="simulated crash"):
+            train(cfg, samples)
+
+
 @pytest.mark.slow   # three short runs per method; the fast suite resumes each road in its own test file
 @pytest.mark.parametrize("method", list(METHODS))
 def test_an_interrupted_run_resumes_to_the_uninterrupted_weights(method, tiny_model_dir, files, tmp_path,
                                                                  monkeypatch):
     """Crashed in its last stage's step 3, resumed with resume="auto" from that stage's checkpoint-2: the same
     weights as a run never stopped, bitwise."""
-    from pivotune.train.trainer import PivotuneTrainer
-
     cfg = lambda out: load_config(base=raw_config(method, tiny_model_dir, out, files, max_steps=3))
     train(cfg(tmp_path / "ref"), SAMPLES)
     run = tmp_path / "run"
-    with monkeypatch.context() as mp:
-        mp.setattr(PivotuneTrainer, "compute_loss", _crash_in(_last_stage_dir(method, run), 3))
-        with pytest.raises(RuntimeError, match="simulated crash"):
-            train(cfg(run), SAMPLES)
+    train_until_crash(cfg(run), SAMPLES, _last_stage_dir(method, run), 3, monkeypatch)
     assert not (run / "model").exists()
     train(cfg(run), SAMPLES, resume="auto")
     want, got = _weights(tmp_path / "ref"), _weights(run)

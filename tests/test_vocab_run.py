@@ -258,9 +258,7 @@ def test_an_interrupted_vocab_run_resumes_to_the_uninterrupted_weights(method, l
                                                                        monkeypatch):
     """Crashed in step 3 and resumed from checkpoint-2: the extension is learned again, identically, and the run
     ends with the weights of a run never stopped (new rows' optimizer group included), bitwise."""
-    from test_roads import _crash_in, _weights
-
-    from pivotune.train.trainer import PivotuneTrainer
+    from test_roads import _weights, train_until_crash
 
     def cfg(out):
         return vocab_config(method, tiny_model_dir, out, files, save_steps=1, lora={"enabled": lora, "r": 4},
@@ -268,10 +266,7 @@ def test_an_interrupted_vocab_run_resumes_to_the_uninterrupted_weights(method, l
 
     train(cfg(tmp_path / "ref"), SAMPLES)
     run = tmp_path / "run"
-    with monkeypatch.context() as mp:
-        mp.setattr(PivotuneTrainer, "compute_loss", _crash_in(run, 3))
-        with pytest.raises(RuntimeError, match="simulated crash"):
-            train(cfg(run), SAMPLES)
+    train_until_crash(cfg(run), SAMPLES, run, 3, monkeypatch)
     train(cfg(run), SAMPLES, resume="auto")
     want, got = _weights(tmp_path / "ref"), _weights(run)
     assert want and want.keys() == got.keys()

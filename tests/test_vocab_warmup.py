@@ -100,7 +100,7 @@ def test_an_interrupted_run_loads_its_warmup_and_resumes_to_the_uninterrupted_we
                                                                                       monkeypatch):
     """Crashed in the method's step 3 and resumed: the warm-up is not trained again (its rows are loaded) and the
     run ends with the weights of a run never stopped, bitwise; a resume with other warm-up settings is refused."""
-    from test_roads import _crash_in, _weights
+    from test_roads import _weights, train_until_crash
 
     from pivotune.train.trainer import PivotuneTrainer
 
@@ -109,10 +109,7 @@ def test_an_interrupted_run_loads_its_warmup_and_resumes_to_the_uninterrupted_we
 
     train(cfg(tmp_path / "ref"), SAMPLES)
     run = tmp_path / "run"
-    with monkeypatch.context() as mp:
-        mp.setattr(PivotuneTrainer, "compute_loss", _crash_in(run, 3))
-        with pytest.raises(RuntimeError, match="simulated crash"):
-            train(cfg(run), SAMPLES)
+    train_until_crash(cfg(run), SAMPLES, run, 3, monkeypatch)
     with pytest.raises(PivotuneError, match=r"Cannot resume from .*vocab-warmup.*vocab\.warmup_lr"):
         train(cfg(run, warmup_lr=1e-2), SAMPLES, resume="auto")
     trained = []
