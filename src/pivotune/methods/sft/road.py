@@ -15,6 +15,11 @@ from ..base import Road, Stage, Units
 from .objective import SFTObjective
 
 
+def _targets(e) -> int:
+    """An encoded sample's supervised targets (its first label never is one: nothing before it predicts it)."""
+    return sum(y != IGNORE_INDEX for y in e.labels[1:])
+
+
 class SupervisedRoad(Road):
     """Samples of the method's roles, shuffled with the run's seed; cross-entropy at the final layer."""
 
@@ -41,15 +46,13 @@ class SupervisedRoad(Road):
             raise PivotuneError("no sample kept a response token after truncation: raise max_seq_len.")
         report = {"mixture": summarize(samples), "encoded": len(encoded),
                   "truncated": sum(e.truncated for e in encoded)}
-        supervised = [sum(y != IGNORE_INDEX for y in e.labels[1:]) for e in encoded]
         if cfg.train.packing:   # the rows train in place of the samples; interference still draws samples
             rows = pack(encoded, cfg.max_seq_len)
-            by_id = {id(e): n for e, n in zip(encoded, supervised)}
-            self.supervised[stage.name] = [sum(by_id[id(e)] for e in row.samples) for row in rows]
+            self.supervised[stage.name] = [sum(map(_targets, row.samples)) for row in rows]
             return Units(rows, PackedCollator(tokenizer.pad_token_id), packed_fingerprint(rows),
                          packed_describer(rows, samples), tokenizer=tokenizer, interference=encoded,
                          lang_ids=lang_ids, report={**report, "packed_rows": len(rows)})
-        self.supervised[stage.name] = supervised
+        self.supervised[stage.name] = [_targets(e) for e in encoded]
         return Units(encoded, Collator(tokenizer.pad_token_id), data_fingerprint(encoded),
                      sample_describer(encoded, samples), tokenizer=tokenizer, interference=encoded, lang_ids=lang_ids,
                      report=report)
