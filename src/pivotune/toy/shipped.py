@@ -8,9 +8,9 @@ world config hash and encoder key they were built for, each file's sha256, and t
 
 When a cache entry for exactly that world (or encoder) is built, the files are copied in after their sha256
 is checked, instead of pretraining; any other world still pretrains its own. ``pivotune toy build-base`` is
-the recipe (:func:`build_base`): it rebuilds both from the world config, bitwise the same on the machine that
-built them (torch's CPU kernels may round differently on another CPU), and says file by file whether they
-match the shipped ones; ``--steps K`` rebuilds only the first K steps and checks them against the manifest's
+the recipe (:func:`build_base`): it rebuilds both from the world config, bitwise the same where they were built
+(the manifest records torch's and transformers' versions and the CPU kernels: another CPU or release may round
+differently, by about 1e-6 of a loss), and says file by file whether they match the shipped ones; ``--steps K`` rebuilds only the first K steps and checks them against the manifest's
 record, which is what the slow test runs; ``--ship`` (in a source checkout) replaces the shipped files.
 """
 
@@ -110,7 +110,7 @@ def build_base(out: Path, *, steps: int | None = None, encoder: bool = True, shi
     torch.set_num_threads(1)   # one thread: the reductions' order, hence every bit, is fixed
     cfg, ecfg = WorldConfig(), EncoderConfig()
     manifest = read_manifest() or {}
-    record: dict = {"recipe": RECIPE, "world": cfg.to_dict(), "torch": torch.__version__}
+    record: dict = {"recipe": RECIPE, "world": cfg.to_dict(), **environment()}
     with atomic_path(Path(out)) as tmp:
         tmp.mkdir(parents=True)
         t0 = time.perf_counter()
@@ -151,6 +151,29 @@ def build_base(out: Path, *, steps: int | None = None, encoder: bool = True, shi
     return record
 
 
+def environment() -> dict[str, str]:
+    """What a build's bits depend on beside the recipe: torch's and transformers' versions and the CPU kernels
+    torch dispatches to (``get_cpu_capability``: e.g. AVX2, AVX512)."""
+    import torch
+    import transformers
+
+    return {"torch": torch.__version__, "transformers": transformers.__version__,
+            "cpu_capability": torch.backends.cpu.get_cpu_capability()}
+
+
+def same_environment(record: dict, manifest: dict) -> bool:
+    """Whether ``record`` was built where ``manifest`` was (every field of :func:`environment` recorded in both)."""
+    return all(k in manifest and record.get(k) == manifest[k] for k in environment())
+
+
+def largest_loss_difference(mine: dict, shipped: dict) -> float:
+    """The largest relative difference between two records' first-step losses (inf when their counts differ)."""
+    a, b = mine["losses"], shipped["losses"]
+    if len(a) != len(b):
+        return float("inf")
+    return max((abs(x - y) / max(abs(y), 1e-12) for x, y in zip(a, b)), default=0.0)
+
+
 def compare(record: dict, manifest: dict) -> dict[str, str]:
     """Per kind: "identical", or what differs from the shipped manifest ("not shipped" where it has none)."""
     out = {}
@@ -161,7 +184,10 @@ def compare(record: dict, manifest: dict) -> dict[str, str]:
         if not shipped or shipped.get("key") != mine["key"]:
             out[kind] = "not shipped for this config"
         elif mine["first_steps"] != shipped["first_steps"]:
-            out[kind] = "first steps differ"
+            gap = largest_loss_difference(mine["first_steps"], shipped["first_steps"])
+            where = "" if same_environment(record, manifest) else \
+                "; built with other library versions or CPU kernels than the shipped files"
+            out[kind] = f"first steps differ (losses by up to {gap:.1e} relative{where})"
         elif "files" in mine and mine["files"] != shipped["files"]:
             out[kind] = "files differ: " + ", ".join(n for n in mine["files"] if mine["files"][n] != shipped["files"].get(n))
         else:
@@ -181,8 +207,9 @@ def ship_from(built: Path, root: Path = SHIPPED) -> None:
     write_json_atomic(root / MANIFEST, record)
 
 
-__all__ = ["FIRST_STEPS", "KINDS", "SHIPPED", "build_base", "compare", "install_shipped", "read_manifest",
-           "sha256_file", "ship_from", "weights_sha256"]
+__all__ = ["FIRST_STEPS", "KINDS", "SHIPPED", "build_base", "compare", "environment", "install_shipped",
+           "largest_loss_difference", "read_manifest", "same_environment", "sha256_file", "ship_from",
+           "weights_sha256"]
 
 
 def add_parser(sub) -> None:
