@@ -18,13 +18,18 @@ Padding share: every sample of ``--padding-samples`` in a seeded random order, i
 same samples packed best-fit-decreasing (:func:`pivotune.data.packing.pack`) into rows of max_seq_len, the
 rows in a seeded random order, ``--batch`` rows per micro-batch.
 
-Throughput: one optimizer step over the same ``--samples`` samples (a fixed random draw) both ways, each a pass
+Throughput: one optimizer step over the same ``--samples`` samples (a fixed random draw) three ways, each a pass
 of its micro-batches (``--batch`` samples, or ``--batch`` packed rows) with the loss normalised over the whole
 step (SFTObjective, forward + backward + AdamW), interleaved (bench/interleave.py: ``--warmup`` untimed rounds
-then ``--steps`` timed ones, medians). Both variants train on the same supervised tokens, so the ratio of their
-medians is the ratio of supervised tokens per second; ``loss0`` is each variant's loss at its first step (the
-same weights and data: equal up to float rounding). Target: packed >= 1.5x supervised tokens per second on the
-Alpaca-like distribution.
+then ``--steps`` timed ones, medians):
+
+  padded          samples padded to their micro-batch's longest, sdpa with the padding mask;
+  packed-masked   packed rows, sdpa with the block-diagonal mask transformers builds from the position ids;
+  packed          packed rows, sdpa per sample (:mod:`pivotune.models.packed_attention`: what train.packing runs).
+
+All train on the same supervised tokens, so the ratio of their medians is the ratio of supervised tokens per
+second; ``loss0`` is each variant's loss at its first step (the same weights and data: equal up to float
+rounding). Target: packed >= 1.5x padded supervised tokens per second on the Alpaca-like distribution.
 
 Usage: nice -n 19 python bench/packing.py [--batch 4] [--samples 32] [--steps 5] [--threads 1] [--only alpaca]
 """
@@ -42,6 +47,8 @@ from interleave import MIN_TIMED, check_steps, time_callables
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED_BASE = ROOT / "src" / "pivotune" / "toy" / "shipped" / "base"
 TARGET = 1.5   # packed over unpadded supervised tokens per second on the Alpaca-like distribution
+#: (name, packed, per-sample attention)
+VARIANTS = (("padded", False, False), ("packed-masked", True, False), ("packed", True, True))
 
 
 @dataclass
@@ -115,14 +122,18 @@ def padding(dist: Distribution, batch: int, packed: bool, seed: int) -> tuple[fl
     return padding_share(lengths, widths), sum(map(len, groups)), len(groups)
 
 
-def training_step(dist: Distribution, encoded: list, batch: int, packed: bool, seed: int):
-    """One optimizer step over ``encoded`` (a callable returning its loss), and its supervised token count."""
+def training_step(dist: Distribution, encoded: list, batch: int, packed: bool, seed: int, per_sample: bool = False):
+    """One optimizer step over ``encoded`` (a callable returning its loss), and its supervised token count;
+    ``per_sample``: packed rows attend per sample (else through transformers' block-diagonal mask)."""
+    import contextlib
+
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
     from pivotune.data.collate import Collator
     from pivotune.data.packing import PackedCollator
     from pivotune.methods.sft.objective import SFTObjective
+    from pivotune.models.packed_attention import per_sample_attention
 
     collate = PackedCollator(dist.pad_token_id) if packed else Collator(dist.pad_token_id)
     batches = [collate(group) for group in micro_batches(dist, encoded, batch, packed, seed)]
@@ -136,10 +147,11 @@ def training_step(dist: Distribution, encoded: list, batch: int, packed: bool, s
 
     def step() -> float:
         total = 0.0
-        for b in batches:
-            loss = objective.loss(model, b, norms)[0]
-            loss.backward()
-            total += float(loss.detach())
+        with per_sample_attention(model) if per_sample else contextlib.nullcontext():
+            for b in batches:
+                loss = objective.loss(model, b, norms)[0]
+                loss.backward()
+                total += float(loss.detach())
         opt.step()
         opt.zero_grad(set_to_none=True)
         return total
@@ -159,20 +171,20 @@ def run(dist: Distribution, args) -> float:
         share, rows, n = padding(dist, args.batch, packed, args.seed)
         print(f"{'packed' if packed else 'padded':10}{rows:7d}{n:15d}{share:9.1%}")
     draw = random.Random(args.seed).sample(dist.encoded, min(args.samples, len(dist.encoded)))
-    steps = {}
-    for packed in (False, True):
-        steps["packed" if packed else "padded"] = training_step(dist, draw, args.batch, packed, args.seed)
+    steps = {name: training_step(dist, draw, args.batch, packed, args.seed, per_sample)
+             for name, packed, per_sample in VARIANTS}
     t = time_callables({name: s[0] for name, s in steps.items()}, warmup=args.warmup, steps=args.steps)
     print(f"throughput over one optimizer step on {len(draw)} samples, batch {args.batch} "
           f"({args.warmup} warm-up + {args.steps} timed rounds, interleaved, medians):")
-    print(f"{'':10}{'micro-batches':>14}{'slots':>8}{'step s':>9}{'sup. tok/s':>12}{'loss0':>10}  timed steps (s)")
+    print(f"{'':14}{'micro-batches':>14}{'slots':>8}{'step s':>9}{'sup. tok/s':>12}{'loss0':>10}  timed steps (s)")
     for name, (_, supervised, slots, n) in steps.items():
         med = t.median(name)
-        print(f"{name:10}{n:14d}{slots:8d}{med:9.3f}{supervised / med:12.0f}{t.results[name][0]:10.5f}  "
+        print(f"{name:14}{n:14d}{slots:8d}{med:9.3f}{supervised / med:12.0f}{t.results[name][0]:10.5f}  "
               f"{t.spread(name)}")
     ratio = t.speedup("packed", "padded")
-    print(f"packed/padded supervised tokens per second: {ratio:.2f}x"
-          + (f" (target >= {TARGET}x)" if dist.name == "alpaca" else ""))
+    print(f"supervised tokens per second, packed/padded: {ratio:.2f}x"
+          + (f" (target >= {TARGET}x: {'met' if ratio >= TARGET else 'not met'})" if dist.name == "alpaca" else "")
+          + f"; packed-masked/padded: {t.speedup('packed-masked', 'padded'):.2f}x")
     return ratio
 
 
@@ -192,8 +204,7 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(args.threads)
-    print(f"torch {torch.__version__}, {args.threads} thread(s); sdpa attention (packed rows: transformers' "
-          "per-sample mask from restarting position ids)")
+    print(f"torch {torch.__version__}, {args.threads} thread(s); sdpa attention")
     builders = {"toy": toy_distribution, "alpaca": alpaca_distribution}
     for name in ([args.only] if args.only else builders):
         run(builders[name](args.padding_samples, args.seed), args)

@@ -22,13 +22,17 @@ def _params(trainer) -> dict[str, torch.Tensor]:
 
 
 def test_packed_prom_run_crashed_and_resumed_equals_the_uninterrupted_run(tiny_model_dir, tmp_path, monkeypatch):
-    """PROM on packed rows, killed in its third step and resumed, ends with the uninterrupted run's weights."""
+    """PROM on packed rows, killed in its third step and resumed, ends with the uninterrupted run's weights; the
+    rows attend per sample while training, and the exported config is the plain sdpa model's."""
     from pivotune.train.trainer import PivotuneTrainer
 
     ref_trainer = train(_cfg(tiny_model_dir, tmp_path / "ref", **PACKED), DATA)
     ref = _params(ref_trainer)
     report = json.loads((tmp_path / "ref" / "run.json").read_text())
     assert report["packed_rows"] < report["encoded"] and ref_trainer.state.global_step >= 4
+    assert report["packed_attention"] == "per-sample sdpa"   # switched for training, then back for export:
+    assert ref_trainer.model.lm.config._attn_implementation == "sdpa"
+    assert "pivotune" not in (tmp_path / "ref" / "model" / "config.json").read_text()
     compute_loss = PivotuneTrainer.compute_loss
 
     def crash_in_step_3(self, *a, **k):

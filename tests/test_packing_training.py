@@ -3,6 +3,7 @@ the supervised methods and PROM, through each road's own units and objective."""
 
 from __future__ import annotations
 
+import contextlib
 import random
 
 import pytest
@@ -14,6 +15,7 @@ from pivotune.data.packing import PackedRow
 from pivotune.data.records import Sample
 from pivotune.methods import METHODS
 from pivotune.methods.base import Stage
+from pivotune.models.packed_attention import per_sample_attention
 from pivotune.objectives.base import ROW_LOSSES
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -42,14 +44,16 @@ def _config(method: str, packing: bool):
                              "train": {"packing": packing}})
 
 
-def _step(method: str, packing: bool, samples, tokenizer, rows_per_batch: int = 3):
-    """One optimizer step over every unit of the road: (loss, gradients, loss per (role, lang), units)."""
+def _step(method: str, packing: bool, samples, tokenizer, rows_per_batch: int = 3, per_sample: bool = False):
+    """One optimizer step over every unit of the road: (loss, gradients, loss per (role, lang), units);
+    ``per_sample``: packed rows attend per sample (as train.packing runs them), else through the masked sdpa."""
     cfg = _config(method, packing)
     road = METHODS[method].road(cfg)
     stage = road.stages()[-1]
     units = road.units(stage, road.training_data(samples), tokenizer)
     objective = road.objective(stage)
-    model = objective.prepare_model(tiny_llama(tokenizer, layers=3, hidden=32, init_std=0.2))
+    lm = tiny_llama(tokenizer, layers=3, hidden=32, init_std=0.2)
+    model = objective.prepare_model(lm)
     batches = [units.collator(units.items[i:i + rows_per_batch]) for i in range(0, len(units.items), rows_per_batch)]
     norms: dict[str, torch.Tensor] = {}
     for b in batches:
@@ -57,23 +61,27 @@ def _step(method: str, packing: bool, samples, tokenizer, rows_per_batch: int = 
             norms[k] = norms.get(k, 0) + v
     total = torch.zeros(())
     by_group: dict[tuple[int, int], float] = {}
-    for b in batches:
-        loss, logs = objective.loss(model, b, norms)
-        loss.backward()
-        total = total + loss.detach()
-        rows = logs[ROW_LOSSES]
-        for s, role, lang in zip(rows.sums.tolist(), b["roles"].tolist(), b["langs"].tolist()):
-            by_group[role, lang] = by_group.get((role, lang), 0.0) + s
+    with per_sample_attention(lm) if per_sample else contextlib.nullcontext(True) as switched:
+        assert switched
+        for b in batches:
+            loss, logs = objective.loss(model, b, norms)
+            loss.backward()
+            total = total + loss.detach()
+            rows = logs[ROW_LOSSES]
+            for s, role, lang in zip(rows.sums.tolist(), b["roles"].tolist(), b["langs"].tolist()):
+                by_group[role, lang] = by_group.get((role, lang), 0.0) + s
     grads = {k: p.grad for k, p in model.named_parameters() if p.grad is not None}
     return total, grads, by_group, units
 
 
+@pytest.mark.parametrize("per_sample", [False, True], ids=["masked", "per-sample"])
 @pytest.mark.parametrize("method", ["xllama", "bactrian", "prom"])
-def test_packed_and_unpacked_steps_give_the_same_loss_and_gradients(method, tokenizer):
-    """Loss, every gradient and the loss per role and language agree to 1e-5, with fewer rows packed."""
+def test_packed_and_unpacked_steps_give_the_same_loss_and_gradients(method, per_sample, tokenizer):
+    """Loss, every gradient and the loss per role and language agree to 1e-5, with fewer rows packed, whether
+    packed rows attend through the block-diagonal mask or per sample."""
     samples = mixed_samples()
     loss_a, grads_a, groups_a, plain = _step(method, False, samples, tokenizer)
-    loss_b, grads_b, groups_b, packed = _step(method, True, samples, tokenizer)
+    loss_b, grads_b, groups_b, packed = _step(method, True, samples, tokenizer, per_sample=per_sample)
     assert all(isinstance(row, PackedRow) for row in packed.items)
     assert len(packed.items) < len(plain.items) / 2
     assert sorted(e.sample_index for row in packed.items for e in row.samples) == sorted(
@@ -126,35 +134,40 @@ def clo_samples(n: int = 10, seed: int = 1) -> list[Sample]:
                              origin=e.origin) for e in english]
 
 
-def _clo_step(packing: bool, samples, tokenizer, units_per_batch: int = 3):
-    """One CLO optimizer step: (loss, gradients, summed NLL term, reference log-probabilities)."""
+def _clo_step(packing: bool, samples, tokenizer, units_per_batch: int = 3, per_sample: bool = False):
+    """One CLO optimizer step: (loss, gradients, summed NLL term, reference log-probabilities); ``per_sample``:
+    the reference pass and the step attend per sample."""
     cfg = _config("clo", packing)
     road = METHODS["clo"].road(cfg)
     stage = road.stages()[-1]
     units = road.units(stage, road.training_data(samples), tokenizer)
     model = tiny_llama(tokenizer, layers=3, hidden=32, init_std=0.2)
-    road.before_training(stage, model, units, "cpu")
     objective = road.objective(stage)
-    batches = [units.collator(units.items[i:i + units_per_batch])
-               for i in range(0, len(units.items), units_per_batch)]
-    norms: dict[str, torch.Tensor] = {}
-    for b in batches:
-        for k, v in objective.normalizers(b).items():
-            norms[k] = norms.get(k, 0) + v
     total, nll = torch.zeros(()), torch.zeros(())
-    for b in batches:
-        loss, parts = objective.loss(model, b, norms)
-        loss.backward()
-        total, nll = total + loss.detach(), nll + parts["clo_nll"]
+    with per_sample_attention(model) if per_sample else contextlib.nullcontext(True) as switched:
+        assert switched
+        road.before_training(stage, model, units, "cpu")
+        batches = [units.collator(units.items[i:i + units_per_batch])
+                   for i in range(0, len(units.items), units_per_batch)]
+        norms: dict[str, torch.Tensor] = {}
+        for b in batches:
+            for k, v in objective.normalizers(b).items():
+                norms[k] = norms.get(k, 0) + v
+        for b in batches:
+            loss, parts = objective.loss(model, b, norms)
+            loss.backward()
+            total, nll = total + loss.detach(), nll + parts["clo_nll"]
     grads = {k: p.grad for k, p in model.named_parameters() if p.grad is not None}
     return total, grads, nll, torch.tensor([u.ref_logps for u in units.items]), batches
 
 
-def test_clo_packed_and_unpacked_give_the_same_loss_nll_term_and_gradients(tokenizer):
-    """CLO's loss, its NLL term, every gradient and the reference log-probabilities agree to 1e-5 packed."""
+@pytest.mark.parametrize("per_sample", [False, True], ids=["masked", "per-sample"])
+def test_clo_packed_and_unpacked_give_the_same_loss_nll_term_and_gradients(per_sample, tokenizer):
+    """CLO's loss, its NLL term, every gradient and the reference log-probabilities agree to 1e-5 packed, with
+    either attention for the packed rows."""
     samples = clo_samples()
     loss_a, grads_a, nll_a, ref_a, plain = _clo_step(False, samples, tokenizer)
-    loss_b, grads_b, nll_b, ref_b, packed = _clo_step(True, samples, tokenizer)
+    loss_b, grads_b, nll_b, ref_b, packed = _clo_step(True, samples, tokenizer, per_sample=per_sample)
     assert sum(b["input_ids"].shape[0] for b in packed) < sum(b["input_ids"].shape[0] for b in plain) / 2
     torch.testing.assert_close(ref_b, ref_a, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(nll_b, nll_a, atol=1e-5, rtol=1e-5)

@@ -8,7 +8,8 @@ per-role and per-language losses, the weight of every token) stays exact.
 
 Attention stays inside each sample the way transformers supports it: position ids restart at 0 for every sample
 and no attention mask goes to the model, so transformers builds the block-diagonal causal mask from the position
-ids (``masking_utils.find_packed_sequence_indices``: sdpa, eager, flex attention). Flash attention reads packed
+ids (``masking_utils.find_packed_sequence_indices``: sdpa, eager, flex attention); while a packed stage trains, an
+sdpa model attends per sample instead (:mod:`pivotune.models.packed_attention`). Flash attention reads packed
 position ids only in a batch flattened into one row; it, and any other attention, would attend across samples
 here, so :func:`packing_problem` names it before training.
 """

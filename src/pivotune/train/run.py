@@ -40,6 +40,7 @@ Run directory layout::
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import time
@@ -54,7 +55,9 @@ from ..data.records import Sample
 from ..io import atomic_path, write_json_atomic, write_text_atomic
 from ..methods import METHODS
 from ..methods.base import Road, Stage
+from ..models.arch import unwrap
 from ..models.loading import load_model, load_tokenizer
+from ..models.packed_attention import per_sample_attention
 from ..models.parts import ModelWithParts
 from .guards import (
     IndexedCollator,
@@ -221,6 +224,7 @@ def _train_stage(road: Road, stage: Stage, model, units, args, run_dir: Path, ch
     cfg = road.cfg
     stage_dir = Path(args.output_dir)
     model = road.trainable(stage, model)
+    attention = unwrap(model)   # the transformers model whose attention implementation packing may switch
     new_rows = None
     if vocabulary is not None:
         from ..vocab.run import train_new_rows
@@ -231,22 +235,29 @@ def _train_stage(road: Road, stage: Stage, model, units, args, run_dir: Path, ch
     keep_master_weights(model, cfg.train)
     check_disk_space(run_dir, model, checkpoints=save_checkpoints)
     args.ddp_find_unused_parameters = objective.find_unused_parameters
-    report = road.before_training(stage, model, units, args.device)
     counts = {"trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
               "total_parameters": sum(p.numel() for p in model.parameters())}
     log.info("%s: training %d of %d parameters", stage.name, counts["trainable_parameters"], counts["total_parameters"])
-    trainer = PivotuneTrainer(model=model, args=args, train_dataset=IndexedDataset(EncodedDataset(units.items)),
-                              data_collator=IndexedCollator(units.collator), processing_class=units.tokenizer,
-                              objective=objective, languages=units.lang_ids, new_rows=new_rows,
-                              **training_guards(checkpoint, units.fingerprint, units.describe))
-    if cfg.interference.every:   # accepted only for methods whose objective it can measure (the config refuses)
-        attach_interference(trainer, cfg, units.interference, units.lang_ids, units.tokenizer.pad_token_id,
-                            stage_dir)
-    result = guarded_train(trainer, stage_dir, checkpoint)
+    # packed rows attend per sample while the stage trains (the saved configs name no attention implementation)
+    with per_sample_attention(attention) if cfg.train.packing else contextlib.nullcontext(False) as per_sample:
+        if cfg.train.packing:
+            log.info("%s: packed rows attend %s", stage.name, "per sample (sdpa)" if per_sample
+                     else f"through the mask transformers builds for {attention.config._attn_implementation}")
+        report = road.before_training(stage, model, units, args.device)
+        trainer = PivotuneTrainer(model=model, args=args, train_dataset=IndexedDataset(EncodedDataset(units.items)),
+                                  data_collator=IndexedCollator(units.collator), processing_class=units.tokenizer,
+                                  objective=objective, languages=units.lang_ids, new_rows=new_rows,
+                                  **training_guards(checkpoint, units.fingerprint, units.describe))
+        if cfg.interference.every:   # accepted only for methods whose objective it can measure (config refuses)
+            attach_interference(trainer, cfg, units.interference, units.lang_ids, units.tokenizer.pad_token_id,
+                                stage_dir)
+        result = guarded_train(trainer, stage_dir, checkpoint)
     report = {**units.report, **report, **counts, "train_loss": result.training_loss,
               "losses": loss_series(trainer.state.log_history),
               "steps": trainer.state.global_step, "resumed_from": checkpoint.name if checkpoint is not None else None,
               **objective.describe(trainer.model)}
+    if cfg.train.packing:
+        report["packed_attention"] = "per-sample sdpa" if per_sample else attention.config._attn_implementation
     if stage.report_key is not None:
         report["log_history"] = trainer.state.log_history
     road.after_stage(stage, trainer.accelerator.unwrap_model(trainer.model, keep_torch_compile=False), units, args,

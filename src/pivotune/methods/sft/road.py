@@ -3,11 +3,14 @@ loss over all its rows (english, bactrian, xllama; PROM and lens-local build on 
 
 from __future__ import annotations
 
+import torch
+
 from ...data.collate import Collator, encode_all, language_ids
 from ...data.mixture import mixture_for_config, summarize
 from ...data.packing import PackedCollator, pack
-from ...data.records import IGNORE_INDEX, Sample
+from ...data.records import Sample
 from ...errors import PivotuneError
+from ...objectives.base import count_supervised
 from ...objectives.head_loss import micro_batch_positions
 from ...train.guards import packed_describer, sample_describer
 from ...train.resume import data_fingerprint, packed_fingerprint
@@ -16,8 +19,8 @@ from .objective import SFTObjective
 
 
 def _targets(e) -> int:
-    """An encoded sample's supervised targets (its first label never is one: nothing before it predicts it)."""
-    return sum(y != IGNORE_INDEX for y in e.labels[1:])
+    """An encoded sample's supervised targets, counted by the rule the losses use (:func:`count_supervised`)."""
+    return int(count_supervised(torch.tensor([e.labels])))
 
 
 class SupervisedRoad(Road):
