@@ -9,7 +9,8 @@ Variants, each in its own subprocess (its peak memory is its own), steps interle
 ``sft`` is pivotune's SFT objective (every baseline's loss), ``prom`` pivotune's PROM objective with the
 pivot at round(0.75·N) (layer 17 of 22), both through their public API, forward + backward + AdamW. With
 ``--packing`` each also runs on the same samples packed (``train.packing``: best-fit-decreasing into rows of
-``--seq`` tokens, :class:`pivotune.data.packing.PackedCollator`), as ``sft+pack`` and ``prom+pack``.
+``--seq`` tokens, :class:`pivotune.data.packing.PackedCollator`, attending per sample as a packed run does:
+:mod:`pivotune.models.packed_attention`), as ``sft+pack`` and ``prom+pack``.
 
 Precision: on CUDA, bf16 autocast over float32 master weights (``--precision bf16`` for pure bf16 weights,
 ``fp32`` for none); elsewhere float32. Batch: bench/prom_step.py's Alpaca-like mixture (40 % English, 40 %
@@ -185,6 +186,8 @@ def worker(args) -> None:
 
     import torch
 
+    from pivotune.models.packed_attention import per_sample_attention
+
     torch.set_num_threads(args.threads)
     device = pick_device()
     spec = TINY if args.tiny else LLAMA_1B
@@ -215,7 +218,8 @@ def worker(args) -> None:
         opt.zero_grad(set_to_none=True)
         return float(loss.detach())
 
-    serve_training_steps(step, device, {"params": sum(p.numel() for p in params)})
+    with per_sample_attention(lm) if packed else contextlib.nullcontext():   # as train.packing trains
+        serve_training_steps(step, device, {"params": sum(p.numel() for p in params)})
 
 
 # ----------------------------------------------------------------------------------------------- parent
