@@ -153,3 +153,20 @@ def test_the_switch_is_restored_on_error_and_never_saved(tmp_path):
     eager = _model("gemma2")
     with P.per_sample_attention(eager) as switched:
         assert not switched and eager.config._attn_implementation == "eager"
+
+
+def test_position_ids_of_another_shape_keep_the_masked_path():
+    """Position ids that do not describe the call's rows (one row of ids for two rows of queries) leave the
+    call to sdpa with the mask it was given."""
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    g = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(2, 4, 6, 8, generator=g, dtype=torch.float64) for _ in range(3))
+    module = torch.nn.Module()
+    module.is_causal = True
+    ids = torch.tensor([[0, 1, 2, 0, 1, 2]])
+    got, _ = P.packed_sdpa_attention(module, q, k, v, None, position_ids=ids)
+    want, _ = sdpa_attention_forward(module, q, k, v, None)
+    torch.testing.assert_close(got, want, atol=1e-12, rtol=1e-12)
+    per_sample, _ = P.packed_sdpa_attention(module, q, k, v, None, position_ids=ids.expand(2, 6).clone())
+    assert not torch.allclose(per_sample, want)   # with ids for both rows, the samples are kept apart

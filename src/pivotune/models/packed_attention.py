@@ -15,7 +15,7 @@ the masked one, the call takes the masked path, so a model always gets the atten
 
 - the model does not hand its attention the position ids (per-sample bounds unknown);
 - a sample longer than the layer's sliding window (the window, not the sample, bounds its attention);
-- queries and keys of different lengths (a key/value cache);
+- queries and keys of different lengths (a key/value cache), or position ids not shaped like the queries' rows;
 - the position ids do not read as packed samples (each one 0, 1, 2, ... after its sample's start).
 
 pivotune's training forwards run without a cache (``use_cache=False``), where transformers builds the per-sample
@@ -69,7 +69,9 @@ def packed_sdpa_attention(module: torch.nn.Module, query: torch.Tensor, key: tor
 
     position_ids = kwargs.pop("position_ids", None)
     bounds = None
-    if position_ids is not None and query.shape[2] == key.shape[2]:
+    # per sample only where the ids describe this call's rows: [B, T] for B rows of T queries, and as many keys
+    if position_ids is not None and tuple(position_ids.shape) == (query.shape[0], query.shape[2]) \
+            and query.shape[2] == key.shape[2]:
         bounds = sample_bounds(position_ids)
         window = kwargs.get("sliding_window") or getattr(module, "sliding_window", None)
         if bounds is not None and window and any(end - start > window for spans in bounds for start, end in spans):
