@@ -69,6 +69,17 @@ def test_packed_run_with_activation_checkpointing_trains_like_one_without(method
     assert losses[1] == pytest.approx(losses[0], rel=1e-5)
 
 
+def test_packed_lora_run_attends_per_sample_and_exports_a_plain_adapter(tiny_model_dir, tmp_path):
+    """Under LoRA the switch reaches the base model inside the adapter wrapper, and is undone before the export:
+    the run records per-sample attention, and the adapter's base loads as the plain sdpa model."""
+    cfg = _cfg(tiny_model_dir, tmp_path / "lora", method="xllama", **PACKED,
+               **{"lora.enabled": "true", "lora.r": 4})
+    trainer = train(cfg, DATA, save_checkpoints=False)
+    assert json.loads((tmp_path / "lora" / "run.json").read_text())["packed_attention"] == "per-sample sdpa"
+    assert trainer.model.get_base_model().config._attn_implementation == "sdpa"
+    assert "pivotune" not in (tmp_path / "lora" / "model" / "adapter_config.json").read_text()
+
+
 def test_lingualift_refuses_packing():
     """LinguaLIFT's rows sit behind their own encoder prefix: train.packing is a config error naming the key."""
     from pivotune.config import load_config
