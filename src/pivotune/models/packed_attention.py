@@ -103,7 +103,7 @@ def register() -> None:
 def per_sample_attention(model) -> Iterator[bool]:
     """While open, an sdpa ``model`` (a transformers model, its wrappers unwrapped) attends per packed sample;
     yields whether it does (other implementations stay as they are). Restored on exit, also on an error."""
-    from ..models.arch import unwrap
+    from .arch import unwrap
 
     lm = unwrap(model)
     if lm.config._attn_implementation != SDPA:

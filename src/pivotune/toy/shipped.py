@@ -10,8 +10,9 @@ When a cache entry for exactly that world (or encoder) is built, the files are c
 is checked, instead of pretraining; any other world still pretrains its own. ``pivotune toy build-base`` is
 the recipe (:func:`build_base`): it rebuilds both from the world config, bitwise the same where they were built
 (the manifest records torch's and transformers' versions and the CPU kernels: another CPU or release may round
-differently, by about 1e-6 of a loss), and says file by file whether they match the shipped ones; ``--steps K`` rebuilds only the first K steps and checks them against the manifest's
-record, which is what the slow test runs; ``--ship`` (in a source checkout) replaces the shipped files.
+differently, by about 1e-6 of a loss), and says file by file whether they match the shipped ones; ``--steps K``
+rebuilds only the first K steps and checks them against the manifest's record, which is what the slow test
+runs; ``--ship`` (in a source checkout) replaces the shipped files.
 """
 
 from __future__ import annotations

@@ -240,9 +240,10 @@ def _train_stage(road: Road, stage: Stage, model, units, args, run_dir: Path, ch
     log.info("%s: training %d of %d parameters", stage.name, counts["trainable_parameters"], counts["total_parameters"])
     # packed rows attend per sample while the stage trains (the saved configs name no attention implementation)
     with per_sample_attention(attention) if cfg.train.packing else contextlib.nullcontext(False) as per_sample:
+        packed_attention = None   # packed runs: per-sample sdpa, or the implementation whose mask transformers builds
         if cfg.train.packing:
-            log.info("%s: packed rows attend %s", stage.name, "per sample (sdpa)" if per_sample
-                     else f"through the mask transformers builds for {attention.config._attn_implementation}")
+            packed_attention = "per-sample sdpa" if per_sample else attention.config._attn_implementation
+            log.info("%s: packed rows attend through %s", stage.name, packed_attention)
         report = road.before_training(stage, model, units, args.device)
         trainer = PivotuneTrainer(model=model, args=args, train_dataset=IndexedDataset(EncodedDataset(units.items)),
                                   data_collator=IndexedCollator(units.collator), processing_class=units.tokenizer,
@@ -256,8 +257,8 @@ def _train_stage(road: Road, stage: Stage, model, units, args, run_dir: Path, ch
               "losses": loss_series(trainer.state.log_history),
               "steps": trainer.state.global_step, "resumed_from": checkpoint.name if checkpoint is not None else None,
               **objective.describe(trainer.model)}
-    if cfg.train.packing:
-        report["packed_attention"] = "per-sample sdpa" if per_sample else attention.config._attn_implementation
+    if packed_attention is not None:
+        report["packed_attention"] = packed_attention
     if stage.report_key is not None:
         report["log_history"] = trainer.state.log_history
     road.after_stage(stage, trainer.accelerator.unwrap_model(trainer.model, keep_torch_compile=False), units, args,
